@@ -1,0 +1,18 @@
+import type { Command } from 'commander';
+import type { CliIo } from '../io.js';
+
+/**
+ * A CLI command module: adds its command to `parent` (the program, or the `bench` / `eval`
+ * group). The action sets `process.exitCode`-free results through the returned promise of
+ * commander; errors propagate to `main`, which prints the coded message.
+ */
+export type RegisterCommand = (parent: Command, io: CliIo) => void;
+
+/** Top-level commands (`strata <name>`). */
+export const commands: RegisterCommand[] = [];
+
+/** `strata bench <name>` subcommands. */
+export const benchCommands: RegisterCommand[] = [];
+
+/** `strata eval <name>` subcommands. */
+export const evalCommands: RegisterCommand[] = [];

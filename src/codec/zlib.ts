@@ -1,0 +1,57 @@
+import * as zlib from 'node:zlib';
+import { StrataError } from '../errors.js';
+import type { Codec } from './codec.js';
+import { CODEC_IDS, registerCodec } from './codec.js';
+
+/*
+ * node:zlib codecs under the Codec contract. `maxOutputLength` makes zlib stop (and throw)
+ * instead of inflating past the declared size, so a hostile payload cannot make us allocate
+ * more than the frame admits to.
+ */
+function bounded(name: string, fn: (payload: Uint8Array, options: zlib.ZlibOptions & zlib.BrotliOptions) => Buffer, payload: Uint8Array, decodedLength: number): Uint8Array {
+  try {
+    return new Uint8Array(fn(payload, { maxOutputLength: Math.max(1, decodedLength) }));
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'Z_BUF_ERROR' || code === 'ERR_BUFFER_TOO_LARGE') throw new StrataError('STRATA_ERR_CODEC_TRUNCATED', `${name} payload is truncated or larger than declared`, { cause: err });
+    throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `${name} payload does not decode: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export const rawCodec: Codec = {
+  id: CODEC_IDS.raw,
+  name: 'raw',
+  compress: (input) => input.slice(),
+  decompress(payload, decodedLength) {
+    if (payload.length !== decodedLength) throw new StrataError('STRATA_ERR_CODEC_TRUNCATED', `raw payload has ${payload.length} bytes, frame declares ${decodedLength}`);
+    return payload.slice();
+  },
+};
+
+export const deflateCodec: Codec = {
+  id: CODEC_IDS.deflate,
+  name: 'deflate',
+  compress: (input) => new Uint8Array(zlib.deflateRawSync(input, { level: 9 })),
+  decompress: (payload, n) => bounded('deflate', zlib.inflateRawSync, payload, n),
+};
+
+export const gzipCodec: Codec = {
+  id: CODEC_IDS.gzip,
+  name: 'gzip',
+  compress: (input) => new Uint8Array(zlib.gzipSync(input, { level: 9 })),
+  decompress: (payload, n) => bounded('gzip', zlib.gunzipSync, payload, n),
+};
+
+export const brotliCodec: Codec = {
+  id: CODEC_IDS.brotli,
+  name: 'brotli',
+  compress: (input) =>
+    new Uint8Array(
+      zlib.brotliCompressSync(input, {
+        params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: input.length },
+      }),
+    ),
+  decompress: (payload, n) => bounded('brotli', zlib.brotliDecompressSync, payload, n),
+};
+
+for (const codec of [rawCodec, deflateCodec, gzipCodec, brotliCodec]) registerCodec(codec);

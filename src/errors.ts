@@ -1,0 +1,74 @@
+/**
+ * The one catalog of Strata's error codes. Codes are stable API: callers (and the HTTP layer)
+ * branch on `code`, never on message text. `docs/errors.md` lists the same codes; a test fails
+ * when the two disagree.
+ */
+
+/** code → [HTTP status, one-line meaning]. The status is what the HTTP service answers with. */
+export const ERROR_CATALOG = {
+  // configuration and input
+  STRATA_ERR_CONFIG_INVALID: [500, 'A configuration option has the wrong type or value; the message names the option, what was expected and what was received.'],
+  STRATA_ERR_VALIDATION: [400, 'A request or argument failed validation.'],
+  STRATA_ERR_INVALID_ID: [400, 'A tenant, session or user id is empty, too long, or has characters outside [A-Za-z0-9_.-].'],
+  STRATA_ERR_INVALID_ROLE: [400, 'A message role is not one of system, user, assistant, tool.'],
+  STRATA_ERR_CONTENT_EMPTY: [400, 'A message has empty content.'],
+  STRATA_ERR_CONTENT_TOO_LARGE: [413, 'A message is larger than maxMessageBytes.'],
+  STRATA_ERR_METADATA_INVALID: [400, 'Message metadata is not a plain JSON object.'],
+  STRATA_ERR_METADATA_TOO_LARGE: [413, 'Message metadata is larger than maxMetadataBytes.'],
+  STRATA_ERR_INPUT_FORMAT: [400, 'An input file or body is not in a recognised format.'],
+  STRATA_ERR_NOT_FOUND: [404, 'The session, turn or user does not exist (or belongs to another tenant).'],
+  STRATA_ERR_CONFLICT: [409, 'The operation conflicts with the current state (for example an import over an existing session).'],
+  STRATA_ERR_NOT_AVAILABLE: [501, 'The requested feature is not available in this configuration.'],
+  // codec
+  STRATA_ERR_CODEC_UNKNOWN: [500, 'A frame names a codec id this build does not know.'],
+  STRATA_ERR_CODEC_TRUNCATED: [500, 'A codec frame ends before its declared content.'],
+  STRATA_ERR_CODEC_CORRUPT: [500, 'A codec frame is malformed (bad header, impossible code table, bad bit stream).'],
+  STRATA_ERR_CODEC_CHECKSUM: [500, 'A decoded frame does not match its CRC32C or declared length.'],
+  STRATA_ERR_CODEC_TOO_LARGE: [500, 'A frame declares a decoded size above the configured maximum.'],
+  // archive
+  STRATA_ERR_ARCHIVE_CORRUPT: [500, 'An archive file has a block whose CRC or lengths do not check; the message names file, segment and block.'],
+  STRATA_ERR_ARCHIVE_VERSION: [500, 'An archive file or segment has an unknown magic or format version.'],
+  STRATA_ERR_ARCHIVE_IO: [500, 'Reading or writing an archive file failed at the operating-system level.'],
+  // journal
+  STRATA_ERR_JOURNAL_LOCKED: [500, 'Another live process owns this journal directory.'],
+  STRATA_ERR_JOURNAL_CORRUPT: [500, 'A journal record in the middle of a file fails its CRC or length check.'],
+  STRATA_ERR_JOURNAL_CLOSED: [503, 'The journal was closed; no more appends are accepted.'],
+  // hot tier, leases, lifecycle
+  STRATA_ERR_HOT_UNAVAILABLE: [503, 'The hot store (Redis) cannot be reached.'],
+  STRATA_ERR_LEASE_BUSY: [409, 'Another instance holds the compaction lease of this session.'],
+  STRATA_ERR_LEASE_LOST: [409, 'The compaction lease expired or was taken over before the work finished.'],
+  STRATA_ERR_CLOSED: [503, 'The instance is closing or closed.'],
+  STRATA_ERR_BACKPRESSURE: [429, 'The journal or compaction is too far behind; retry later.'],
+  // retrieval
+  STRATA_ERR_EMBEDDING_DIMENSION: [400, 'An embedding has a different dimension than the configured embedder.'],
+  STRATA_ERR_EMBEDDER_FAILED: [502, 'The embedding provider failed or timed out after its retries.'],
+  STRATA_ERR_EMBEDDER_MISMATCH: [409, 'The archive was embedded with a different model than the configured one; run `strata reindex`.'],
+  // service
+  STRATA_ERR_UNAUTHORIZED: [401, 'The API key is missing or unknown.'],
+  STRATA_ERR_PAYLOAD_TOO_LARGE: [413, 'The request body exceeds the size limit.'],
+  STRATA_ERR_INTERNAL: [500, 'An unexpected internal error.'],
+} as const satisfies Record<string, readonly [number, string]>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+export class StrataError extends Error {
+  readonly code: ErrorCode;
+  /** Structured context (file, segment, option name, ...) for logs and API error bodies. */
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(`${code}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'StrataError';
+    this.code = code;
+    this.details = options.details;
+  }
+
+  /** HTTP status the service answers with for this error. */
+  get status(): number {
+    return ERROR_CATALOG[this.code][0];
+  }
+}
+
+export function isStrataError(value: unknown, code?: ErrorCode): value is StrataError {
+  return value instanceof StrataError && (code === undefined || value.code === code);
+}

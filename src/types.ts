@@ -1,0 +1,48 @@
+/** Types shared by every layer. */
+
+export const ROLES = ['system', 'user', 'assistant', 'tool'] as const;
+export type Role = (typeof ROLES)[number];
+
+export type Metadata = Record<string, unknown>;
+
+/** Names one session. Every session belongs to exactly one tenant. */
+export interface SessionRef {
+  readonly tenant: string;
+  readonly sessionId: string;
+}
+
+/** One message of a session, as stored in every tier. */
+export interface Turn {
+  /** Dense, strictly increasing per session, starting at 1. */
+  turnId: number;
+  role: Role;
+  content: string;
+  /** Milliseconds since the Unix epoch. */
+  createdAt: number;
+  /** Token count of `content` with the configured tokenizer, when known. */
+  tokens?: number;
+  metadata?: Metadata;
+}
+
+/** A turn as the archive keeps it: with its embedding when one was computed. */
+export interface ArchivedTurn extends Turn {
+  embedding?: Float32Array;
+}
+
+/**
+ * Mutual exclusion per session for writers of its archive file. Single-process mode uses an
+ * in-process lock; the Redis hot tier provides a lease with token and expiry shared by all
+ * instances. The archive never assumes it owns the directory: it writes under this lock.
+ */
+export interface SessionLock {
+  withLock<T>(ref: SessionRef, fn: () => Promise<T>): Promise<T>;
+}
+
+/** Injected time source (milliseconds since epoch) so TTL and intervals are testable without sleeping. */
+export interface Clock {
+  now(): number;
+}
+
+export const systemClock: Clock = Object.freeze({ now: () => Date.now() });
+
+export const DEFAULT_TENANT = 'default';
