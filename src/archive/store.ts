@@ -1,0 +1,115 @@
+import type { ArchivedTurn, SessionRef } from '../types.js';
+
+/**
+ * The cold-tier contract. The filesystem driver (`FsArchiveStore`) is the default; every driver
+ * passes `test/conformance/archive-store.ts`.
+ *
+ * Writers of one session's file must hold that session's `SessionLock` (given to the driver at
+ * construction); readers never need it. Reads merge segments by turn id and drop duplicates.
+ */
+export interface ArchiveStore {
+  /**
+   * Appends turns (ascending turn ids) as one new segment. Idempotent: turns whose id is at or
+   * below the session's high-water turn id (the highest id ever archived, kept even after that
+   * turn is deleted) are skipped, so journal replay and retried compactions never duplicate
+   * and never resurrect deleted turns.
+   */
+  append(ref: SessionRef, turns: readonly ArchivedTurn[], options?: AppendOptions): Promise<AppendResult>;
+  /** Turns in ascending id order, merged over all segments, inclusive range. */
+  read(ref: SessionRef, range?: TurnRange): Promise<ArchivedTurn[]>;
+  /** Null when the session has no archive file. */
+  info(ref: SessionRef): Promise<ArchiveSessionInfo | null>;
+  listSessions(tenant: string, options?: ListOptions): Promise<{ sessions: ArchiveSessionInfo[]; nextCursor: string | null }>;
+  /** Session ids of one user within one tenant, from the per-tenant user index (no scan). */
+  listUserSessions(tenant: string, userId: string): Promise<string[]>;
+  /** Brute-force cosine similarity over stored vectors of the sessions in scope. */
+  searchByEmbedding(query: Float32Array, topK: number, scope: SearchScope): Promise<EmbeddingHit[]>;
+  saveSummary(ref: SessionRef, summary: Summary): Promise<void>;
+  /** The current summaries of a session, ascending by `fromTurn`; later records for the same range replace earlier ones. */
+  loadSummaries(ref: SessionRef): Promise<Summary[]>;
+  /** Rewrites the file without these turns (atomic: temp + fsync + rename + dir fsync); also drops summaries covering them. */
+  deleteTurns(ref: SessionRef, turnIds: readonly number[]): Promise<DeleteReceipt>;
+  deleteSession(ref: SessionRef): Promise<DeleteReceipt>;
+  deleteUser(tenant: string, userId: string): Promise<DeleteReceipt>;
+  /** Deletes sessions whose last turn is older than `maxAgeDays` (by the store's clock); returns how many. */
+  cleanupExpiredSessions(maxAgeDays: number): Promise<number>;
+  /** Rewrites a session's many small segments into one. */
+  compact(ref: SessionRef): Promise<void>;
+  /** The session's archive file, byte for byte. */
+  exportSession(ref: SessionRef): Promise<Uint8Array>;
+  /** Writes an exported file as this session's archive; fails with STRATA_ERR_CONFLICT if it exists. Verifies every block first. */
+  importSession(ref: SessionRef, file: Uint8Array, options?: { userId?: string }): Promise<ArchiveSessionInfo>;
+  stats(tenant?: string): Promise<ArchiveStats>;
+  close(): Promise<void>;
+}
+
+export interface AppendOptions {
+  /** Recorded in the per-tenant user index on first sight. */
+  userId?: string;
+  /** Id of the embedder that produced the turns' embeddings (stored in the segment header). */
+  embedderId?: string;
+}
+
+export interface AppendResult {
+  appended: number;
+  skipped: number;
+  /** High-water turn id after the append. */
+  highWater: number;
+}
+
+export interface TurnRange {
+  fromTurn?: number;
+  toTurn?: number;
+}
+
+export interface ListOptions {
+  cursor?: string | null;
+  /** Default 100, at most 1000. */
+  limit?: number;
+}
+
+export type SearchScope =
+  | { tenant: string; sessionIds: readonly string[] }
+  | { tenant: string; userId: string };
+
+export interface EmbeddingHit {
+  sessionId: string;
+  turnId: number;
+  score: number;
+}
+
+export interface Summary {
+  fromTurn: number;
+  toTurn: number;
+  text: string;
+  createdAt: number;
+}
+
+export interface ArchiveSessionInfo {
+  tenant: string;
+  sessionId: string;
+  userId: string | null;
+  turnCount: number;
+  /** Highest turn id ever archived, also after deletions. 0 when none. */
+  highWater: number;
+  firstTurnAt: number | null;
+  lastTurnAt: number | null;
+  bytes: number;
+  segments: number;
+  embedderId: string | null;
+}
+
+export interface DeleteReceipt {
+  sessions: number;
+  turns: number;
+  bytes: number;
+  vectors: number;
+  summaries: number;
+}
+
+export interface ArchiveStats {
+  sessions: number;
+  turns: number;
+  bytes: number;
+  segments: number;
+}

@@ -1,0 +1,16 @@
+/**
+ * Hooks the core calls so the service can export Prometheus metrics without the core depending
+ * on prom-client. Every method is optional; the default does nothing.
+ */
+export interface StrataMetrics {
+  journalFsync?(seconds: number, records: number): void;
+  hotAccess?(hit: boolean): void;
+  rehydration?(): void;
+  compaction?(seconds: number, turns: number, encodedBytes: number, rawBytes: number): void;
+  compactionLag?(seconds: number): void;
+  eviction?(reason: 'lru' | 'idle' | 'explicit'): void;
+  embedBatch?(seconds: number, texts: number): void;
+  tierBytes?(tier: 'hot' | 'archive', bytes: number): void;
+}
+
+export const noMetrics: StrataMetrics = Object.freeze({});
