@@ -1,0 +1,121 @@
+import type { Lsn, TurnRecord } from '../journal/types.js';
+import type { SessionRef, Turn } from '../types.js';
+
+export function sessionKey(ref: SessionRef): string {
+  // NUL cannot occur in validated ids, so the key is unambiguous.
+  return `${ref.tenant}\u0000${ref.sessionId}`;
+}
+
+interface PendingSession {
+  ref: SessionRef;
+  /** Unarchived records of this instance's journal, by turn id. */
+  records: Map<number, { record: TurnRecord; lsn: Lsn }>;
+}
+
+function compareLsn(a: Lsn, b: Lsn): number {
+  return a.file - b.file || a.offset - b.offset;
+}
+
+/**
+ * The journal records this instance wrote (or replayed) that are not yet archived. It is what
+ * makes a lost hot tier (Redis flush or restart) recoverable without reading the journal back:
+ * seeding a session takes its unarchived turns from here. It also yields the journal checkpoint:
+ * the smallest LSN still pending.
+ */
+export class PendingIndex {
+  private readonly sessions = new Map<string, PendingSession>();
+  private count = 0;
+
+  add(ref: SessionRef, record: TurnRecord, lsn: Lsn): void {
+    const key = sessionKey(ref);
+    let session = this.sessions.get(key);
+    if (!session) {
+      session = { ref, records: new Map() };
+      this.sessions.set(key, session);
+    }
+    if (!session.records.has(record.turnId)) this.count++;
+    session.records.set(record.turnId, { record, lsn });
+  }
+
+  /** Forgets every record of the session with turn id ≤ upTo (they are archived). */
+  markArchived(ref: SessionRef, upTo: number): void {
+    const key = sessionKey(ref);
+    const session = this.sessions.get(key);
+    if (!session) return;
+    for (const turnId of session.records.keys()) {
+      if (turnId <= upTo) {
+        session.records.delete(turnId);
+        this.count--;
+      }
+    }
+    if (session.records.size === 0) this.sessions.delete(key);
+  }
+
+  dropTurns(ref: SessionRef, turnIds: readonly number[]): void {
+    const session = this.sessions.get(sessionKey(ref));
+    if (!session) return;
+    for (const id of turnIds) if (session.records.delete(id)) this.count--;
+    if (session.records.size === 0) this.sessions.delete(sessionKey(ref));
+  }
+
+  dropSession(ref: SessionRef): number {
+    const key = sessionKey(ref);
+    const n = this.sessions.get(key)?.records.size ?? 0;
+    this.sessions.delete(key);
+    this.count -= n;
+    return n;
+  }
+
+  /** Unarchived turns of the session, ascending by turn id. */
+  turns(ref: SessionRef): Turn[] {
+    const session = this.sessions.get(sessionKey(ref));
+    if (!session) return [];
+    return [...session.records.values()].map(({ record }) => recordToTurn(record)).sort((a, b) => a.turnId - b.turnId);
+  }
+
+  userId(ref: SessionRef): string | undefined {
+    const session = this.sessions.get(sessionKey(ref));
+    if (!session) return undefined;
+    for (const { record } of session.records.values()) if (record.userId) return record.userId;
+    return undefined;
+  }
+
+  maxTurnId(ref: SessionRef): number {
+    const session = this.sessions.get(sessionKey(ref));
+    let max = 0;
+    if (session) for (const id of session.records.keys()) max = Math.max(max, id);
+    return max;
+  }
+
+  has(ref: SessionRef): boolean {
+    return this.sessions.has(sessionKey(ref));
+  }
+
+  refs(): SessionRef[] {
+    return [...this.sessions.values()].map((s) => s.ref);
+  }
+
+  /** Sessions of one tenant with pending turns owned by `userId`. */
+  refsOfUser(tenant: string, userId: string): SessionRef[] {
+    return this.refs().filter((ref) => ref.tenant === tenant && this.userId(ref) === userId);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The smallest LSN of any pending record, or null when everything is archived. */
+  minLsn(): Lsn | null {
+    let min: Lsn | null = null;
+    for (const session of this.sessions.values()) {
+      for (const { lsn } of session.records.values()) if (min === null || compareLsn(lsn, min) < 0) min = lsn;
+    }
+    return min;
+  }
+}
+
+export function recordToTurn(record: TurnRecord): Turn {
+  const turn: Turn = { turnId: record.turnId, role: record.role, content: record.content, createdAt: record.createdAt };
+  if (record.metadata !== undefined) turn.metadata = record.metadata;
+  return turn;
+}

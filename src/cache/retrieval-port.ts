@@ -1,0 +1,17 @@
+import type { SessionRef, Turn } from '../types.js';
+import type { ContextRequest, ContextResult, SearchHit } from './api.js';
+
+/**
+ * What the cache needs from retrieval: search over archived turns, smart context assembly and
+ * index invalidation. Implemented in src/retrieval over the archive.
+ */
+export interface RetrievalPort {
+  /** `exclude`: per session id, turn ids that must not be returned (the recent window). */
+  search(query: string, topK: number, scope: { tenant: string; sessionIds: readonly string[] }, exclude: ReadonlyMap<string, ReadonlySet<number>>): Promise<SearchHit[]>;
+  /** Packs summaries, relevant older turns and `recent` into the request's token budget. */
+  smartContext(ref: SessionRef, request: ContextRequest, recent: readonly Turn[]): Promise<ContextResult>;
+  /** The session changed: cached indexes and results of it are stale. */
+  invalidate(ref: SessionRef): void;
+  /** Called after turns were archived (milestone summaries). */
+  afterCompaction?(ref: SessionRef): Promise<void>;
+}
