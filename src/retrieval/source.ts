@@ -1,0 +1,40 @@
+import type { Role } from '../types.js';
+
+/**
+ * What the retriever searches: one session, or every session of one user within a tenant.
+ * The cache resolves a user to its sessions through the archive's per-tenant user index.
+ */
+export type RetrievalScope =
+  | { tenant: string; sessionIds: readonly string[] }
+  | { tenant: string; userId: string };
+
+/** A searchable turn. `embedding` is the stored vector; turns without one are embedded on indexing. */
+export interface RetrievalTurn {
+  sessionId: string;
+  turnId: number;
+  role: Role;
+  content: string;
+  createdAt: number;
+  /** Who spoke, when the application records it (e.g. `metadata.name`); matched against names in queries. */
+  speaker?: string;
+  embedding?: Float32Array;
+}
+
+/**
+ * Where the retriever's turns come from. The cache implements it over archive + hot tier; the
+ * evaluations implement it over an archive directly.
+ */
+export interface TurnSource {
+  /** Every turn in scope (any order; the retriever sorts by session and turn id). */
+  loadTurns(scope: RetrievalScope): Promise<RetrievalTurn[]>;
+  /**
+   * A string that changes whenever the turns in scope change (append, delete, reindex), e.g.
+   * the session high-water marks and deletion counters joined. Indexes and cached results of a
+   * scope are reused while it is unchanged.
+   */
+  version(scope: RetrievalScope): Promise<string>;
+}
+
+export function scopeKey(scope: RetrievalScope): string {
+  return 'userId' in scope ? `${scope.tenant}\u0000u\u0000${scope.userId}` : `${scope.tenant}\u0000s\u0000${[...scope.sessionIds].sort().join('\u0000')}`;
+}
