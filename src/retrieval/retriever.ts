@@ -1,0 +1,261 @@
+import type { SearchHit } from '../cache/api.js';
+import { StrataError } from '../errors.js';
+import { Bm25Index } from './bm25.js';
+import type { Embedder } from './embedder.js';
+import { Lru } from './lru.js';
+import { scopeKey, type RetrievalScope, type RetrievalTurn, type TurnSource } from './source.js';
+import { terms, words } from './text.js';
+
+/** Tuning of the hybrid search. Defaults were tuned on LoCoMo dev categories 1–4 (see docs/retrieval.md). */
+export interface RetrieverOptions {
+  /** Reciprocal-rank-fusion constant k in 1/(k + rank). Default 60. */
+  rrfK?: number;
+  /** Weight of the dense ranking in the fusion. Default 1. 0 = lexical only. */
+  denseWeight?: number;
+  /** Weight of the BM25 ranking in the fusion. Default 1. 0 = dense only. */
+  lexicalWeight?: number;
+  /** Candidates taken from each ranking before fusion. Default 200. */
+  depth?: number;
+  /** Share of each adjacent turn's fused score added to a turn's own (context smoothing). Default 0. */
+  smoothing?: number;
+  /** Neighbour expansion: adjacent turns (±1) brought in after each of the first `neighbourHits` hits. Default 0 (off). */
+  neighbourHits?: number;
+  /** Multiplier applied to turns whose speaker is named in the query. Default 1 (off). */
+  speakerBoost?: number;
+  /** Indexed scopes kept in memory. Default 64. */
+  maxScopes?: number;
+  /** Cached query embeddings. Default 1024. */
+  queryCacheSize?: number;
+  /** Cached result lists. Default 1024. */
+  resultCacheSize?: number;
+}
+
+export interface SearchOptions {
+  /** Turns never returned (the recent window), as `{sessionId, turnId}`. */
+  exclude?: Iterable<{ sessionId: string; turnId: number }>;
+}
+
+interface ScopeIndex {
+  version: string;
+  turns: RetrievalTurn[];
+  /** Row-major normalised vectors, `dimensions` per turn. */
+  matrix: Float32Array;
+  bm25: Bm25Index;
+  /** `${sessionId}\0${turnId}` → doc number. */
+  byKey: Map<string, number>;
+  /** Lower-cased speaker name → doc numbers. */
+  speakers: Map<string, number[]>;
+}
+
+const key = (sessionId: string, turnId: number) => `${sessionId}\u0000${turnId}`;
+
+/** Indexes of the `count` largest values among `candidates` (or all of 0..n-1), descending. */
+function topIndexes(scores: Float32Array, count: number, candidates?: readonly number[]): number[] {
+  const idx = candidates ? [...candidates] : Array.from({ length: scores.length }, (_, i) => i);
+  idx.sort((a, b) => scores[b]! - scores[a]!);
+  return idx.length > count ? idx.slice(0, count) : idx;
+}
+
+/**
+ * Hybrid search over a `TurnSource`: dense cosine over the turn vectors plus BM25, fused by
+ * weighted reciprocal rank, recency as the tie-breaker, optional neighbour smoothing and
+ * expansion, exclusions. Per-scope indexes are built on first use and rebuilt when the scope's
+ * version changes; query embeddings and results are cached (results keyed by scope version).
+ */
+export class HybridRetriever {
+  private readonly o: Required<RetrieverOptions>;
+  private readonly indexes: Lru<string, Promise<ScopeIndex>>;
+  private readonly queryVectors: Lru<string, Promise<Float32Array>>;
+  private readonly results: Lru<string, SearchHit[]>;
+
+  constructor(
+    private readonly source: TurnSource,
+    private readonly embedder: Embedder,
+    options: RetrieverOptions = {},
+  ) {
+    this.o = {
+      rrfK: options.rrfK ?? 60,
+      denseWeight: options.denseWeight ?? 1,
+      lexicalWeight: options.lexicalWeight ?? 1,
+      depth: options.depth ?? 200,
+      smoothing: options.smoothing ?? 0,
+      neighbourHits: options.neighbourHits ?? 0,
+      speakerBoost: options.speakerBoost ?? 1,
+      maxScopes: options.maxScopes ?? 64,
+      queryCacheSize: options.queryCacheSize ?? 1024,
+      resultCacheSize: options.resultCacheSize ?? 1024,
+    };
+    for (const [name, value] of Object.entries(this.o)) {
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+        throw new StrataError('STRATA_ERR_CONFIG_INVALID', `retrieval.${name}: expected a finite number ≥ 0, got ${String(value)}`);
+      }
+    }
+    this.indexes = new Lru(this.o.maxScopes);
+    this.queryVectors = new Lru(this.o.queryCacheSize);
+    this.results = new Lru(this.o.resultCacheSize);
+  }
+
+  /** Drops a scope's index (e.g. after a deletion the version would also reveal). */
+  invalidate(scope?: RetrievalScope): void {
+    if (scope) this.indexes.delete(scopeKey(scope));
+    else this.indexes.clear();
+  }
+
+  async search(query: string, topK: number, scope: RetrievalScope, options: SearchOptions = {}): Promise<SearchHit[]> {
+    if (!Number.isInteger(topK) || topK < 1 || topK > 1000) {
+      throw new StrataError('STRATA_ERR_VALIDATION', `topK: expected an integer 1-1000, got ${String(topK)}`);
+    }
+    const sk = scopeKey(scope);
+    const version = await this.source.version(scope);
+    const excluded = options.exclude ? [...options.exclude].map((e) => key(e.sessionId, e.turnId)).sort() : [];
+    const resultKey = `${sk}\u0001${version}\u0001${topK}\u0001${excluded.join(',')}\u0001${query}`;
+    const cached = this.results.get(resultKey);
+    if (cached) return cached.map((h) => ({ ...h, scores: { ...h.scores } }));
+
+    const [index, qv] = await Promise.all([this.index(scope, sk, version), this.queryVector(query)]);
+    const hits = this.rank(index, scope.tenant, query, qv, topK, new Set(excluded));
+    this.results.set(resultKey, hits);
+    return hits.map((h) => ({ ...h, scores: { ...h.scores } }));
+  }
+
+  private queryVector(query: string): Promise<Float32Array> {
+    const k = `${this.embedder.id}\u0000${query}`;
+    let v = this.queryVectors.get(k);
+    if (!v) {
+      v = this.embedder.embed([query]).then((r) => r[0]!);
+      v.catch(() => this.queryVectors.delete(k));
+      this.queryVectors.set(k, v);
+    }
+    return v;
+  }
+
+  private index(scope: RetrievalScope, sk: string, version: string): Promise<ScopeIndex> {
+    const existing = this.indexes.get(sk);
+    const build = async (): Promise<ScopeIndex> => {
+      const prior = existing ? await existing.catch(() => null) : null;
+      if (prior && prior.version === version) return prior;
+      return this.build(await this.source.loadTurns(scope), version);
+    };
+    const next = build();
+    next.catch(() => this.indexes.delete(sk));
+    this.indexes.set(sk, next);
+    return next;
+  }
+
+  private async build(input: RetrievalTurn[], version: string): Promise<ScopeIndex> {
+    const turns = [...input].sort((a, b) => (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : a.turnId - b.turnId));
+    const dims = this.embedder.dimensions;
+    const matrix = new Float32Array(turns.length * dims);
+    const missing: number[] = [];
+    turns.forEach((t, i) => {
+      if (t.embedding && t.embedding.length === dims) matrix.set(t.embedding, i * dims);
+      else if (t.embedding && t.embedding.length !== dims) {
+        throw new StrataError('STRATA_ERR_EMBEDDER_MISMATCH', `turn ${t.sessionId}#${t.turnId} has a ${t.embedding.length}-d vector, embedder ${this.embedder.id} makes ${dims}-d; run \`strata reindex\``);
+      } else missing.push(i);
+    });
+    if (missing.length > 0) {
+      const vectors = await this.embedder.embed(missing.map((i) => turns[i]!.content));
+      missing.forEach((doc, j) => matrix.set(vectors[j]!, doc * dims));
+    }
+    const bm25 = new Bm25Index();
+    const byKey = new Map<string, number>();
+    const speakers = new Map<string, number[]>();
+    turns.forEach((t, i) => {
+      bm25.add(t.content);
+      byKey.set(key(t.sessionId, t.turnId), i);
+      if (t.speaker) {
+        for (const w of words(t.speaker)) {
+          let list = speakers.get(w);
+          if (!list) speakers.set(w, (list = []));
+          list.push(i);
+        }
+      }
+    });
+    return { version, turns, matrix, bm25, byKey, speakers };
+  }
+
+  private rank(ix: ScopeIndex, tenant: string, query: string, qv: Float32Array, topK: number, excluded: Set<string>): SearchHit[] {
+    const n = ix.turns.length;
+    if (n === 0) return [];
+    const o = this.o;
+    const dims = this.embedder.dimensions;
+
+    // Names of speakers in the query select that speaker's turns; the name itself says little
+    // to BM25 (half the turns of a two-person chat) or to GloVe, so it is dropped from both.
+    const qWords = words(query);
+    const named = qWords.filter((w) => ix.speakers.has(w));
+    const namedSet = new Set(named);
+    const lexTerms = terms(qWords.filter((w) => !namedSet.has(w)).join(' '));
+
+    const dense = new Float32Array(n);
+    if (o.denseWeight > 0) {
+      for (let d = 0, base = 0; d < n; d++, base += dims) {
+        let s = 0;
+        for (let i = 0; i < dims; i++) s += ix.matrix[base + i]! * qv[i]!;
+        dense[d] = s;
+      }
+    }
+    const lexical = new Float32Array(n);
+    const touched = o.lexicalWeight > 0 ? ix.bm25.score(lexTerms, lexical) : [];
+
+    const fused = new Map<number, number>();
+    const add = (doc: number, v: number) => fused.set(doc, (fused.get(doc) ?? 0) + v);
+    if (o.denseWeight > 0) topIndexes(dense, o.depth).forEach((doc, r) => add(doc, o.denseWeight / (o.rrfK + r + 1)));
+    if (o.lexicalWeight > 0) topIndexes(lexical, o.depth, touched).forEach((doc, r) => add(doc, o.lexicalWeight / (o.rrfK + r + 1)));
+
+    let scores = fused;
+    if (o.smoothing > 0) {
+      scores = new Map(fused);
+      for (const [doc, v] of fused) {
+        for (const nb of [doc - 1, doc + 1]) {
+          if (nb < 0 || nb >= n || ix.turns[nb]!.sessionId !== ix.turns[doc]!.sessionId) continue;
+          scores.set(nb, (scores.get(nb) ?? 0) + o.smoothing * v);
+        }
+      }
+    }
+    if (o.speakerBoost !== 1 && named.length > 0) {
+      const boosted = new Set<number>();
+      for (const w of named) for (const doc of ix.speakers.get(w)!) boosted.add(doc);
+      for (const [doc, v] of scores) if (boosted.has(doc)) scores.set(doc, v * o.speakerBoost);
+    }
+
+    const order = [...scores.keys()].filter((d) => !excluded.has(key(ix.turns[d]!.sessionId, ix.turns[d]!.turnId)));
+    // Recency breaks ties: newer turns first among equal scores.
+    order.sort((a, b) => scores.get(b)! - scores.get(a)! || ix.turns[b]!.createdAt - ix.turns[a]!.createdAt || b - a);
+
+    const chosen: Array<{ doc: number; neighbour: boolean; score: number }> = [];
+    const taken = new Set<number>();
+    const take = (doc: number, neighbour: boolean, score: number) => {
+      if (chosen.length >= topK || taken.has(doc)) return;
+      taken.add(doc);
+      chosen.push({ doc, neighbour, score });
+    };
+    for (let i = 0; i < order.length && chosen.length < topK; i++) {
+      const doc = order[i]!;
+      const s = scores.get(doc)!;
+      take(doc, false, s);
+      if (i < o.neighbourHits) {
+        for (const nb of [doc - 1, doc + 1]) {
+          if (nb < 0 || nb >= n) continue;
+          const t = ix.turns[nb]!;
+          if (t.sessionId !== ix.turns[doc]!.sessionId || excluded.has(key(t.sessionId, t.turnId))) continue;
+          take(nb, true, s * 0.5);
+        }
+      }
+    }
+    return chosen.map(({ doc, neighbour, score }) => {
+      const t = ix.turns[doc]!;
+      return {
+        tenant,
+        sessionId: t.sessionId,
+        turnId: t.turnId,
+        role: t.role,
+        content: t.content,
+        createdAt: t.createdAt,
+        score,
+        scores: { dense: o.denseWeight > 0 ? dense[doc]! : null, lexical: o.lexicalWeight > 0 ? lexical[doc]! : null, fused: fused.get(doc) ?? 0 },
+        neighbour,
+      };
+    });
+  }
+}
