@@ -53,6 +53,8 @@ export interface StrataConfig {
   readonly maxMessageBytes: number;
   /** Largest accepted message metadata, JSON UTF-8 bytes. Default 16 384. */
   readonly maxMetadataBytes: number;
+  /** Unarchived turns one instance may hold before writes answer STRATA_ERR_BACKPRESSURE (HTTP 429). Default 200 000. */
+  readonly maxPendingTurns: number;
   readonly embedder: {
     /** `glove` (local, offline, default), `hash` (local, no model, for tests), `openai` (any OpenAI-compatible endpoint). */
     readonly provider: 'glove' | 'hash' | 'openai';
@@ -94,6 +96,8 @@ export interface ServerConfig {
   readonly apiKeys: Readonly<Record<string, string>> | null;
   /** Largest accepted request body (JSON or an imported archive file). Default 1 048 576 (1 MiB). */
   readonly bodyLimitBytes: number;
+  /** Largest accepted archive file on `POST /v1/import`. Default 268 435 456 (256 MiB). */
+  readonly importLimitBytes: number;
   /** pino log level. Default `info`. */
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -115,11 +119,12 @@ export const DEFAULTS = {
   retentionDays: null,
   maxMessageBytes: 262_144,
   maxMetadataBytes: 16_384,
+  maxPendingTurns: 200_000,
   embedder: { provider: 'glove', url: null, model: null, apiKey: null, dimensions: null, batchSize: 64 },
   tokenizer: 'o200k_base',
   summaries: { everyTurns: 50, provider: 'extractive', url: null, model: null, apiKey: null },
   archive: { embeddingEncoding: 'int8' },
-  server: { host: '127.0.0.1', port: 8080, apiKeys: null, bodyLimitBytes: MiB, logLevel: 'info' },
+  server: { host: '127.0.0.1', port: 8080, apiKeys: null, bodyLimitBytes: MiB, importLimitBytes: 256 * MiB, logLevel: 'info' },
 } as const;
 
 const ID_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
@@ -139,6 +144,7 @@ const schema = z.strictObject({
   retentionDays: z.number().positive().nullable(),
   maxMessageBytes: posInt,
   maxMetadataBytes: posInt,
+  maxPendingTurns: posInt,
   embedder: z.strictObject({
     provider: z.enum(['glove', 'hash', 'openai']),
     url: z.url().nullable(),
@@ -155,6 +161,7 @@ const schema = z.strictObject({
     port: z.number().int().min(0).max(65_535),
     apiKeys: z.record(z.string().min(8, 'API keys of at least 8 characters'), id).nullable(),
     bodyLimitBytes: posInt,
+    importLimitBytes: posInt,
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   }),
 });
@@ -185,6 +192,7 @@ export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind:
   ['STRATA_RETENTION_DAYS', 'retentionDays', 'number-or-null'],
   ['STRATA_MAX_MESSAGE_BYTES', 'maxMessageBytes', 'int'],
   ['STRATA_MAX_METADATA_BYTES', 'maxMetadataBytes', 'int'],
+  ['STRATA_MAX_PENDING_TURNS', 'maxPendingTurns', 'int'],
   ['STRATA_EMBEDDER', 'embedder.provider', 'string'],
   ['STRATA_EMBEDDER_URL', 'embedder.url', 'string'],
   ['STRATA_EMBEDDER_MODEL', 'embedder.model', 'string'],
@@ -202,6 +210,7 @@ export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind:
   ['STRATA_PORT', 'server.port', 'int'],
   ['STRATA_API_KEYS', 'server.apiKeys', 'api-keys'],
   ['STRATA_BODY_LIMIT_BYTES', 'server.bodyLimitBytes', 'int'],
+  ['STRATA_IMPORT_LIMIT_BYTES', 'server.importLimitBytes', 'int'],
   ['STRATA_LOG_LEVEL', 'server.logLevel', 'string'],
 ];
 

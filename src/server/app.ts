@@ -1,0 +1,100 @@
+import Fastify, { LogController } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { pino } from 'pino';
+import type { Registry } from 'prom-client';
+import type { ConversationMemory } from '../cache/api.js';
+import type { StrataConfig } from '../config.js';
+import { createAuthenticator } from './auth.js';
+import { errorBody, errorHandler } from './errors.js';
+import { createServerMetrics } from './metrics.js';
+import type { ServerMetrics } from './metrics.js';
+import { registerV1Routes } from './routes.js';
+
+export interface BuildServerOptions {
+  memory: ConversationMemory;
+  /** The validated configuration (`loadConfig`); the server reads `server.*`. */
+  config: Pick<StrataConfig, 'server'>;
+  /** Default: a pino logger at `server.logLevel` on stdout. */
+  logger?: FastifyBaseLogger;
+  /** Metrics shared with the core (`createStrata({ metrics: metrics.hooks })`). Default: new ones on `registry`. */
+  metrics?: ServerMetrics;
+  /** Registry for new metrics when `metrics` is not given. Default: a fresh registry. */
+  registry?: Registry;
+}
+
+const ERROR_SCHEMA = {
+  $id: 'StrataError',
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' }, details: { type: ['object', 'null'], additionalProperties: true } },
+      required: ['code', 'message', 'details'],
+    },
+  },
+  required: ['error'],
+};
+
+/**
+ * The HTTP service over one `ConversationMemory`: routes translate, the core decides. Routes
+ * under `/v1` need a bearer API key (unless auth is off); `/healthz`, `/readyz`, `/metrics`,
+ * `/openapi.json` and `/docs` do not.
+ */
+export function buildServer(options: BuildServerOptions): FastifyInstance {
+  const { memory, config } = options;
+  const logger = options.logger ?? pino({ level: config.server.logLevel });
+  const metrics = options.metrics ?? createServerMetrics(options.registry ? { registry: options.registry } : {});
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: config.server.bodyLimitBytes,
+    // Body fields are validated strictly: an unknown field is an error, not silently dropped.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // One log line per request only at debug/trace: at info it would dominate the output and the cost.
+    logController: new LogController({ disableRequestLogging: !['debug', 'trace'].includes(config.server.logLevel) }),
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  }) as unknown as FastifyInstance;
+
+  app.addSchema(ERROR_SCHEMA);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send(errorBody('STRATA_ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Strata', description: 'Tiered conversation memory for LLM applications', version: '0.1.0' },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key from server.apiKeys' } } },
+    },
+  });
+  void app.register(swaggerUi, { routePrefix: '/docs' });
+
+  void app.register(async (ops) => {
+    const hide = { hide: true };
+    ops.get('/openapi.json', { schema: hide }, async () => app.swagger());
+    ops.get('/healthz', { schema: { summary: 'Liveness', tags: ['operations'] } }, async () => ({ ok: true }));
+    ops.get('/readyz', { schema: { summary: 'Readiness: hot store and data directory', tags: ['operations'] } }, async (_request, reply) => {
+      const report = await memory.health();
+      return reply.status(report.ok ? 200 : 503).send(report);
+    });
+    ops.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'], produces: ['text/plain'] } }, async (_request, reply) => {
+      return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    });
+  });
+
+  const authenticate = createAuthenticator(config.server.apiKeys);
+  void app.register(async (v1) => {
+    v1.decorateRequest('tenant', '');
+    v1.addHook('onRequest', async (request) => {
+      request.tenant = authenticate(request);
+    });
+    registerV1Routes(v1, memory, config.server.importLimitBytes);
+  });
+  return app;
+}

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { ROLES } from '../types.js';
+
+/**
+ * Request schemas of the HTTP API, written once in zod and converted to JSON Schema for
+ * fastify's validator (ajv) and for the OpenAPI document. Ids are checked by the core
+ * (`STRATA_ERR_INVALID_ID`), so the schemas only bound their length.
+ */
+
+const idParam = z.string().min(1).max(128);
+const metadata = z.record(z.string(), z.unknown()).describe('A plain JSON object, at most maxMetadataBytes as JSON');
+
+export const message = z.strictObject({
+  role: z.enum(ROLES),
+  content: z.string().min(1).describe('Message text, at most maxMessageBytes UTF-8 bytes'),
+  metadata: metadata.optional(),
+});
+
+export const addMessagesBody = z.union([
+  message.extend({ userId: idParam.optional().describe('Owner of the session, recorded on its first message') }),
+  z.strictObject({ messages: z.array(message).min(1).max(1000), userId: idParam.optional() }),
+]);
+
+export const sessionParams = z.strictObject({ id: idParam });
+
+export const getMessagesQuery = z.strictObject({
+  after: z.number().int().min(0).optional().describe('Return turns with a turn id greater than this'),
+  limit: z.number().int().min(1).max(1000).optional().describe('At most this many turns (default 100)'),
+});
+
+export const contextBody = z.strictObject({
+  type: z.enum(['recent', 'full', 'smart']),
+  query: z.string().min(1).optional().describe('smart: what to find relevant older turns for (default: the latest user message)'),
+  maxTokens: z.number().int().min(1).optional().describe('smart: the token budget'),
+  limit: z.number().int().min(1).max(1000).optional().describe('recent: how many turns; full: page size'),
+  after: z.number().int().min(0).optional().describe('full: pagination cursor (turn id)'),
+});
+
+export const sessionSearchBody = z.strictObject({
+  query: z.string().min(1),
+  k: z.number().int().min(1).max(100).optional().describe('Number of hits (default 10)'),
+});
+
+export const userSearchBody = sessionSearchBody.extend({ userId: idParam });
+
+export const listSessionsQuery = z.strictObject({
+  cursor: z.string().min(1).optional(),
+  limit: z.number().int().min(1).max(1000).optional().describe('Page size (default 100)'),
+  userId: idParam.optional(),
+});
+
+export const importQuery = z.strictObject({
+  sessionId: idParam.optional().describe('Session id of the imported archive (or header x-strata-session-id)'),
+  userId: idParam.optional().describe('Owner to record for the session'),
+});
+
+export const userParams = z.strictObject({ id: idParam });
+
+/** A JSON Schema fastify's ajv (draft-07) accepts. */
+export function jsonSchema(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { target: 'draft-7', io: 'input' }) as Record<string, unknown>;
+  return rest;
+}
+
+export type AddMessagesBody = z.infer<typeof addMessagesBody>;
+export type ContextBody = z.infer<typeof contextBody>;
+export type GetMessagesQuery = z.infer<typeof getMessagesQuery>;
+export type SessionSearchBody = z.infer<typeof sessionSearchBody>;
+export type UserSearchBody = z.infer<typeof userSearchBody>;
+export type ListSessionsQuery = z.infer<typeof listSessionsQuery>;
+export type ImportQuery = z.infer<typeof importQuery>;
