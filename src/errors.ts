@@ -33,6 +33,7 @@ export const ERROR_CATALOG = {
   STRATA_ERR_JOURNAL_LOCKED: [500, 'Another live process owns this journal directory.'],
   STRATA_ERR_JOURNAL_CORRUPT: [500, 'A journal record in the middle of a file fails its CRC or length check.'],
   STRATA_ERR_JOURNAL_CLOSED: [503, 'The journal was closed; no more appends are accepted.'],
+  STRATA_ERR_JOURNAL_IO: [500, 'Writing or fsyncing the journal failed; the journal accepts no more appends until it is reopened (which replays what reached the disk).'],
   // hot tier, leases, lifecycle
   STRATA_ERR_HOT_UNAVAILABLE: [503, 'The hot store (Redis) cannot be reached.'],
   STRATA_ERR_LEASE_BUSY: [409, 'Another instance holds the compaction lease of this session.'],

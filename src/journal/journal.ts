@@ -1,0 +1,435 @@
+import { close as closeFd, open as openFd } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, truncate, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StrataError } from '../errors.js';
+import { decodeCheckpoint, decodePayload, encodeCheckpoint, encodeFileHeader, encodeFrame, FILE_HEADER_BYTES } from './format.js';
+import { acquireLock } from './lock.js';
+import { nodeJournalIo, resolveJournalOptions } from './options.js';
+import type { JournalOptions, ResolvedJournalOptions } from './options.js';
+import { FileScanner } from './scan.js';
+import { ArchiveTracker, compareLsn } from './tracker.js';
+import type { JournalRecord, Lsn } from './types.js';
+import { validateRecord } from './validate.js';
+
+export interface ReplayEntry {
+  lsn: Lsn;
+  record: JournalRecord;
+}
+
+/** What `open` found and repaired. */
+export interface JournalRecovery {
+  /** Checkpoint read at open: every record before it was archived by a previous run. */
+  checkpoint: Lsn;
+  /** Files holding records of previous runs to replay. */
+  filesToReplay: number;
+  /**
+   * A partial last record (a write torn by a crash) that open cut off. It was never
+   * acknowledged with durability 'fsync': the fsync covering it had not returned.
+   */
+  tornTail: { file: string; offset: number; bytes: number } | null;
+}
+
+interface QueuedFrame {
+  frame: Buffer;
+  records: readonly JournalRecord[];
+  resolve: (lsn: Lsn) => void;
+  reject: (err: unknown) => void;
+}
+
+const CHECKPOINT_FILE = 'checkpoint';
+const WAL_PATTERN = /^(\d{12})\.wal$/;
+
+export function walFileName(seq: number): string {
+  return `${String(seq).padStart(12, '0')}.wal`;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function ioError(op: string, err: unknown): StrataError {
+  return new StrataError('STRATA_ERR_JOURNAL_IO', `journal ${op} failed (${(err as Error)?.message ?? String(err)}); the journal accepts no more appends, reopen it to recover`, { cause: err });
+}
+
+/**
+ * The write-ahead log: one per process, for all its sessions. See docs/format.md ("Journal")
+ * for the bytes and the README's journal section for the contract.
+ *
+ * Group commit: `append` encodes the record and queues it synchronously (so records are
+ * written in call order); a single writer loop takes everything queued, writes it with one
+ * `write` and covers it with one `fdatasync`. While that fsync runs, new appends queue up for
+ * the next batch, so the number of fsyncs per second stays bounded by the disk's fsync latency
+ * while throughput grows with concurrency.
+ */
+export class Journal {
+  readonly options: ResolvedJournalOptions;
+  readonly dir: string;
+  readonly tracker = new ArchiveTracker();
+  readonly recovery: JournalRecovery;
+
+  private queue: QueuedFrame[] = [];
+  private draining: Promise<void> | null = null;
+  private closed = false;
+  private failure: StrataError | null = null;
+  private dirty = false;
+  private syncTimer: unknown = null;
+  private syncing: Promise<void> | null = null;
+  private checkpointing: Promise<void> = Promise.resolve();
+  private current: Lsn;
+  private lastCheckpoint: Lsn;
+  private replayFiles: number[];
+  /** Lowest sequence number that may still exist on disk. */
+  private oldestFile: number;
+  /** Until replay is done, records of previous runs are not in the tracker: never checkpoint past them. */
+  private replayFloor: Lsn | null;
+
+  private constructor(
+    options: ResolvedJournalOptions,
+    dir: string,
+    private fd: number,
+    seq: number,
+    checkpoint: Lsn,
+    replayFiles: number[],
+    recovery: JournalRecovery,
+    private readonly releaseLock: () => Promise<void>,
+  ) {
+    this.options = options;
+    this.dir = dir;
+    this.current = { file: seq, offset: FILE_HEADER_BYTES };
+    this.lastCheckpoint = checkpoint;
+    this.replayFiles = replayFiles;
+    this.oldestFile = replayFiles[0] ?? seq;
+    this.replayFloor = replayFiles.length > 0 ? checkpoint : null;
+    this.recovery = recovery;
+  }
+
+  /**
+   * Locks `<dataDir>/journal/<instanceId>/`, reads the checkpoint, cuts a torn tail off the
+   * last file and starts a new file for this run. Records of previous runs are then available
+   * through `replay()`; this run's appends are never part of its own replay.
+   */
+  static async open(options: JournalOptions): Promise<Journal> {
+    const resolved = resolveJournalOptions(options);
+    const dir = join(resolved.dataDir, 'journal', resolved.instanceId);
+    await mkdir(dir, { recursive: true });
+    const release = await acquireLock(dir);
+    try {
+      return await Journal.recover(resolved, dir, release);
+    } catch (err) {
+      await release();
+      throw err;
+    }
+  }
+
+  private static async recover(options: ResolvedJournalOptions, dir: string, release: () => Promise<void>): Promise<Journal> {
+    let checkpoint: Lsn = { file: 0, offset: 0 };
+    const cpPath = join(dir, CHECKPOINT_FILE);
+    try {
+      checkpoint = decodeCheckpoint(await readFile(cpPath), cpPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    let seqs: number[] = [];
+    for (const name of await readdir(dir)) {
+      const m = WAL_PATTERN.exec(name);
+      if (m) seqs.push(Number(m[1]));
+      else if (name === `${CHECKPOINT_FILE}.tmp`) await unlink(join(dir, name));
+    }
+    seqs.sort((a, b) => a - b);
+    // Files wholly below the checkpoint: a crash came between the checkpoint and their deletion.
+    for (const seq of seqs.filter((s) => s < checkpoint.file)) await unlink(join(dir, walFileName(seq)));
+    seqs = seqs.filter((s) => s >= checkpoint.file);
+    for (let i = 1; i < seqs.length; i++) {
+      if (seqs[i] !== seqs[i - 1]! + 1) {
+        throw new StrataError('STRATA_ERR_JOURNAL_CORRUPT', `journal file ${walFileName(seqs[i - 1]! + 1)} is missing in ${dir}: records after the checkpoint would be lost`, { details: { file: join(dir, walFileName(seqs[i - 1]! + 1)), offset: 0 } });
+      }
+    }
+
+    let tornTail: JournalRecovery['tornTail'] = null;
+    const last = seqs.at(-1);
+    if (last !== undefined) {
+      const path = join(dir, walFileName(last));
+      const scanner = new FileScanner(path, last, true, last === checkpoint.file ? Math.max(checkpoint.offset, FILE_HEADER_BYTES) : FILE_HEADER_BYTES);
+      for await (const _ of scanner.frames());
+      const result = scanner.result!;
+      if (result.torn) tornTail = { file: path, offset: result.torn.offset, bytes: result.torn.bytes };
+      if (!result.headerOk) {
+        await unlink(path);
+        seqs.pop();
+      } else if (result.torn) {
+        await truncate(path, result.validEnd);
+        const fh = await open(path, 'r+');
+        await fh.datasync().finally(() => fh.close());
+      }
+    }
+
+    const seq = Math.max(seqs.at(-1) ?? 0, checkpoint.file) + 1;
+    const fd = await Journal.createFile(dir, seq);
+    await fsyncDir(dir);
+    return new Journal(options, dir, fd, seq, checkpoint, seqs, { checkpoint, filesToReplay: seqs.length, tornTail }, release);
+  }
+
+  /** A new file with its header, fsynced before any record goes in, so only the last file can ever be torn. */
+  private static async createFile(dir: string, seq: number): Promise<number> {
+    const fd = await new Promise<number>((resolve, reject) => openFd(join(dir, walFileName(seq)), 'wx', 0o644, (err, n) => (err ? reject(err) : resolve(n))));
+    try {
+      const header = encodeFileHeader(seq);
+      await nodeJournalIo.write(fd, header, 0, header.length, 0);
+      await nodeJournalIo.fdatasync(fd);
+    } catch (err) {
+      closeFd(fd, () => undefined);
+      throw err;
+    }
+    return fd;
+  }
+
+  /** Appends one record; resolves with its LSN once it is as durable as `durability` promises. */
+  append(record: JournalRecord): Promise<Lsn> {
+    return this.appendMany([record]);
+  }
+
+  /**
+   * Appends records as one frame: after a crash either all of them replay or none. They share
+   * one LSN. Use it for a multi-message request.
+   */
+  appendMany(records: readonly JournalRecord[]): Promise<Lsn> {
+    try {
+      this.checkOpen();
+      if (!Array.isArray(records) || records.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'appendMany needs a non-empty array of records');
+      for (const r of records) validateRecord(r);
+      let frame: Buffer;
+      try {
+        frame = encodeFrame(records);
+      } catch (err) {
+        if (err instanceof StrataError) throw err;
+        throw new StrataError('STRATA_ERR_METADATA_INVALID', `journal record metadata is not serialisable as JSON: ${(err as Error).message}`, { cause: err });
+      }
+      return new Promise<Lsn>((resolve, reject) => {
+        this.queue.push({ frame, records, resolve, reject });
+        if (this.draining === null) this.draining = this.drain();
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new StrataError('STRATA_ERR_JOURNAL_CLOSED', `journal ${this.dir} is closed`);
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0 && this.failure === null) {
+        const batch = this.queue;
+        this.queue = [];
+        try {
+          await this.writeBatch(batch);
+        } catch (err) {
+          this.failure = err instanceof StrataError ? err : ioError('write', err);
+          for (const q of batch) q.reject(this.failure);
+        }
+      }
+      if (this.failure) for (const q of this.queue.splice(0)) q.reject(this.failure);
+    } finally {
+      this.draining = null;
+    }
+  }
+
+  private async writeBatch(batch: QueuedFrame[]): Promise<void> {
+    let bytes = 0;
+    for (const q of batch) bytes += q.frame.length;
+    if (this.current.offset > FILE_HEADER_BYTES && this.current.offset + bytes > this.options.maxFileBytes) await this.rotate();
+    const buffer = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((q) => q.frame), bytes);
+    const { file } = this.current;
+    const start = this.current.offset;
+    const { io, durability, metrics } = this.options;
+    for (let done = 0; done < bytes; ) {
+      const n = await io.write(this.fd, buffer, done, bytes - done, start + done).catch((err: unknown) => Promise.reject(ioError('write', err)));
+      if (n <= 0) throw ioError('write', new Error(`wrote ${n} bytes`));
+      done += n;
+    }
+    if (durability === 'fsync') {
+      const t0 = performance.now();
+      await io.fdatasync(this.fd).catch((err: unknown) => Promise.reject(ioError('fdatasync', err)));
+      metrics.journalFsync?.((performance.now() - t0) / 1000, batch.length);
+    } else {
+      this.dirty = true;
+      if (durability === 'batch' && this.syncTimer === null) {
+        this.syncTimer = this.options.timers.setTimeout(() => {
+          this.syncTimer = null;
+          this.sync().catch(() => undefined);
+        }, this.options.batchIntervalMs);
+      }
+    }
+    let offset = start;
+    const lsns: Lsn[] = [];
+    for (const q of batch) {
+      const lsn = { file, offset };
+      lsns.push(lsn);
+      for (const r of q.records) this.tracker.add(r, lsn);
+      offset += q.frame.length;
+    }
+    this.current = { file, offset };
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(lsns[i]!);
+  }
+
+  /** Fsyncs everything written so far (the 'batch' timer calls this; callers may too). */
+  async sync(): Promise<void> {
+    if (this.syncing) await this.syncing;
+    if (!this.dirty || this.failure) return;
+    this.dirty = false;
+    const t0 = performance.now();
+    this.syncing = this.options.io.fdatasync(this.fd).then(
+      () => this.options.metrics.journalFsync?.((performance.now() - t0) / 1000, 0),
+      (err: unknown) => {
+        this.failure = ioError('fdatasync', err);
+        throw this.failure;
+      },
+    );
+    try {
+      await this.syncing;
+    } finally {
+      this.syncing = null;
+    }
+  }
+
+  /** Finishes the current file (fsynced, so a non-last file is never torn) and starts the next. */
+  private async rotate(): Promise<void> {
+    if (this.syncing) await this.syncing;
+    if (this.dirty) {
+      await this.options.io.fdatasync(this.fd).catch((err: unknown) => Promise.reject(ioError('fdatasync', err)));
+      this.dirty = false;
+    }
+    const old = this.fd;
+    const seq = this.current.file + 1;
+    this.fd = await Journal.createFile(this.dir, seq);
+    await fsyncDir(this.dir);
+    this.current = { file: seq, offset: FILE_HEADER_BYTES };
+    await new Promise<void>((resolve) => closeFd(old, () => resolve()));
+  }
+
+  /** The LSN the next record will get at the earliest: everything before it is written. */
+  endLsn(): Lsn {
+    return { ...this.current };
+  }
+
+  /** The checkpoint that is durably recorded. */
+  checkpointLsn(): Lsn {
+    return { ...this.lastCheckpoint };
+  }
+
+  markArchived(tenant: string, sessionId: string, upToTurnId: number): void {
+    this.tracker.markArchived(tenant, sessionId, upToTurnId);
+  }
+
+  markDeleteApplied(tenant: string, sessionId: string): void {
+    this.tracker.markDeleteApplied(tenant, sessionId);
+  }
+
+  /** Records of previous runs are in the archive (replayInto calls this when it finishes). */
+  markReplayed(): void {
+    this.replayFloor = null;
+  }
+
+  /**
+   * The highest LSN that is safe to checkpoint: the oldest record not yet marked archived, or
+   * the end of the journal when every record is. Before `markReplayed()` it never passes the
+   * records of previous runs.
+   */
+  safeCheckpoint(): Lsn {
+    let lsn = this.tracker.lowest() ?? this.endLsn();
+    if (this.replayFloor && compareLsn(this.replayFloor, lsn) < 0) lsn = this.replayFloor;
+    return { ...lsn };
+  }
+
+  /**
+   * Durably records that every record before `lsn` is archived (checkpoint file written to a
+   * temp file, fsynced, renamed, directory fsynced), then deletes journal files that lie wholly
+   * below it. A checkpoint below the current one is a no-op.
+   */
+  checkpoint(lsn: Lsn): Promise<void> {
+    const run = this.checkpointing.then(() => this.writeCheckpoint(lsn));
+    this.checkpointing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeCheckpoint(lsn: Lsn): Promise<void> {
+    if (this.closed) throw new StrataError('STRATA_ERR_JOURNAL_CLOSED', `journal ${this.dir} is closed`);
+    if (lsn === null || typeof lsn !== 'object' || !Number.isSafeInteger(lsn.file) || !Number.isSafeInteger(lsn.offset) || lsn.file < 0 || lsn.offset < 0) {
+      throw new StrataError('STRATA_ERR_VALIDATION', `checkpoint needs an Lsn {file, offset} of non-negative integers, received ${JSON.stringify(lsn)}`);
+    }
+    if (compareLsn(lsn, this.current) > 0) throw new StrataError('STRATA_ERR_VALIDATION', `checkpoint ${lsn.file}:${lsn.offset} is past the end of the journal (${this.current.file}:${this.current.offset})`);
+    if (compareLsn(lsn, this.lastCheckpoint) <= 0) return;
+    const path = join(this.dir, CHECKPOINT_FILE);
+    const fh = await open(`${path}.tmp`, 'w');
+    try {
+      await fh.writeFile(encodeCheckpoint(lsn.file, lsn.offset));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(`${path}.tmp`, path);
+    await fsyncDir(this.dir);
+    this.lastCheckpoint = { file: lsn.file, offset: lsn.offset };
+    if (this.replayFloor && compareLsn(this.replayFloor, lsn) < 0) this.replayFloor = null;
+    this.replayFiles = this.replayFiles.filter((s) => s >= lsn.file);
+    const upTo = Math.min(lsn.file, this.current.file);
+    for (let seq = this.oldestFile; seq < upTo; seq++) {
+      await unlink(join(this.dir, walFileName(seq))).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
+    this.oldestFile = Math.max(this.oldestFile, upTo);
+  }
+
+  /**
+   * Records of previous runs from the checkpoint on, in LSN order, in batches (one per chunk
+   * read). A frame written by `appendMany` yields all its records with the same LSN. Every frame
+   * is verified; damage in the middle is STRATA_ERR_JOURNAL_CORRUPT naming file and offset.
+   */
+  async *replayBatches(): AsyncGenerator<ReplayEntry[]> {
+    const from = this.recovery.checkpoint;
+    for (const seq of [...this.replayFiles]) {
+      const path = join(this.dir, walFileName(seq));
+      // Every replay file is complete: open cut the torn tail of the last one.
+      const scanner = new FileScanner(path, seq, false, seq === from.file ? Math.max(from.offset, FILE_HEADER_BYTES) : FILE_HEADER_BYTES);
+      for await (const frames of scanner.frames()) {
+        const out: ReplayEntry[] = [];
+        for (const f of frames) {
+          const lsn = { file: seq, offset: f.offset };
+          for (const record of decodePayload(f.payload, path, f.offset)) out.push({ lsn, record });
+        }
+        yield out;
+      }
+    }
+  }
+
+  /** `replayBatches()` one record at a time. */
+  async *replay(): AsyncGenerator<ReplayEntry> {
+    for await (const batch of this.replayBatches()) yield* batch;
+  }
+
+  /** Writes what is queued, fsyncs, closes the file and releases the directory lock. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.draining) await this.draining;
+    if (this.syncTimer !== null) {
+      this.options.timers.clearTimeout(this.syncTimer);
+      this.syncTimer = null;
+    }
+    await this.checkpointing;
+    try {
+      if (!this.failure) await this.sync();
+    } finally {
+      await new Promise<void>((resolve) => closeFd(this.fd, () => resolve()));
+      await this.releaseLock();
+    }
+  }
+}
