@@ -101,6 +101,13 @@ export class HybridRetriever {
     else this.indexes.clear();
   }
 
+  /** Every turn in scope, sorted by session then turn id, from the (current) index. */
+  async turns(scope: RetrievalScope): Promise<{ version: string; turns: readonly RetrievalTurn[] }> {
+    const version = await this.source.version(scope);
+    const index = await this.index(scope, scopeKey(scope), version);
+    return { version, turns: index.turns };
+  }
+
   async search(query: string, topK: number, scope: RetrievalScope, options: SearchOptions = {}): Promise<SearchHit[]> {
     if (!Number.isInteger(topK) || topK < 1 || topK > 1000) {
       throw new StrataError('STRATA_ERR_VALIDATION', `topK: expected an integer 1-1000, got ${String(topK)}`);

@@ -18,6 +18,8 @@ export interface RetrievalTurn {
   /** Who spoke, when the application records it (e.g. `metadata.name`); matched against names in queries. */
   speaker?: string;
   embedding?: Float32Array;
+  /** Token count when known (stored per turn). */
+  tokens?: number;
 }
 
 /**
