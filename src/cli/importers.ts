@@ -1,0 +1,150 @@
+import { StrataError } from '../errors.js';
+import type { NewMessage } from '../cache/api.js';
+import type { Role } from '../types.js';
+import { ROLES } from '../types.js';
+
+/**
+ * Conversation file formats `strata import` reads. Detection looks at the content (magic bytes,
+ * JSON shape), never at the file name.
+ *
+ * - `sessions`: ShareGPT as LongMemEval ships it, `[{session_id, date?, turns: [{role, content}]}]`
+ *   (also `conversations: [{from, value}]`, the original ShareGPT shape).
+ * - `openai-jsonl`: one conversation per line, `{"messages": [{role, content}], "session_id"?}`;
+ *   without an id field the session is named after the line number.
+ * - `locomo`: LoCoMo conversations; each `session_k` becomes a Strata session
+ *   `<sample_id>-s<k>` owned by the user `<sample_id>`, speaker A as `user`, speaker B as
+ *   `assistant`, with `{speaker, diaId}` in each message's metadata.
+ * - `archive`: a Strata archive file (`strata export`), imported as one session.
+ */
+export const IMPORT_FORMATS = ['sessions', 'openai-jsonl', 'locomo', 'archive'] as const;
+export type ImportFormat = (typeof IMPORT_FORMATS)[number];
+
+export interface ImportedConversation {
+  sessionId: string;
+  userId?: string;
+  messages: NewMessage[];
+}
+
+/** "STRA", the magic of every archive record. */
+const ARCHIVE_MAGIC = [0x53, 0x54, 0x52, 0x41];
+
+function formatError(message: string, details: Record<string, unknown> = {}): StrataError {
+  return new StrataError('STRATA_ERR_INPUT_FORMAT', message, { details });
+}
+
+export function detectFormat(bytes: Uint8Array): ImportFormat {
+  if (ARCHIVE_MAGIC.every((b, i) => bytes[i] === b)) return 'archive';
+  const text = new TextDecoder().decode(bytes.subarray(0, 4096)).trimStart();
+  if (text.startsWith('[')) {
+    if (/"sample_id"\s*:/.test(text) || /"conversation"\s*:\s*\{/.test(text)) return 'locomo';
+    return 'sessions';
+  }
+  if (text.startsWith('{')) {
+    const firstLine = text.split('\n', 1)[0] ?? '';
+    if (/"messages"\s*:/.test(firstLine)) return 'openai-jsonl';
+    if (/"sample_id"\s*:/.test(text)) return 'locomo';
+  }
+  throw formatError('cannot recognise the file: expected a Strata archive, a JSON array of sessions (ShareGPT/LongMemEval or LoCoMo), or OpenAI chat JSONL; use --format');
+}
+
+/** Makes an id of the id alphabet from any string (ids from foreign files may hold spaces, slashes, ...). */
+export function toId(raw: unknown, fallback: string): string {
+  const text = typeof raw === 'string' || typeof raw === 'number' ? String(raw) : '';
+  const cleaned = text.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '').slice(0, 128);
+  return cleaned === '' ? fallback : cleaned;
+}
+
+const ROLE_ALIASES: Record<string, Role> = { human: 'user', gpt: 'assistant', chatgpt: 'assistant', bing: 'assistant', bard: 'assistant', model: 'assistant', developer: 'system', function: 'tool' };
+
+function toRole(raw: unknown, where: string): Role {
+  const name = typeof raw === 'string' ? raw.toLowerCase() : '';
+  if ((ROLES as readonly string[]).includes(name)) return name as Role;
+  const alias = ROLE_ALIASES[name];
+  if (alias) return alias;
+  throw formatError(`${where}: unknown role ${JSON.stringify(raw)}`, { role: raw });
+}
+
+/** OpenAI content may be a string or an array of parts; only text parts are kept. */
+function toText(raw: unknown): string {
+  if (typeof raw === 'string') return raw;
+  if (Array.isArray(raw)) return raw.map((p) => (typeof p === 'string' ? p : typeof p?.text === 'string' ? p.text : '')).filter(Boolean).join('\n');
+  return '';
+}
+
+/** Empty messages (tool-call stubs, blank turns) are skipped: the core rejects empty content. */
+function pushMessage(out: NewMessage[], role: Role, content: string, metadata?: Record<string, unknown>): void {
+  if (content.trim() === '') return;
+  out.push(metadata ? { role, content, metadata } : { role, content });
+}
+
+function parseJson(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw formatError(`${where}: invalid JSON (${(err as Error).message})`);
+  }
+}
+
+function parseSessions(text: string): ImportedConversation[] {
+  const data = parseJson(text, 'sessions file');
+  if (!Array.isArray(data)) throw formatError('sessions file: expected a JSON array of {session_id, turns}');
+  return data.map((entry: Record<string, unknown>, i) => {
+    const turns = (entry?.turns ?? entry?.conversations) as unknown;
+    if (!Array.isArray(turns)) throw formatError(`session ${i}: expected "turns" (or "conversations") to be an array`, { index: i });
+    const messages: NewMessage[] = [];
+    turns.forEach((t: Record<string, unknown>, j) => pushMessage(messages, toRole(t?.role ?? t?.from, `session ${i} turn ${j}`), toText(t?.content ?? t?.value)));
+    return { sessionId: toId(entry.session_id ?? entry.id, `session-${i + 1}`), messages };
+  });
+}
+
+function parseOpenAiJsonl(text: string): ImportedConversation[] {
+  const out: ImportedConversation[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    const entry = parseJson(line, `line ${i + 1}`) as Record<string, unknown>;
+    if (!Array.isArray(entry?.messages)) throw formatError(`line ${i + 1}: expected {"messages": [...]}`, { line: i + 1 });
+    const messages: NewMessage[] = [];
+    (entry.messages as Array<Record<string, unknown>>).forEach((m, j) => pushMessage(messages, toRole(m?.role, `line ${i + 1} message ${j}`), toText(m?.content)));
+    const userId = entry.user_id ?? entry.userId ?? entry.user;
+    out.push({ sessionId: toId(entry.session_id ?? entry.sessionId ?? entry.id, `line-${i + 1}`), ...(userId !== undefined ? { userId: toId(userId, 'user') } : {}), messages });
+  });
+  return out;
+}
+
+function parseLocomo(text: string): ImportedConversation[] {
+  const data = parseJson(text, 'LoCoMo file');
+  const list = Array.isArray(data) ? data : [data];
+  const out: ImportedConversation[] = [];
+  list.forEach((sample: Record<string, unknown>, i) => {
+    const conversation = sample?.conversation as Record<string, unknown> | undefined;
+    if (!conversation || typeof conversation !== 'object') throw formatError(`LoCoMo item ${i}: expected a "conversation" object`, { index: i });
+    const sampleId = toId(sample.sample_id, `conv-${i + 1}`);
+    const speakerA = conversation.speaker_a;
+    // Enumerate session_<k> keys (not the date keys: some conversations have extra ones).
+    const keys = Object.keys(conversation).filter((k) => /^session_\d+$/.test(k)).sort((a, b) => Number(a.slice(8)) - Number(b.slice(8)));
+    for (const key of keys) {
+      const turns = conversation[key];
+      if (!Array.isArray(turns)) continue;
+      const messages: NewMessage[] = [];
+      for (const t of turns as Array<Record<string, unknown>>) {
+        const metadata: Record<string, unknown> = { speaker: t.speaker, diaId: t.dia_id };
+        pushMessage(messages, t.speaker === speakerA ? 'user' : 'assistant', toText(t.text), metadata);
+      }
+      out.push({ sessionId: `${sampleId}-s${key.slice(8)}`, userId: sampleId, messages });
+    }
+  });
+  return out;
+}
+
+/** Parses a conversation file (every format but `archive`, which is imported as it is). */
+export function parseConversations(bytes: Uint8Array, format: Exclude<ImportFormat, 'archive'>): ImportedConversation[] {
+  const text = new TextDecoder().decode(bytes);
+  switch (format) {
+    case 'sessions':
+      return parseSessions(text);
+    case 'openai-jsonl':
+      return parseOpenAiJsonl(text);
+    case 'locomo':
+      return parseLocomo(text);
+  }
+}
