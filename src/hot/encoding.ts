@@ -1,0 +1,57 @@
+import { StrataError } from '../errors.js';
+import type { Metadata, Role, Turn } from '../types.js';
+
+/**
+ * Compact text encoding of one hot turn (the turn id is not inside: it is the hash field).
+ *
+ *   <role char><createdAt base36>,<tokens base36 or empty>,<metadata JSON length base36 or empty>,<metadata JSON><content>
+ *
+ * e.g. `ulx3k9q2o,1c,,Hello` = user, createdAt 1700000000000, 48 tokens, no metadata.
+ * The header is ~12 bytes against ~60 for `{"role":"user","createdAt":…}`, and the Lua scripts
+ * only ever read the createdAt at the front (`^.([0-9a-z]+),`). The metadata length counts UTF-16
+ * code units because only JavaScript slices it. Content is stored verbatim after the header.
+ */
+const ROLE_TO_CHAR: Readonly<Record<Role, string>> = { system: 's', user: 'u', assistant: 'a', tool: 't' };
+const CHAR_TO_ROLE: Readonly<Record<string, Role>> = { s: 'system', u: 'user', a: 'assistant', t: 'tool' };
+
+export function encodeTurn(turn: { role: Role; content: string; createdAt: number; tokens?: number; metadata?: Metadata }): string {
+  const meta = turn.metadata === undefined ? '' : JSON.stringify(turn.metadata);
+  const tokens = turn.tokens === undefined ? '' : turn.tokens.toString(36);
+  const metaLen = turn.metadata === undefined ? '' : meta.length.toString(36);
+  return `${ROLE_TO_CHAR[turn.role]}${turn.createdAt.toString(36)},${tokens},${metaLen},${meta}${turn.content}`;
+}
+
+function corrupt(turnId: number, why: string): StrataError {
+  return new StrataError('STRATA_ERR_INTERNAL', `hot turn ${turnId} is not in the expected encoding (${why})`, { details: { turnId } });
+}
+
+export function decodeTurn(turnId: number, encoded: string): Turn {
+  const role = CHAR_TO_ROLE[encoded.charAt(0)];
+  if (role === undefined) throw corrupt(turnId, 'unknown role');
+  const c1 = encoded.indexOf(',', 1);
+  const c2 = c1 < 0 ? -1 : encoded.indexOf(',', c1 + 1);
+  const c3 = c2 < 0 ? -1 : encoded.indexOf(',', c2 + 1);
+  if (c3 < 0) throw corrupt(turnId, 'truncated header');
+  const createdAt = parseInt(encoded.slice(1, c1), 36);
+  if (!Number.isSafeInteger(createdAt)) throw corrupt(turnId, 'bad createdAt');
+  const turn: Turn = { turnId, role, content: '', createdAt };
+  if (c2 > c1 + 1) turn.tokens = parseInt(encoded.slice(c1 + 1, c2), 36);
+  let contentStart = c3 + 1;
+  if (c3 > c2 + 1) {
+    const metaLen = parseInt(encoded.slice(c2 + 1, c3), 36);
+    if (!Number.isSafeInteger(metaLen) || contentStart + metaLen > encoded.length) throw corrupt(turnId, 'bad metadata length');
+    turn.metadata = JSON.parse(encoded.slice(contentStart, contentStart + metaLen)) as Metadata;
+    contentStart += metaLen;
+  }
+  turn.content = encoded.slice(contentStart);
+  return turn;
+}
+
+/**
+ * Approximate bytes a turn costs in the hot tier: its encoded UTF-8 size plus its id as text.
+ * Both drivers use this formula (the Redis scripts compute the same `#field + #value`), so byte
+ * budgets behave alike whichever driver is configured. Container overhead is not counted.
+ */
+export function turnBytes(turnId: number, encoded: string): number {
+  return String(turnId).length + Buffer.byteLength(encoded, 'utf8');
+}

@@ -1,0 +1,327 @@
+import { randomBytes } from 'node:crypto';
+import { StrataError } from '../../errors.js';
+import type { SessionRef, Turn } from '../../types.js';
+import { decodeTurn, encodeTurn, turnBytes } from '../encoding.js';
+import type { HotSeed, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
+import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
+
+interface Session {
+  ref: SessionRef;
+  /** Encoded turns by id. Ids are only ever inserted in ascending order, so iteration is ascending. */
+  turns: Map<number, string>;
+  nextTurnId: number;
+  archivedUpTo: number;
+  /** No turn below this id is held (ids at or above it may have holes after deleteTurns). */
+  firstTurnId: number;
+  unarchivedCount: number;
+  oldestUnarchivedAt: number | null;
+  bytes: number;
+  lastAccess: number;
+  createdAt: number;
+  userId: string | null;
+}
+
+const keyOf = (ref: SessionRef): string => `${ref.tenant}:${ref.sessionId}`;
+
+/**
+ * The embedded hot tier: the same contract as the Redis driver, in this process. Every method
+ * runs synchronously inside its promise, so each one is atomic with respect to the others.
+ * Turns are held in the same compact encoding as in Redis, which keeps memory low and makes
+ * every read return fresh objects (callers cannot mutate stored turns). Time is never read
+ * here: every call that needs it takes `now` from the caller's injected clock, so LRU order,
+ * idle sessions and lease expiry follow that clock (the Redis driver expires leases with
+ * Redis's own clock, PX, and uses `now` for everything else).
+ */
+export class MemoryHotStore implements HotStore {
+  readonly #sessions = new Map<string, Session>();
+  readonly #leases = new Map<string, { token: string; expiresAt: number }>();
+  readonly #epoch = randomBytes(8).toString('hex');
+  #totalBytes = 0;
+  #closed = false;
+
+  #open(): void {
+    if (this.#closed) throw new StrataError('STRATA_ERR_CLOSED', 'the memory hot store is closed');
+  }
+
+  #get(ref: SessionRef): Session | undefined {
+    this.#open();
+    return this.#sessions.get(keyOf(checkRef(ref)));
+  }
+
+  #recomputeOldest(s: Session): void {
+    s.oldestUnarchivedAt = null;
+    for (let id = Math.max(s.archivedUpTo + 1, s.firstTurnId); id < s.nextTurnId; id++) {
+      const enc = s.turns.get(id);
+      if (enc !== undefined) {
+        s.oldestUnarchivedAt = decodeTurn(id, enc).createdAt;
+        return;
+      }
+    }
+  }
+
+  async append(ref: SessionRef, turn: NewHotTurn, now: number): Promise<{ turnId: number } | { needsSeed: true }> {
+    checkNewTurn(turn);
+    checkTime('now', now);
+    const s = this.#get(ref);
+    if (s === undefined) return { needsSeed: true };
+    const turnId = s.nextTurnId;
+    const encoded = encodeTurn(turn);
+    const size = turnBytes(turnId, encoded);
+    s.turns.set(turnId, encoded);
+    s.nextTurnId += 1;
+    s.unarchivedCount += 1;
+    if (s.unarchivedCount === 1) s.oldestUnarchivedAt = turn.createdAt;
+    s.bytes += size;
+    this.#totalBytes += size;
+    s.lastAccess = Math.max(s.lastAccess, now);
+    if (s.userId === null && turn.userId !== undefined) s.userId = turn.userId;
+    return { turnId };
+  }
+
+  async seed(ref: SessionRef, seed: HotSeed, now: number): Promise<boolean> {
+    const { unarchived, oldestUnarchivedAt } = checkSeed(seed);
+    checkTime('now', now);
+    if (this.#get(ref) !== undefined) return false;
+    const s: Session = {
+      ref: { tenant: ref.tenant, sessionId: ref.sessionId },
+      turns: new Map(),
+      nextTurnId: seed.nextTurnId,
+      archivedUpTo: seed.archivedUpTo,
+      firstTurnId: seed.turns[0]?.turnId ?? seed.nextTurnId,
+      unarchivedCount: unarchived.length,
+      oldestUnarchivedAt,
+      bytes: 0,
+      lastAccess: now,
+      createdAt: now,
+      userId: seed.userId ?? null,
+    };
+    for (const t of seed.turns) {
+      const encoded = encodeTurn(t);
+      s.turns.set(t.turnId, encoded);
+      s.bytes += turnBytes(t.turnId, encoded);
+    }
+    this.#totalBytes += s.bytes;
+    this.#sessions.set(keyOf(s.ref), s);
+    return true;
+  }
+
+  async recent(ref: SessionRef, count: number, now: number): Promise<Turn[]> {
+    checkInt('count', count, 0, MAX_READ_TURNS);
+    checkTime('now', now);
+    const s = this.#get(ref);
+    if (s === undefined) return [];
+    const out: Turn[] = [];
+    for (let id = s.nextTurnId - 1; id >= s.firstTurnId && out.length < count; id--) {
+      const enc = s.turns.get(id);
+      if (enc !== undefined) out.push(decodeTurn(id, enc));
+    }
+    s.lastAccess = Math.max(s.lastAccess, now);
+    return out.reverse();
+  }
+
+  async unarchived(ref: SessionRef, limit: number): Promise<Turn[]> {
+    checkInt('limit', limit, 0, MAX_READ_TURNS);
+    const s = this.#get(ref);
+    if (s === undefined) return [];
+    return this.#collect(s, s.archivedUpTo + 1, s.nextTurnId - 1, limit);
+  }
+
+  async range(ref: SessionRef, fromTurn: number, toTurn: number): Promise<Turn[]> {
+    checkInt('fromTurn', fromTurn, 0);
+    checkInt('toTurn', toTurn, 0);
+    const s = this.#get(ref);
+    if (s === undefined) return [];
+    return this.#collect(s, fromTurn, toTurn, MAX_READ_TURNS);
+  }
+
+  #collect(s: Session, from: number, to: number, limit: number): Turn[] {
+    const out: Turn[] = [];
+    const hi = Math.min(to, s.nextTurnId - 1);
+    for (let id = Math.max(from, s.firstTurnId); id <= hi && out.length < limit; id++) {
+      const enc = s.turns.get(id);
+      if (enc !== undefined) out.push(decodeTurn(id, enc));
+    }
+    return out;
+  }
+
+  async markArchived(ref: SessionRef, upTo: number, keepRecent: number): Promise<void> {
+    checkInt('upTo', upTo, 0);
+    checkInt('keepRecent', keepRecent, 0);
+    const s = this.#get(ref);
+    // A session dropped or deleted while it was being compacted: nothing left to mark.
+    if (s === undefined) return;
+    if (upTo >= s.nextTurnId) {
+      throw new StrataError('STRATA_ERR_VALIDATION', `upTo ${upTo} is beyond the last turn ${s.nextTurnId - 1}`, { details: { argument: 'upTo' } });
+    }
+    if (upTo < s.archivedUpTo) return;
+    s.archivedUpTo = upTo;
+    // Keep the last `keepRecent` held archived turns, counting held turns (not ids) so holes left
+    // by deleteTurns do not shrink the recent window.
+    let kept = 0;
+    let cut = upTo + 1;
+    while (kept < keepRecent && cut > s.firstTurnId) {
+      cut -= 1;
+      if (s.turns.has(cut)) kept += 1;
+    }
+    for (let id = s.firstTurnId; id < cut; id++) {
+      const enc = s.turns.get(id);
+      if (enc === undefined) continue;
+      s.turns.delete(id);
+      const size = turnBytes(id, enc);
+      s.bytes -= size;
+      this.#totalBytes -= size;
+    }
+    s.firstTurnId = Math.max(s.firstTurnId, cut);
+    let unarchived = 0;
+    for (let id = Math.max(upTo + 1, s.firstTurnId); id < s.nextTurnId; id++) if (s.turns.has(id)) unarchived += 1;
+    s.unarchivedCount = unarchived;
+    this.#recomputeOldest(s);
+  }
+
+  async meta(ref: SessionRef): Promise<HotSessionMeta | null> {
+    const s = this.#get(ref);
+    if (s === undefined) return null;
+    return {
+      nextTurnId: s.nextTurnId,
+      archivedUpTo: s.archivedUpTo,
+      turnCount: s.turns.size,
+      unarchivedCount: s.unarchivedCount,
+      oldestUnarchivedAt: s.oldestUnarchivedAt,
+      bytes: s.bytes,
+      lastAccess: s.lastAccess,
+      createdAt: s.createdAt,
+      userId: s.userId,
+    };
+  }
+
+  #remove(s: Session): number {
+    this.#sessions.delete(keyOf(s.ref));
+    this.#totalBytes -= s.bytes;
+    return s.turns.size;
+  }
+
+  async dropIfArchived(ref: SessionRef): Promise<boolean> {
+    const s = this.#get(ref);
+    if (s === undefined || s.unarchivedCount > 0) return false;
+    this.#remove(s);
+    return true;
+  }
+
+  async deleteSession(ref: SessionRef): Promise<number> {
+    const s = this.#get(ref);
+    return s === undefined ? 0 : this.#remove(s);
+  }
+
+  async deleteTurns(ref: SessionRef, turnIds: readonly number[]): Promise<number> {
+    if (!Array.isArray(turnIds)) throw new StrataError('STRATA_ERR_VALIDATION', 'turnIds: expected an array of turn ids');
+    for (const id of turnIds) checkInt('turn id', id, 1);
+    const s = this.#get(ref);
+    if (s === undefined) return 0;
+    let removed = 0;
+    let unarchivedRemoved = 0;
+    for (const id of turnIds) {
+      const enc = s.turns.get(id);
+      if (enc === undefined) continue;
+      s.turns.delete(id);
+      const size = turnBytes(id, enc);
+      s.bytes -= size;
+      this.#totalBytes -= size;
+      removed += 1;
+      if (id > s.archivedUpTo) unarchivedRemoved += 1;
+    }
+    if (unarchivedRemoved > 0) {
+      s.unarchivedCount -= unarchivedRemoved;
+      this.#recomputeOldest(s);
+    }
+    return removed;
+  }
+
+  async lruSessions(limit: number): Promise<Array<{ ref: SessionRef; lastAccess: number }>> {
+    checkInt('limit', limit, 0, MAX_READ_TURNS);
+    this.#open();
+    return [...this.#sessions.values()]
+      .sort((a, b) => a.lastAccess - b.lastAccess || keyOf(a.ref).localeCompare(keyOf(b.ref)))
+      .slice(0, limit)
+      .map((s) => ({ ref: { ...s.ref }, lastAccess: s.lastAccess }));
+  }
+
+  async idleSessions(before: number, limit: number): Promise<SessionRef[]> {
+    checkTime('before', before);
+    checkInt('limit', limit, 0, MAX_READ_TURNS);
+    this.#open();
+    return [...this.#sessions.values()]
+      .filter((s) => s.lastAccess < before)
+      .sort((a, b) => a.lastAccess - b.lastAccess || keyOf(a.ref).localeCompare(keyOf(b.ref)))
+      .slice(0, limit)
+      .map((s) => ({ ...s.ref }));
+  }
+
+  async sessionsToCompact(minUnarchived: number, oldestBefore: number, limit: number): Promise<SessionRef[]> {
+    checkInt('minUnarchived', minUnarchived, 1);
+    checkTime('oldestBefore', oldestBefore);
+    checkInt('limit', limit, 0, MAX_READ_TURNS);
+    this.#open();
+    const all = [...this.#sessions.values()];
+    // Same order as the Redis driver: the oldest backlog first (age), then the biggest backlog.
+    const byAge = all
+      .filter((s) => s.oldestUnarchivedAt !== null && s.oldestUnarchivedAt < oldestBefore)
+      .sort((a, b) => (a.oldestUnarchivedAt ?? 0) - (b.oldestUnarchivedAt ?? 0));
+    const byCount = all.filter((s) => s.unarchivedCount >= minUnarchived).sort((a, b) => b.unarchivedCount - a.unarchivedCount);
+    const out = new Map<string, SessionRef>();
+    for (const s of [...byAge, ...byCount]) {
+      if (out.size >= limit) break;
+      out.set(keyOf(s.ref), { ...s.ref });
+    }
+    return [...out.values()];
+  }
+
+  async totalBytes(): Promise<number> {
+    this.#open();
+    return this.#totalBytes;
+  }
+
+  async acquireLease(ref: SessionRef, owner: string, ttlMs: number, now: number): Promise<string | null> {
+    if (typeof owner !== 'string' || owner.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'owner: expected a non-empty string');
+    checkInt('ttlMs', ttlMs, 1);
+    checkTime('now', now);
+    this.#open();
+    const key = keyOf(checkRef(ref));
+    const held = this.#leases.get(key);
+    if (held !== undefined && held.expiresAt > now) return null;
+    const token = `${owner}:${randomBytes(12).toString('hex')}`;
+    this.#leases.set(key, { token, expiresAt: now + ttlMs });
+    return token;
+  }
+
+  async renewLease(ref: SessionRef, token: string, ttlMs: number, now: number): Promise<boolean> {
+    checkToken(token);
+    checkInt('ttlMs', ttlMs, 1);
+    checkTime('now', now);
+    this.#open();
+    const held = this.#leases.get(keyOf(checkRef(ref)));
+    if (held === undefined || held.token !== token || held.expiresAt <= now) return false;
+    held.expiresAt = now + ttlMs;
+    return true;
+  }
+
+  async releaseLease(ref: SessionRef, token: string): Promise<void> {
+    checkToken(token);
+    this.#open();
+    const key = keyOf(checkRef(ref));
+    const held = this.#leases.get(key);
+    if (held !== undefined && held.token === token) this.#leases.delete(key);
+  }
+
+  async epoch(): Promise<string> {
+    this.#open();
+    return this.#epoch;
+  }
+
+  async ping(): Promise<void> {
+    this.#open();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}

@@ -1,0 +1,94 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ErrorReply } from 'redis';
+import { StrataError } from '../../errors.js';
+import type { ErrorCode } from '../../errors.js';
+
+/**
+ * The Lua scripts of `scripts/<name>-<numKeys>.lua`, read once per process, called by EVALSHA
+ * with a fallback to EVAL on NOSCRIPT (after a Redis restart, SCRIPT FLUSH or failover; EVAL
+ * also puts the script back into the server's cache). Every Redis error is mapped to a coded
+ * StrataError here and nowhere else.
+ */
+
+/** The smallest client surface the hot store needs; a node-redis v5+ client satisfies it. */
+export interface RedisCommandClient {
+  sendCommand(args: ReadonlyArray<string>): Promise<unknown>;
+}
+
+export const SCRIPT_NAMES = ['append-6', 'seed-6', 'recent-3', 'range-2', 'markarchived-5', 'deleteturns-5', 'remove-6', 'renewlease-1', 'releaselease-1', 'epoch-1'] as const;
+export type ScriptName = (typeof SCRIPT_NAMES)[number];
+
+interface LoadedScript {
+  readonly name: ScriptName;
+  readonly body: string;
+  readonly sha: string;
+  readonly numKeys: number;
+}
+
+let loaded: ReadonlyMap<ScriptName, LoadedScript> | null = null;
+
+/** Reads every script file beside this module (src/ under tsx, dist/ after the build). */
+export function loadScripts(): ReadonlyMap<ScriptName, LoadedScript> {
+  if (loaded !== null) return loaded;
+  const map = new Map<ScriptName, LoadedScript>();
+  for (const name of SCRIPT_NAMES) {
+    const body = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+    const numKeys = Number(name.slice(name.lastIndexOf('-') + 1));
+    map.set(name, { name, body, numKeys, sha: createHash('sha1').update(body).digest('hex') });
+  }
+  loaded = map;
+  return map;
+}
+
+/**
+ * Error replies a script raises on purpose (`redis.error_reply('STRATA_<REASON> …')`), each
+ * mapped to a catalog code. A reply with an unknown reason is a bug: STRATA_ERR_INTERNAL.
+ */
+const SCRIPT_ERRORS: Readonly<Record<string, ErrorCode>> = {
+  STRATA_UPTO_BEYOND_LAST: 'STRATA_ERR_VALIDATION',
+};
+
+/**
+ * True for errors the server sent (an error reply), as opposed to connection failures. The name
+ * check covers a caller's client built from another copy of the redis package.
+ */
+function isErrorReply(err: unknown): err is Error {
+  return err instanceof ErrorReply || (err instanceof Error && ['ErrorReply', 'SimpleError', 'BlobError'].includes(err.constructor.name));
+}
+
+export function isNoScript(err: unknown): boolean {
+  return isErrorReply(err) && err.message.startsWith('NOSCRIPT');
+}
+
+/** The one place where a failure talking to Redis becomes a coded StrataError. */
+export function mapRedisError(err: unknown, operation: string): StrataError {
+  if (err instanceof StrataError) return err;
+  if (isErrorReply(err)) {
+    const reason = /^(STRATA_[A-Z_]+)\b\s*(.*)$/.exec(err.message);
+    if (reason !== null) {
+      const code = SCRIPT_ERRORS[reason[1]!] ?? 'STRATA_ERR_INTERNAL';
+      return new StrataError(code, `${operation}: ${reason[2] ?? reason[1]}`, { cause: err, details: { operation, reason: reason[1] } });
+    }
+    return new StrataError('STRATA_ERR_INTERNAL', `${operation}: Redis replied with an error: ${err.message}`, { cause: err, details: { operation } });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new StrataError('STRATA_ERR_HOT_UNAVAILABLE', `${operation}: Redis is unreachable (${message})`, { cause: err, details: { operation } });
+}
+
+/** Runs one script: EVALSHA, and on NOSCRIPT the full body with EVAL. */
+export async function runScript(client: RedisCommandClient, name: ScriptName, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+  const script = loadScripts().get(name)!;
+  if (keys.length !== script.numKeys) throw new StrataError('STRATA_ERR_INTERNAL', `script ${name} takes ${script.numKeys} keys, got ${keys.length}`);
+  const tail = [String(script.numKeys), ...keys, ...args];
+  try {
+    try {
+      return await client.sendCommand(['EVALSHA', script.sha, ...tail]);
+    } catch (err) {
+      if (!isNoScript(err)) throw err;
+      return await client.sendCommand(['EVAL', script.body, ...tail]);
+    }
+  } catch (err) {
+    throw mapRedisError(err, name.slice(0, name.lastIndexOf('-')));
+  }
+}

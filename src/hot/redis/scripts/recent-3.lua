@@ -1,0 +1,39 @@
+--[[ recent: the last N held turns of a session, and a touch of its last access.
+KEYS[1] session meta hash   KEYS[2] session turns hash   KEYS[3] global lru zset
+ARGV[1] session member   ARGV[2] count (0..10000)   ARGV[3] now (ms)
+Returns a flat array {id, encoded, id, encoded, ...} in DESCENDING id order (the caller
+reverses it), empty when the session is unknown (an unknown session is not touched).
+Cost: one HMGET of exactly `count` ids when the session has no holes; holes left by
+deleteTurns are skipped by fetching further down, never by reading the whole hash.
+]]
+local m = redis.call('HMGET', KEYS[1], 'nextTurnId', 'firstTurnId', 'turnCount', 'lastAccess')
+if not m[1] then return {} end
+local want = tonumber(ARGV[2])
+local held = tonumber(m[3])
+if want > held then want = held end
+local first = tonumber(m[2])
+local hi = tonumber(m[1]) - 1
+local out = {}
+local found = 0
+while found < want and hi >= first do
+  local batch = want - found
+  if batch > 1000 then batch = 1000 end
+  local lo = hi - batch + 1
+  if lo < first then lo = first end
+  local ids = {}
+  for id = hi, lo, -1 do ids[#ids + 1] = string.format('%d', id) end
+  local values = redis.call('HMGET', KEYS[2], unpack(ids))
+  for j = 1, #ids do
+    if values[j] then
+      out[#out + 1] = ids[j]
+      out[#out + 1] = values[j]
+      found = found + 1
+    end
+  end
+  hi = lo - 1
+end
+if tonumber(ARGV[3]) > tonumber(m[4]) then
+  redis.call('HSET', KEYS[1], 'lastAccess', ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+end
+return out

@@ -1,0 +1,21 @@
+--[[ remove: drops a session's hot state, atomically.
+KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] global lru zset
+KEYS[4] global backlog zset    KEYS[5] global age zset      KEYS[6] global bytes counter
+ARGV[1] session member
+ARGV[2] 'ifArchived' (dropIfArchived: refuse while any turn is unarchived) or 'always' (deleteSession)
+Returns {removed (1|0), number of turns that were held}.
+]]
+local m = redis.call('HMGET', KEYS[1], 'unarchivedCount', 'bytes')
+if not m[1] then
+  -- No metadata: clear any leftover turns (partial eviction) but report nothing held.
+  redis.call('DEL', KEYS[2])
+  return {0, 0}
+end
+if ARGV[2] == 'ifArchived' and tonumber(m[1]) > 0 then return {0, 0} end
+local held = redis.call('HLEN', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('DECRBY', KEYS[6], tonumber(m[2]))
+return {1, held}
