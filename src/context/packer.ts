@@ -32,7 +32,6 @@ export interface PackInput {
   shares?: Partial<ContextShares>;
 }
 
-type Source = 'hot' | 'archive';
 
 /**
  * Packs one token budget (pure, linear in the number of candidates apart from the final sort):

@@ -1,7 +1,7 @@
 import type { SearchHit } from '../cache/api.js';
 import { StrataError } from '../errors.js';
 import { Bm25Index } from './bm25.js';
-import type { Embedder } from './embedder.js';
+import { l2normalize, type Embedder } from './embedder.js';
 import { Lru } from './lru.js';
 import { scopeKey, type RetrievalScope, type RetrievalTurn, type TurnSource } from './source.js';
 import { terms, words } from './text.js';
@@ -155,7 +155,8 @@ export class HybridRetriever {
     const matrix = new Float32Array(turns.length * dims);
     const missing: number[] = [];
     turns.forEach((t, i) => {
-      if (t.embedding && t.embedding.length === dims) matrix.set(t.embedding, i * dims);
+      // Stored vectors come back dequantised (int8/f16): renormalise so dot products are cosines.
+      if (t.embedding && t.embedding.length === dims) matrix.set(l2normalize(Float32Array.from(t.embedding)), i * dims);
       else if (t.embedding && t.embedding.length !== dims) {
         throw new StrataError('STRATA_ERR_EMBEDDER_MISMATCH', `turn ${t.sessionId}#${t.turnId} has a ${t.embedding.length}-d vector, embedder ${this.embedder.id} makes ${dims}-d; run \`strata reindex\``);
       } else missing.push(i);

@@ -1,0 +1,78 @@
+import { quantizeInt8 } from '../archive/vectors.js';
+import type { Embedder } from '../retrieval/embedder.js';
+import type { RetrievalScope, RetrievalTurn, TurnSource } from '../retrieval/source.js';
+
+/** Value at quantile q (0–1) of the values, nearest-rank. */
+export function percentile(values: readonly number[], q: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/** Fraction of `evidence` keys among the first k of `retrieved`. */
+export function recallAt(retrieved: readonly string[], evidence: ReadonlySet<string>, k: number): number {
+  if (evidence.size === 0) return 0;
+  let found = 0;
+  for (const key of retrieved.slice(0, k)) if (evidence.has(key)) found++;
+  return found / evidence.size;
+}
+
+/** Turns of many sessions in memory, grouped by tenant/user: the evaluations' TurnSource. */
+export class MemoryTurnSource implements TurnSource {
+  private readonly sessions = new Map<string, { tenant: string; userId: string | null; turns: RetrievalTurn[] }>();
+
+  add(tenant: string, sessionId: string, userId: string | null, turns: RetrievalTurn[]): void {
+    this.sessions.set(`${tenant}\u0000${sessionId}`, { tenant, userId, turns });
+  }
+
+  loadTurns(scope: RetrievalScope): Promise<RetrievalTurn[]> {
+    const out: RetrievalTurn[] = [];
+    for (const s of this.sessions.values()) {
+      if (s.tenant !== scope.tenant) continue;
+      if ('userId' in scope ? s.userId === scope.userId : scope.sessionIds.includes(s.turns[0]?.sessionId ?? '')) out.push(...s.turns);
+    }
+    return Promise.resolve(out);
+  }
+
+  version(): Promise<string> {
+    return Promise.resolve(String(this.sessions.size));
+  }
+}
+
+/**
+ * Embeds turns in batches, as compaction does, and stores them as the archive does: int8 with a
+ * scale, read back dequantised. Recall is measured on what search really sees.
+ */
+export async function embedAsArchived(embedder: Embedder, turns: RetrievalTurn[], batch = 256): Promise<void> {
+  const q = new Int8Array(embedder.dimensions);
+  for (let i = 0; i < turns.length; i += batch) {
+    const part = turns.slice(i, i + batch);
+    const vectors = await embedder.embed(part.map((t) => t.content));
+    part.forEach((t, j) => {
+      const scale = quantizeInt8(vectors[j]!, q);
+      t.embedding = Float32Array.from(q, (x) => x * scale);
+    });
+  }
+}
+
+export type RecallTable = Record<string, Record<string, number>>;
+
+/** Averages per-query recall values into {group: {k: mean}}. */
+export function averageRecall(rows: Array<{ groups: string[]; recall: Record<number, number> }>, ks: readonly number[]): RecallTable {
+  const sums: Record<string, { n: number; r: Record<number, number> }> = {};
+  for (const row of rows) {
+    for (const g of row.groups) {
+      const s = (sums[g] ??= { n: 0, r: {} });
+      s.n++;
+      for (const k of ks) s.r[k] = (s.r[k] ?? 0) + row.recall[k]!;
+    }
+  }
+  const out: RecallTable = {};
+  for (const [g, s] of Object.entries(sums)) out[g] = Object.fromEntries(ks.map((k) => [String(k), s.r[k]! / s.n]));
+  return out;
+}
+
+export function parseKs(value: string | undefined): number[] {
+  const ks = (value ?? '5,10,25').split(',').map((x) => Number(x.trim()));
+  return ks.filter((k) => Number.isInteger(k) && k > 0);
+}
