@@ -69,9 +69,13 @@ export function listCodecs(): Codec[] {
 export const FRAME_MAX_HEADER_BYTES = 1 + 5 + 4;
 
 export function encodeFrame(codec: Codec, input: Uint8Array): Uint8Array {
-  const payload = codec.compress(input);
+  return frameFromPayload(codec.id, input, codec.compress(input));
+}
+
+/** Wraps an already computed `payload` of codec `codecId` for the decoded bytes `input`. */
+export function frameFromPayload(codecId: number, input: Uint8Array, payload: Uint8Array): Uint8Array {
   const header = new Uint8Array(FRAME_MAX_HEADER_BYTES);
-  header[0] = codec.id;
+  header[0] = codecId;
   let pos = writeVarint(header, 1, input.length);
   new DataView(header.buffer).setUint32(pos, crc32c(input) >>> 0, true);
   pos += 4;
@@ -109,9 +113,14 @@ export function decodeFrame(frame: Uint8Array, options: DecodeOptions = {}): Uin
     if (err instanceof StrataError) throw err;
     throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `${codec.name} payload does not decode: ${(err as Error).message}`, { cause: err });
   }
-  if (out.length !== header.decodedLength) throw new StrataError('STRATA_ERR_CODEC_CHECKSUM', `${codec.name} decoded ${out.length} bytes, frame declares ${header.decodedLength}`);
-  if ((crc32c(out) >>> 0) !== header.crc) throw new StrataError('STRATA_ERR_CODEC_CHECKSUM', `${codec.name} frame fails its CRC32C check`);
+  checkDecoded(header, out, codec.name);
   return out;
+}
+
+/** Throws unless `out` has the frame's declared length and CRC32C. */
+export function checkDecoded(header: FrameHeader, out: Uint8Array, name: string): void {
+  if (out.length !== header.decodedLength) throw new StrataError('STRATA_ERR_CODEC_CHECKSUM', `${name} decoded ${out.length} bytes, frame declares ${header.decodedLength}`);
+  if ((crc32c(out) >>> 0) !== header.crc) throw new StrataError('STRATA_ERR_CODEC_CHECKSUM', `${name} frame fails its CRC32C check`);
 }
 
 export function writeVarint(buf: Uint8Array, pos: number, value: number): number {
