@@ -1,0 +1,38 @@
+import { after, before } from 'node:test';
+import { MemoryHotStore } from '../../src/hot/memory/memory-store.js';
+import { RedisHotStore } from '../../src/hot/redis/redis-store.js';
+import type { HotStore } from '../../src/hot/store.js';
+import { startRedis } from '../helpers/redis.js';
+import type { TestRedis } from '../helpers/redis.js';
+import { hotStoreSuite } from './hot-store.js';
+
+hotStoreSuite('memory', async () => {
+  const store = new MemoryHotStore();
+  return { store, twin: async () => store, elapse: async () => {}, cleanup: () => store.close() };
+});
+
+let redis: TestRedis;
+before(async () => {
+  redis = await startRedis();
+});
+after(() => redis.stop());
+
+let counter = 0;
+hotStoreSuite('redis', async () => {
+  // A unique prefix per test: tests share one server but never each other's keys.
+  const keyPrefix = redis.prefix(`conf${++counter}`);
+  const opened: HotStore[] = [];
+  const open = (): RedisHotStore => {
+    const s = new RedisHotStore({ url: redis.url, keyPrefix });
+    opened.push(s);
+    return s;
+  };
+  return {
+    store: open(),
+    twin: async () => open(),
+    elapse: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    cleanup: async () => {
+      await Promise.all(opened.map((s) => s.close()));
+    },
+  };
+});
