@@ -1,0 +1,79 @@
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import type { DeepPartial, StrataConfig } from '../../config.js';
+import { buildServer } from '../../server/app.js';
+import { createServerMetrics } from '../../server/metrics.js';
+import type { CliIo } from '../io.js';
+import type { CommonFlags } from './common.js';
+import { addCommonOptions, configFromFlags, openMemory, parsePositiveInt } from './common.js';
+
+interface ServeFlags extends CommonFlags {
+  host?: string;
+  port?: number;
+  logLevel?: StrataConfig['server']['logLevel'];
+}
+
+/**
+ * `strata serve`: loads the configuration, opens the core and serves HTTP until SIGTERM or
+ * SIGINT; then it stops accepting connections, closes the core (which flushes) and returns 0.
+ * `options.signal` lets an embedding process (and tests) stop it without a signal.
+ */
+export async function serve(io: CliIo, flags: ServeFlags, options: { signal?: AbortSignal; onListening?: (url: string) => void } = {}): Promise<void> {
+  const server: DeepPartial<StrataConfig['server']> = {};
+  if (flags.host !== undefined) server.host = flags.host;
+  if (flags.port !== undefined) server.port = flags.port;
+  if (flags.logLevel !== undefined) server.logLevel = flags.logLevel;
+  const config = configFromFlags(io, flags, { server });
+  const logger = pino({ level: config.server.logLevel });
+  const metrics = createServerMetrics();
+  const memory = await openMemory(config, { metrics: metrics.hooks, logger });
+  const app = buildServer({ memory, config, logger, metrics });
+
+  if (config.server.apiKeys === null) {
+    const warning = 'AUTH IS OFF: no API keys configured (server.apiKeys / STRATA_API_KEYS), every request acts for the "default" tenant. Set STRATA_API_KEYS=key:tenant,... before exposing this server.';
+    logger.warn(warning);
+    io.stderr.write(`WARNING: ${warning}\n`);
+  }
+
+  let stopping: Promise<void> | null = null;
+  const stop = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ reason }, 'shutting down: closing the listener, then flushing');
+      try {
+        await app.close();
+      } finally {
+        await memory.close();
+      }
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+
+  try {
+    const address = await app.listen({ host: config.server.host, port: config.server.port });
+    io.stdout.write(`strata listening on ${address} (hot tier: ${config.hot.driver}, data: ${config.dataDir})\n`);
+    options.onListening?.(address);
+  } catch (err) {
+    await memory.close();
+    throw err;
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      stop(signal).then(resolve, reject);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    options.signal?.addEventListener('abort', () => onSignal('SIGTERM'), { once: true });
+  });
+}
+
+export function registerServe(parent: Command, io: CliIo): void {
+  addCommonOptions(parent.command('serve').description('run the HTTP service (stops gracefully on SIGTERM/SIGINT)'))
+    .option('-H, --host <host>', 'listen address')
+    .option('-p, --port <port>', 'listen port', parsePositiveInt('--port'))
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
+    .action(async (flags: ServeFlags) => serve(io, flags));
+}
