@@ -1,0 +1,77 @@
+import { crc32c } from '@node-rs/crc32';
+import { open, readFile, stat } from 'node:fs/promises';
+import { ioError } from './io.js';
+
+/*
+ * Per-tenant user index: DATA_DIR/archive/<tenant>/users.idx, an append-only text file of lines
+ *   "+<userId> <sessionId> <crc32c hex>\n"   (session belongs to user)
+ *   "-<userId> <sessionId> <crc32c hex>\n"   (session deleted)
+ * Ids cannot contain spaces or newlines, so a line is unambiguous; the CRC covers the text before
+ * it, and a torn or damaged line is ignored (the session file's own metadata record also names
+ * its user, so the index can be rebuilt). Appends use O_APPEND and fsync: several writers, each
+ * under its own session's lock, can add lines concurrently without clobbering each other.
+ */
+export const USER_INDEX_FILE = 'users.idx';
+
+function line(op: '+' | '-', userId: string, sessionId: string): string {
+  const text = `${op}${userId} ${sessionId}`;
+  return `${text} ${(crc32c(text) >>> 0).toString(16).padStart(8, '0')}\n`;
+}
+
+export class UserIndex {
+  private cache = new Map<string, { size: number; mtimeMs: number; users: Map<string, Set<string>> }>();
+
+  async add(file: string, userId: string, sessionId: string): Promise<void> {
+    await this.write(file, line('+', userId, sessionId));
+  }
+
+  async remove(file: string, userId: string, sessionId: string): Promise<void> {
+    await this.write(file, line('-', userId, sessionId));
+  }
+
+  private async write(file: string, text: string): Promise<void> {
+    try {
+      const fh = await open(file, 'a', 0o644);
+      try {
+        await fh.write(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw ioError(err, 'appending to user index', file);
+    }
+    this.cache.delete(file);
+  }
+
+  async sessions(file: string, userId: string): Promise<string[]> {
+    return [...((await this.load(file)).get(userId) ?? [])].sort();
+  }
+
+  private async load(file: string): Promise<Map<string, Set<string>>> {
+    let st;
+    try {
+      st = await stat(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+      throw ioError(err, 'reading user index', file);
+    }
+    const hit = this.cache.get(file);
+    if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit.users;
+    const text = await readFile(file, 'utf8').catch((err: unknown) => {
+      throw ioError(err, 'reading user index', file);
+    });
+    const users = new Map<string, Set<string>>();
+    for (const l of text.split('\n')) {
+      const m = /^([+-])(\S+) (\S+) ([0-9a-f]{8})$/.exec(l);
+      if (!m || (crc32c(`${m[1]}${m[2]} ${m[3]}`) >>> 0).toString(16).padStart(8, '0') !== m[4]) continue;
+      const set = users.get(m[2]!) ?? new Set<string>();
+      if (m[1] === '+') set.add(m[3]!);
+      else set.delete(m[3]!);
+      users.set(m[2]!, set);
+    }
+    if (this.cache.size > 256) this.cache.clear();
+    this.cache.set(file, { size: st.size, mtimeMs: st.mtimeMs, users });
+    return users;
+  }
+}

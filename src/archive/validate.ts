@@ -1,0 +1,74 @@
+import { StrataError } from '../errors.js';
+import type { ArchivedTurn } from '../types.js';
+import { ROLES } from '../types.js';
+import type { Summary, TurnRange } from './store.js';
+
+/** Turn ids are stored as u32 in segment headers. */
+export const MAX_TURN_ID = 0xffffffff;
+
+function bad(message: string, details?: Record<string, unknown>): StrataError {
+  return new StrataError('STRATA_ERR_VALIDATION', message, details ? { details } : {});
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** Checks a batch of turns for `append`: everything is checked before anything is written. */
+export function validateTurns(turns: unknown): readonly ArchivedTurn[] {
+  if (!Array.isArray(turns)) throw bad(`turns: expected an array, received ${typeof turns}`);
+  let prev = 0;
+  for (const [i, t] of (turns as unknown[]).entries()) {
+    if (typeof t !== 'object' || t === null) throw bad(`turns[${i}]: expected an object`);
+    const turn = t as ArchivedTurn;
+    if (!Number.isInteger(turn.turnId) || turn.turnId < 1 || turn.turnId > MAX_TURN_ID) throw bad(`turns[${i}].turnId: expected an integer from 1 to ${MAX_TURN_ID}, received ${String(turn.turnId)}`);
+    if (turn.turnId <= prev) throw bad(`turns[${i}].turnId: expected ascending turn ids, ${turn.turnId} follows ${prev}`);
+    prev = turn.turnId;
+    if (!(ROLES as readonly string[]).includes(turn.role)) throw new StrataError('STRATA_ERR_INVALID_ROLE', `turns[${i}].role: expected one of ${ROLES.join(', ')}, received ${JSON.stringify(turn.role)}`);
+    if (typeof turn.content !== 'string') throw bad(`turns[${i}].content: expected a string`);
+    if (!Number.isSafeInteger(turn.createdAt) || turn.createdAt < 0) throw bad(`turns[${i}].createdAt: expected milliseconds since the epoch, received ${String(turn.createdAt)}`);
+    if (turn.tokens !== undefined && (!Number.isSafeInteger(turn.tokens) || turn.tokens < 0)) throw bad(`turns[${i}].tokens: expected a non-negative integer`);
+    if (turn.metadata !== undefined) {
+      if (!isPlainObject(turn.metadata)) throw new StrataError('STRATA_ERR_METADATA_INVALID', `turns[${i}].metadata: expected a plain JSON object`);
+      try {
+        JSON.stringify(turn.metadata);
+      } catch (err) {
+        throw new StrataError('STRATA_ERR_METADATA_INVALID', `turns[${i}].metadata is not serialisable as JSON`, { cause: err });
+      }
+    }
+    if (turn.embedding !== undefined) {
+      if (!(turn.embedding instanceof Float32Array) || turn.embedding.length === 0) throw bad(`turns[${i}].embedding: expected a non-empty Float32Array`);
+      for (const x of turn.embedding) if (!Number.isFinite(x)) throw bad(`turns[${i}].embedding: contains a non-finite value`);
+    }
+  }
+  return turns as ArchivedTurn[];
+}
+
+export function validateRange(range: unknown): TurnRange {
+  if (range === undefined) return {};
+  if (typeof range !== 'object' || range === null) throw bad('range: expected {fromTurn?, toTurn?}');
+  const r = range as TurnRange;
+  for (const key of ['fromTurn', 'toTurn'] as const) {
+    const v = r[key];
+    if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw bad(`range.${key}: expected a non-negative integer, received ${String(v)}`);
+  }
+  return { ...(r.fromTurn === undefined ? {} : { fromTurn: r.fromTurn }), ...(r.toTurn === undefined ? {} : { toTurn: r.toTurn }) };
+}
+
+export function validateSummary(s: unknown): Summary {
+  const v = s as Summary;
+  if (typeof v !== 'object' || v === null) throw bad('summary: expected an object');
+  if (!Number.isInteger(v.fromTurn) || v.fromTurn < 1 || !Number.isInteger(v.toTurn) || v.toTurn < v.fromTurn || v.toTurn > MAX_TURN_ID) throw bad(`summary: expected 1 <= fromTurn <= toTurn, received ${String(v.fromTurn)}..${String(v.toTurn)}`);
+  if (typeof v.text !== 'string') throw bad('summary.text: expected a string');
+  if (!Number.isSafeInteger(v.createdAt) || v.createdAt < 0) throw bad('summary.createdAt: expected milliseconds since the epoch');
+  return { fromTurn: v.fromTurn, toTurn: v.toTurn, text: v.text, createdAt: v.createdAt };
+}
+
+export function validateQuery(query: unknown, topK: unknown): Float32Array {
+  if (!(query instanceof Float32Array) || query.length === 0) throw bad('query: expected a non-empty Float32Array');
+  for (const x of query) if (!Number.isFinite(x)) throw bad('query: contains a non-finite value');
+  if (!Number.isInteger(topK) || (topK as number) < 1 || (topK as number) > 10_000) throw bad(`topK: expected an integer from 1 to 10000, received ${String(topK)}`);
+  return query;
+}
