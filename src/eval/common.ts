@@ -1,3 +1,4 @@
+import { StrataError } from '../errors.js';
 import { quantizeInt8 } from '../archive/vectors.js';
 import type { Embedder } from '../retrieval/embedder.js';
 import type { RetrievalScope, RetrievalTurn, TurnSource } from '../retrieval/source.js';
@@ -74,5 +75,8 @@ export function averageRecall(rows: Array<{ groups: string[]; recall: Record<num
 
 export function parseKs(value: string | undefined): number[] {
   const ks = (value ?? '5,10,25').split(',').map((x) => Number(x.trim()));
-  return ks.filter((k) => Number.isInteger(k) && k > 0);
+  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1 || k > 1000)) {
+    throw new StrataError('STRATA_ERR_VALIDATION', `--k: expected comma-separated integers 1-1000, got ${JSON.stringify(value)}`);
+  }
+  return ks;
 }

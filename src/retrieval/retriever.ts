@@ -8,19 +8,19 @@ import { terms, words } from './text.js';
 
 /** Tuning of the hybrid search. Defaults were tuned on LoCoMo dev categories 1–4 (see docs/retrieval.md). */
 export interface RetrieverOptions {
-  /** Reciprocal-rank-fusion constant k in 1/(k + rank). Default 60. */
+  /** Reciprocal-rank-fusion constant k in 1/(k + rank). Default 20. */
   rrfK?: number;
-  /** Weight of the dense ranking in the fusion. Default 1. 0 = lexical only. */
+  /** Weight of the dense ranking in the fusion. Default 0.5. 0 = lexical only. */
   denseWeight?: number;
   /** Weight of the BM25 ranking in the fusion. Default 1. 0 = dense only. */
   lexicalWeight?: number;
   /** Candidates taken from each ranking before fusion. Default 200. */
   depth?: number;
-  /** Share of each adjacent turn's fused score added to a turn's own (context smoothing). Default 0. */
+  /** Share of each adjacent turn's fused score added to a turn's own (context smoothing). Default 0.2. */
   smoothing?: number;
   /** Neighbour expansion: adjacent turns (±1) brought in after each of the first `neighbourHits` hits. Default 0 (off). */
   neighbourHits?: number;
-  /** Multiplier applied to turns whose speaker is named in the query. Default 1 (off). */
+  /** Multiplier applied to turns whose speaker is named in the query. Default 2 (1 = off). */
   speakerBoost?: number;
   /** Indexed scopes kept in memory. Default 64. */
   maxScopes?: number;
@@ -74,13 +74,13 @@ export class HybridRetriever {
     options: RetrieverOptions = {},
   ) {
     this.o = {
-      rrfK: options.rrfK ?? 60,
-      denseWeight: options.denseWeight ?? 1,
+      rrfK: options.rrfK ?? 20,
+      denseWeight: options.denseWeight ?? 0.5,
       lexicalWeight: options.lexicalWeight ?? 1,
       depth: options.depth ?? 200,
-      smoothing: options.smoothing ?? 0,
+      smoothing: options.smoothing ?? 0.2,
       neighbourHits: options.neighbourHits ?? 0,
-      speakerBoost: options.speakerBoost ?? 1,
+      speakerBoost: options.speakerBoost ?? 2,
       maxScopes: options.maxScopes ?? 64,
       queryCacheSize: options.queryCacheSize ?? 1024,
       resultCacheSize: options.resultCacheSize ?? 1024,

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
 import type { CliIo } from '../io.js';
+import { registerBenchRetrieval } from './bench-retrieval.js';
+import { registerEvalLocomo } from './eval-locomo.js';
+import { registerEvalRetrieval } from './eval-retrieval.js';
 
 /**
  * A CLI command module: adds its command to `parent` (the program, or the `bench` / `eval`
@@ -12,7 +15,7 @@ export type RegisterCommand = (parent: Command, io: CliIo) => void;
 export const commands: RegisterCommand[] = [];
 
 /** `strata bench <name>` subcommands. */
-export const benchCommands: RegisterCommand[] = [];
+export const benchCommands: RegisterCommand[] = [registerBenchRetrieval];
 
 /** `strata eval <name>` subcommands. */
-export const evalCommands: RegisterCommand[] = [];
+export const evalCommands: RegisterCommand[] = [registerEvalLocomo, registerEvalRetrieval];
