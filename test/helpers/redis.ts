@@ -103,21 +103,22 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
       if (client === null) throw new Error('test redis helper is stopped');
       return client;
     };
+    const deleteOwnKeys = async (): Promise<void> => {
+      const c = run();
+      for await (const keys of c.scanIterator({ MATCH: `${ownPrefix}*`, COUNT: 500 })) if (keys.length > 0) await c.del(keys);
+    };
     return {
       url: shared,
       isPrivate: false,
       prefix: (name) => `${ownPrefix}${name}:`,
-      async flushall() {
-        const c = run();
-        for await (const keys of c.scanIterator({ MATCH: `${ownPrefix}*`, COUNT: 500 })) if (keys.length > 0) await c.del(keys);
-      },
+      flushall: deleteOwnKeys,
       async restart() {
         throw new Error('restart() needs a private redis-server: call startRedis({ private: true })');
       },
       command: (args) => run().sendCommand(args),
       async stop() {
         if (client === null) return;
-        await this.flushall();
+        await deleteOwnKeys();
         await client.close();
         client = null;
       },
