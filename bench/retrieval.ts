@@ -53,7 +53,7 @@ export async function runRetrievalBench(turnCount = 10_000, queries = 200, input
       const query = userTurns[(i * 7919) % userTurns.length]!.content.slice(0, 300);
       const started = performance.now();
       const relevant = await retriever.search(query, 30, scope, { exclude: recent.map((t) => ({ sessionId: 'bench', turnId: t.turnId })) });
-      packContext({ recent, relevant, summaries: [], maxTokens: 4000, tokenizer });
+      packContext({ recent, relevant, summaries: [], maxTokens: 4000, tokenizer, tokensOf: (h) => turns[h.turnId - 1]?.tokens });
       times.push(performance.now() - started);
     }
     return { p50Ms: percentile(times, 0.5), p95Ms: percentile(times, 0.95), indexBuildMs };

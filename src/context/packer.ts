@@ -30,6 +30,8 @@ export interface PackInput {
   maxTokens: number;
   tokenizer: Tokenizer;
   shares?: Partial<ContextShares>;
+  /** Stored token count of a relevant hit's turn, when known (saves re-tokenising it). */
+  tokensOf?: (hit: SearchHit) => number | undefined;
 }
 
 
@@ -120,7 +122,8 @@ export function packContext(input: PackInput): ContextResult {
   // Relevant older turns, best first, in whatever budget is left.
   for (const h of input.relevant) {
     if (used.has(h.turnId) || recentIds.has(h.turnId)) continue;
-    const t: Turn = { turnId: h.turnId, role: h.role, content: h.content, createdAt: h.createdAt };
+    const stored = input.tokensOf?.(h);
+    const t: Turn = { turnId: h.turnId, role: h.role, content: h.content, createdAt: h.createdAt, ...(stored !== undefined ? { tokens: stored } : {}) };
     const n = count(t);
     if (spent + n > maxTokens) continue;
     spent += n;

@@ -113,7 +113,8 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     const query = request.query ?? latestUserMessage(recent);
     const relevant = !fits && query ? await this.search(query, this.o.relevantCandidates ?? 30, scope, new Map([[ref.sessionId, recentIds]])) : [];
     const summaries = fits ? [] : await this.o.archive.loadSummaries(ref);
-    return packContext({ recent, relevant, summaries, history, maxTokens, tokenizer: this.o.tokenizer, ...(this.o.shares ? { shares: this.o.shares } : {}) });
+    const tokensById = new Map<number, number | undefined>(turns.map((t) => [t.turnId, t.tokens]));
+    return packContext({ recent, relevant, summaries, history, maxTokens, tokenizer: this.o.tokenizer, tokensOf: (h) => tokensById.get(h.turnId), ...(this.o.shares ? { shares: this.o.shares } : {}) });
   }
 
   async afterCompaction(ref: SessionRef): Promise<void> {

@@ -49,11 +49,42 @@ interface ScopeIndex {
 
 const key = (sessionId: string, turnId: number) => `${sessionId}\u0000${turnId}`;
 
-/** Indexes of the `count` largest values among `candidates` (or all of 0..n-1), descending. */
+/**
+ * Indexes of the `count` largest values among `candidates` (or all of 0..n-1), descending.
+ * A bounded min-heap keeps this O(n log count) instead of sorting every turn of the scope.
+ */
 function topIndexes(scores: Float32Array, count: number, candidates?: readonly number[]): number[] {
-  const idx = candidates ? [...candidates] : Array.from({ length: scores.length }, (_, i) => i);
-  idx.sort((a, b) => scores[b]! - scores[a]!);
-  return idx.length > count ? idx.slice(0, count) : idx;
+  const total = candidates ? candidates.length : scores.length;
+  const heap: number[] = [];
+  const less = (a: number, b: number) => scores[a]! < scores[b]! || (scores[a] === scores[b] && a < b);
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < heap.length && less(heap[l]!, heap[m]!)) m = l;
+      if (r < heap.length && less(heap[r]!, heap[m]!)) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+      i = m;
+    }
+  };
+  for (let j = 0; j < total; j++) {
+    const doc = candidates ? candidates[j]! : j;
+    if (heap.length < count) {
+      heap.push(doc);
+      for (let i = heap.length - 1; i > 0; ) {
+        const p = (i - 1) >> 1;
+        if (!less(heap[i]!, heap[p]!)) break;
+        [heap[i], heap[p]] = [heap[p]!, heap[i]!];
+        i = p;
+      }
+    } else if (count > 0 && less(heap[0]!, doc)) {
+      heap[0] = doc;
+      down(0);
+    }
+  }
+  return heap.sort((a, b) => scores[b]! - scores[a]! || b - a);
 }
 
 /**
