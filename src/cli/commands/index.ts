@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliIo } from '../io.js';
+import { registerBenchJournal } from './bench-journal.js';
 import { registerBenchRetrieval } from './bench-retrieval.js';
 import { registerEvalLocomo } from './eval-locomo.js';
 import { registerEvalRetrieval } from './eval-retrieval.js';
@@ -15,7 +16,7 @@ export type RegisterCommand = (parent: Command, io: CliIo) => void;
 export const commands: RegisterCommand[] = [];
 
 /** `strata bench <name>` subcommands. */
-export const benchCommands: RegisterCommand[] = [registerBenchRetrieval];
+export const benchCommands: RegisterCommand[] = [registerBenchRetrieval, registerBenchJournal];
 
 /** `strata eval <name>` subcommands. */
 export const evalCommands: RegisterCommand[] = [registerEvalLocomo, registerEvalRetrieval];
