@@ -1,0 +1,117 @@
+/**
+ * The Redis hot store when Redis loses its data or goes away: FLUSHALL, SCRIPT FLUSH, restart
+ * (without persistence), a server that is down, and turns evicted from under their metadata.
+ * Always on private redis-servers: these tests flush, restart and stop them.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isStrataError } from '../../src/errors.js';
+import { RedisHotStore } from '../../src/hot/redis/redis-store.js';
+import { loadScripts } from '../../src/hot/redis/scripts.js';
+import type { SessionRef } from '../../src/types.js';
+import { startRedis } from '../helpers/redis.js';
+import type { TestRedis } from '../helpers/redis.js';
+
+const REF: SessionRef = { tenant: 'acme', sessionId: 'chat-1' };
+const T0 = 1_700_000_000_000;
+const turn = (i: number) => ({ role: 'user' as const, content: `turn ${i}`, createdAt: T0 + i });
+
+async function seeded(store: RedisHotStore, n: number): Promise<void> {
+  assert.equal(await store.seed(REF, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0), true);
+  for (let i = 1; i <= n; i++) assert.deepEqual(await store.append(REF, turn(i), T0 + i), { turnId: i });
+}
+
+/** Retries until the store answers again (the client reconnects with backoff), bounded. */
+async function untilUp(store: RedisHotStore): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (true) {
+    try {
+      await store.ping();
+      return;
+    } catch (err) {
+      assert.ok(isStrataError(err, 'STRATA_ERR_HOT_UNAVAILABLE'), `unexpected ${String(err)}`);
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+describe('Redis hot store under data loss and outages', () => {
+  let redis: TestRedis;
+  const stores: RedisHotStore[] = [];
+  const open = (name: string): RedisHotStore => {
+    const s = new RedisHotStore({ url: redis.url, keyPrefix: redis.prefix(name) });
+    stores.push(s);
+    return s;
+  };
+  before(async () => {
+    redis = await startRedis({ private: true });
+  });
+  after(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await redis.stop();
+  });
+
+  test('FLUSHALL: the epoch changes and append asks for a seed instead of restarting ids at 1', async () => {
+    const store = open('flush');
+    await seeded(store, 5);
+    const epoch = await store.epoch();
+    await redis.flushall();
+    assert.notEqual(await store.epoch(), epoch);
+    assert.deepEqual(await store.append(REF, turn(6), T0 + 6), { needsSeed: true });
+    assert.equal(await store.meta(REF), null);
+    // The cache re-seeds from journal + archive; ids continue where they were.
+    assert.equal(await store.seed(REF, { nextTurnId: 6, archivedUpTo: 0, turns: [1, 2, 3, 4, 5].map((i) => ({ turnId: i, ...turn(i) })) }, T0), true);
+    assert.deepEqual(await store.append(REF, turn(6), T0 + 6), { turnId: 6 });
+    assert.equal((await store.recent(REF, 10, T0 + 7)).length, 6);
+  });
+
+  test('SCRIPT FLUSH: scripts are reloaded on NOSCRIPT and calls keep working', async () => {
+    const store = open('scriptflush');
+    await seeded(store, 2);
+    const sha = loadScripts().get('append-6')!.sha;
+    assert.deepEqual(await redis.command(['SCRIPT', 'EXISTS', sha]), [1]);
+    await redis.command(['SCRIPT', 'FLUSH']);
+    assert.deepEqual(await redis.command(['SCRIPT', 'EXISTS', sha]), [0]);
+    assert.deepEqual(await store.append(REF, turn(3), T0 + 3), { turnId: 3 });
+    assert.deepEqual(await redis.command(['SCRIPT', 'EXISTS', sha]), [1], 'the fallback put the script back');
+    assert.deepEqual((await store.recent(REF, 3, T0)).map((t) => t.turnId), [1, 2, 3]);
+  });
+
+  test('restart without persistence: the client reconnects, append needs a seed, the epoch changed', async () => {
+    const store = open('restart');
+    await seeded(store, 3);
+    const epoch = await store.epoch();
+    await redis.restart();
+    await untilUp(store);
+    assert.deepEqual(await store.append(REF, turn(4), T0 + 4), { needsSeed: true });
+    assert.notEqual(await store.epoch(), epoch);
+  });
+
+  test('turns evicted from under their metadata: append drops the stale state and asks for a seed', async () => {
+    const store = open('evicted');
+    await seeded(store, 4);
+    await redis.command(['DEL', store.keys.session(REF).turns]);
+    assert.deepEqual(await store.append(REF, turn(5), T0 + 5), { needsSeed: true });
+    assert.equal(await store.meta(REF), null);
+    assert.equal(await store.totalBytes(), 0);
+    assert.deepEqual(await store.lruSessions(10), []);
+  });
+});
+
+describe('Redis hot store when Redis is down', () => {
+  test('calls fail fast with STRATA_ERR_HOT_UNAVAILABLE, before and after a connection existed', async () => {
+    const redis = await startRedis({ private: true });
+    const connected = new RedisHotStore({ url: redis.url, keyPrefix: 'down:' });
+    await connected.ping();
+    const url = redis.url;
+    await redis.stop();
+    const started = Date.now();
+    await assert.rejects(connected.append(REF, turn(1), T0), (e: unknown) => isStrataError(e, 'STRATA_ERR_HOT_UNAVAILABLE'));
+    const never = new RedisHotStore({ url, keyPrefix: 'down:' });
+    await assert.rejects(never.ping(), (e: unknown) => isStrataError(e, 'STRATA_ERR_HOT_UNAVAILABLE'));
+    assert.ok(Date.now() - started < 5000, 'no hang while Redis is down');
+    await connected.close();
+    await never.close();
+  });
+});
