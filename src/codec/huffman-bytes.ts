@@ -6,7 +6,7 @@ import { assertCompleteCode, canonicalCodes, codeLengths } from './huffman.js';
 
 /*
  * huffman-bytes payload (docs/format.md, "huffman-bytes payload"):
- *   u8 kind (0 bytes, 1 UTF-8 text, 2 WTF-8 text — what HuffmanConversationCodec returns)
+ *   u8 kind: 0x00 bytes, 0x33 UTF-8 text, 0x55 WTF-8 text (what HuffmanConversationCodec returns)
  *   blocks, each coding min(BLOCK_SIZE, remaining) decoded bytes:
  *     u8 type: 0 stored (the bytes follow), 1 Huffman, 2 run (one byte value follows)
  *     Huffman: code-length table (bit-packed, zero-padded to a byte), then the codes (MSB-first,
@@ -26,6 +26,12 @@ export const BLOCK_RUN = 2;
 export const KIND_BYTES = 0;
 export const KIND_UTF8 = 1;
 export const KIND_WTF8 = 2;
+/**
+ * How a kind is written in the huffman-bytes payload header. The three values differ in four
+ * bits, so no single flipped bit turns one kind into another (the frame CRC covers the decoded
+ * bytes, not the kind).
+ */
+export const KIND_BYTE = [0x00, 0x33, 0x55] as const;
 
 /** Appends one coded block for `block` (1 ≤ length ≤ BLOCK_SIZE) to `parts`. */
 export function encodeBlock(block: Uint8Array, parts: Uint8Array[]): void {
@@ -190,15 +196,15 @@ export function decodeBlock(input: Uint8Array, pos: number, end: number, out: Ui
 }
 
 export function compressBytes(input: Uint8Array, kind: number = KIND_BYTES): Uint8Array {
-  const parts: Uint8Array[] = [Uint8Array.of(kind)];
+  const parts: Uint8Array[] = [Uint8Array.of(KIND_BYTE[kind as 0 | 1 | 2])];
   for (let p = 0; p < input.length; p += BLOCK_SIZE) encodeBlock(input.subarray(p, Math.min(input.length, p + BLOCK_SIZE)), parts);
   return concat(parts);
 }
 
 export function decompressBytes(payload: Uint8Array, decodedLength: number): { bytes: Uint8Array; kind: number } {
   if (payload.length < 1) throw new StrataError('STRATA_ERR_CODEC_TRUNCATED', 'empty huffman-bytes payload');
-  const kind = payload[0]!;
-  if (kind > KIND_WTF8) throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `unknown huffman-bytes kind ${kind}`);
+  const kind = (KIND_BYTE as readonly number[]).indexOf(payload[0]!);
+  if (kind < 0) throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `unknown huffman-bytes kind byte ${payload[0]!}`);
   const out = new Uint8Array(decodedLength);
   let pos = 1;
   for (let op = 0; op < decodedLength; op += BLOCK_SIZE) pos = decodeBlock(payload, pos, payload.length, out, op, Math.min(BLOCK_SIZE, decodedLength - op));

@@ -2,7 +2,7 @@ import { StrataError } from '../errors.js';
 import { BitReader, BitWriter } from './bits.js';
 import type { Codec } from './codec.js';
 import { CODEC_IDS, registerCodec } from './codec.js';
-import { KIND_BYTES, KIND_UTF8, KIND_WTF8 } from './huffman-bytes.js';
+import { KIND_BYTES, KIND_UTF8 } from './huffman-bytes.js';
 import { PRIMARY_BITS } from './huffman.js';
 import { MAX_TOKEN_CODE_BITS, MIN_MATCH, getTokenModel } from './token-model.js';
 import type { TokenModel } from './token-model.js';
@@ -11,7 +11,8 @@ import { getVocab, tokenize } from './vocab.js';
 
 /*
  * huffman-tokens payload (docs/format.md): one MSB-first bit stream,
- *   2 bits kind (as huffman-bytes), then symbols until the declared length is reached:
+ *   3 bits kind: 000 bytes, 011 UTF-8 text, 101 WTF-8 text (pairwise two bits apart, so one
+ *   flipped bit cannot change the kind), then symbols until the declared length is reached:
  *     a token id, coded with the static code of the previous token's context class, or
  *     MATCH + gamma(length - MIN_MATCH + 1) + gamma(distance): copy `length` tokens starting
  *     `distance` tokens back (overlap allowed),
@@ -19,6 +20,7 @@ import { getVocab, tokenize } from './vocab.js';
  */
 
 const MAX_GAMMA_BITS = 25;
+const KIND_BITS = [0b000, 0b011, 0b101] as const;
 
 /** Token ids whose bytes concatenate to exactly `input`. Non-UTF-8 bytes become one-byte tokens. */
 export function tokensOf(input: Uint8Array, text?: string): Int32Array {
@@ -146,7 +148,7 @@ export function parseTokens(tokens: Int32Array, lengths: Uint8Array[], classOf: 
 export function encodeTokens(tokens: Int32Array, kind: number, model: TokenModel = getTokenModel()): Uint8Array {
   const ops = parseTokens(tokens, model.lengths, model.classOf, model.match);
   const w = new BitWriter(tokens.length * 2 + 8);
-  w.write(kind, 2);
+  w.write(KIND_BITS[kind as 0 | 1 | 2], 3);
   let cls = 0;
   for (let k = 0; k < ops.length; k++) {
     const op = ops[k]!;
@@ -168,8 +170,8 @@ export function encodeTokens(tokens: Int32Array, kind: number, model: TokenModel
 export function decodeTokens(payload: Uint8Array, decodedLength: number, model: TokenModel = getTokenModel()): { bytes: Uint8Array; kind: number } {
   const { bytes: vb, offsets } = getVocab();
   const r = new BitReader(payload);
-  const kind = r.read(2);
-  if (kind > KIND_WTF8) throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `unknown huffman-tokens kind ${kind}`);
+  const kind = (KIND_BITS as readonly number[]).indexOf(r.read(3));
+  if (kind < 0) throw new StrataError('STRATA_ERR_CODEC_CORRUPT', 'unknown huffman-tokens kind');
   const out = new Uint8Array(decodedLength);
   let tokens = new Int32Array(Math.min(1024, decodedLength + 1));
   let nt = 0;

@@ -41,7 +41,35 @@ export function getVocab(): Vocab {
 /** Special-token text (e.g. "<|endoftext|>") is tokenized as plain text, never as a special id. */
 const ENCODE_OPTIONS = { disallowedSpecial: new Set<string>() };
 
+/**
+ * Longest run of all-whitespace or all-non-whitespace characters handed to the tokenizer in one
+ * piece. Byte-pair merging is quadratic in the length of one pre-tokenized piece, so a hostile
+ * 200 kB word would take minutes; cutting such runs costs about one token per cut and never
+ * changes the bytes (the decoder only concatenates token bytes).
+ */
+const MAX_RUN_CHARS = 64;
+
 /** Token ids of a well-formed string. One shared tokenizer instance for the process. */
 export function tokenize(text: string): number[] {
-  return tokenizer.encode(text, ENCODE_OPTIONS);
+  let out: number[] | undefined;
+  let start = 0;
+  let run = 0;
+  let prevSpace = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    const space = c === 32 || c === 10 || c === 9 || c === 13;
+    if (space !== prevSpace) {
+      run = 0;
+      prevSpace = space;
+    }
+    // Never cut between the halves of a surrogate pair.
+    if (++run > MAX_RUN_CHARS && !(c >= 0xdc00 && c <= 0xdfff)) {
+      (out ??= []).push(...tokenizer.encode(text.slice(start, i), ENCODE_OPTIONS));
+      start = i;
+      run = 1;
+    }
+  }
+  if (!out) return tokenizer.encode(text, ENCODE_OPTIONS);
+  out.push(...tokenizer.encode(text.slice(start), ENCODE_OPTIONS));
+  return out;
 }
