@@ -6,7 +6,7 @@ import type { Metadata, Role, Turn } from '../types.js';
  *
  *   <role char><createdAt base36>,<tokens base36 or empty>,<metadata JSON length base36 or empty>,<metadata JSON><content>
  *
- * e.g. `ulx3k9q2o,1c,,Hello` = user, createdAt 1700000000000, 48 tokens, no metadata.
+ * e.g. `uloyw3v28,1c,,Hello` = user, createdAt 1700000000000, 48 tokens, no metadata.
  * The header is ~12 bytes against ~60 for `{"role":"user","createdAt":…}`, and the Lua scripts
  * only ever read the createdAt at the front (`^.([0-9a-z]+),`). The metadata length counts UTF-16
  * code units because only JavaScript slices it. Content is stored verbatim after the header.
@@ -25,6 +25,12 @@ function corrupt(turnId: number, why: string): StrataError {
   return new StrataError('STRATA_ERR_INTERNAL', `hot turn ${turnId} is not in the expected encoding (${why})`, { details: { turnId } });
 }
 
+function base36(text: string): number | null {
+  if (!/^[0-9a-z]{1,11}$/.test(text)) return null;
+  const value = parseInt(text, 36);
+  return Number.isSafeInteger(value) ? value : null;
+}
+
 export function decodeTurn(turnId: number, encoded: string): Turn {
   const role = CHAR_TO_ROLE[encoded.charAt(0)];
   if (role === undefined) throw corrupt(turnId, 'unknown role');
@@ -32,15 +38,23 @@ export function decodeTurn(turnId: number, encoded: string): Turn {
   const c2 = c1 < 0 ? -1 : encoded.indexOf(',', c1 + 1);
   const c3 = c2 < 0 ? -1 : encoded.indexOf(',', c2 + 1);
   if (c3 < 0) throw corrupt(turnId, 'truncated header');
-  const createdAt = parseInt(encoded.slice(1, c1), 36);
-  if (!Number.isSafeInteger(createdAt)) throw corrupt(turnId, 'bad createdAt');
+  const createdAt = base36(encoded.slice(1, c1));
+  if (createdAt === null) throw corrupt(turnId, 'bad createdAt');
   const turn: Turn = { turnId, role, content: '', createdAt };
-  if (c2 > c1 + 1) turn.tokens = parseInt(encoded.slice(c1 + 1, c2), 36);
+  if (c2 > c1 + 1) {
+    const tokens = base36(encoded.slice(c1 + 1, c2));
+    if (tokens === null) throw corrupt(turnId, 'bad token count');
+    turn.tokens = tokens;
+  }
   let contentStart = c3 + 1;
   if (c3 > c2 + 1) {
-    const metaLen = parseInt(encoded.slice(c2 + 1, c3), 36);
-    if (!Number.isSafeInteger(metaLen) || contentStart + metaLen > encoded.length) throw corrupt(turnId, 'bad metadata length');
-    turn.metadata = JSON.parse(encoded.slice(contentStart, contentStart + metaLen)) as Metadata;
+    const metaLen = base36(encoded.slice(c2 + 1, c3));
+    if (metaLen === null || contentStart + metaLen > encoded.length) throw corrupt(turnId, 'bad metadata length');
+    try {
+      turn.metadata = JSON.parse(encoded.slice(contentStart, contentStart + metaLen)) as Metadata;
+    } catch {
+      throw corrupt(turnId, 'bad metadata JSON');
+    }
     contentStart += metaLen;
   }
   turn.content = encoded.slice(contentStart);
