@@ -217,8 +217,8 @@ export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind:
 export type DeepPartial<T> = { -readonly [K in keyof T]?: T[K] extends object | null ? DeepPartial<NonNullable<T[K]>> | (null extends T[K] ? null : never) : T[K] };
 
 export interface LoadConfigOptions {
-  /** Config file path. Default `strata.config.json` in `cwd` when it exists; `STRATA_CONFIG` names one too. A named file must exist. */
-  file?: string;
+  /** Config file path. Default `strata.config.json` in `cwd` when it exists; `STRATA_CONFIG` names one too. A named file must exist. `null` reads no file. */
+  file?: string | null;
   /** Environment. Default `process.env`. */
   env?: Record<string, string | undefined>;
   /** Command-line flags, already in option shape (e.g. `{ server: { port: 9000 } }`). */
@@ -373,9 +373,9 @@ function freeze<T>(value: T): T {
 export function loadConfig(options: LoadConfigOptions = {}): StrataConfig {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const namedFile = options.file ?? env.STRATA_CONFIG;
+  const namedFile = options.file === null ? undefined : (options.file ?? env.STRATA_CONFIG);
   const filePath = resolve(cwd, namedFile ?? 'strata.config.json');
-  const fileLayer = readFileLayer(filePath, namedFile !== undefined);
+  const fileLayer = options.file === null ? {} : readFileLayer(filePath, namedFile !== undefined);
   const fromEnv = envLayer(env);
   const flags = (options.flags ?? {}) as Layer;
 

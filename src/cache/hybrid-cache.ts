@@ -37,7 +37,7 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
   /** Serialises writers of one session's archive file (a Redis lease when instances share a Redis). */
   lock: SessionLock;
   /** Records replayed from the journal at start that are not archived yet. */
-  replayed?: Iterable<{ record: TurnRecord | DeleteRecord; lsn: { file: number; offset: number } }>;
+  replayed?: Iterable<TurnRecord | DeleteRecord>;
   clock?: Clock;
   /** Computes embeddings at compaction; none means turns are archived without vectors. */
   embedder?: Embedder | null;
@@ -99,9 +99,9 @@ export class HybridConversationCache implements ConversationMemory {
     this.metrics = metrics ?? noMetrics;
     this.hotDriver = hotDriver ?? 'memory';
     this.dataDir = dataDir;
-    for (const { record, lsn } of replayed ?? []) {
+    for (const record of replayed ?? []) {
       const ref = { tenant: record.tenant, sessionId: record.sessionId };
-      if (record.type === 'turn') this.pending.add(ref, record, lsn);
+      if (record.type === 'turn') this.pending.add(ref, record);
       else if (record.turnIds) this.pending.dropTurns(ref, record.turnIds);
       else this.pending.dropSession(ref);
     }
@@ -118,6 +118,8 @@ export class HybridConversationCache implements ConversationMemory {
       if (await this.hot.meta(ref)) await this.compactSession(ref);
       else await this.archiveFromPending(ref);
     }
+    // Everything replayed is archived now; the journal may checkpoint past previous runs.
+    this.journal.markReplayed();
     await this.checkpoint();
     if (this.tuning.maintenanceIntervalMs > 0) {
       this.timer = setInterval(() => void this.runMaintenance().catch(() => undefined), this.tuning.maintenanceIntervalMs);
@@ -171,9 +173,9 @@ export class HybridConversationCache implements ConversationMemory {
       records.push(record);
     }
     const started = performance.now();
-    const lsns = await this.journal.appendMany(records);
+    await this.journal.appendMany(records);
     this.metrics.journalFsync?.((performance.now() - started) / 1000, records.length);
-    records.forEach((record, i) => this.pending.add(ref, record, lsns[i]!));
+    for (const record of records) this.pending.add(ref, record);
     this.retrieval?.invalidate(ref);
     this.noteAdds(ref, records.length);
     return records.map((r) => r.turnId);
@@ -378,7 +380,7 @@ export class HybridConversationCache implements ConversationMemory {
     let sessions = 0;
     let turns = 0;
     const seen = new Set<string>();
-    const candidates = [...this.pending.refs(), ...(await this.hot.sessionsToCompact(1, Number.MAX_SAFE_INTEGER, 100_000))];
+    const candidates = [...this.pending.refs(), ...(await this.hot.sessionsToCompact(1, Number.MAX_SAFE_INTEGER, 10_000))];
     for (const ref of candidates) {
       const key = sessionKey(ref);
       if (seen.has(key)) continue;
@@ -418,7 +420,7 @@ export class HybridConversationCache implements ConversationMemory {
         const result = await this.archive.append(ref, prepared, { ...(meta?.userId ? { userId: meta.userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}) });
         const upTo = turns.at(-1)!.turnId;
         await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns);
-        this.pending.markArchived(ref, Math.max(upTo, result.highWater));
+        this.markArchived(ref, Math.max(upTo, result.highWater));
         total += turns.length;
         for (const t of turns) raw += t.content.length;
         if (turns.length < UNARCHIVED_BATCH) break;
@@ -427,7 +429,7 @@ export class HybridConversationCache implements ConversationMemory {
         // Nothing in the hot tier, but this instance may still hold records that were archived
         // by someone else (or before a crash): forget those at or below the high-water mark.
         const info = await this.archive.info(ref);
-        if (info) this.pending.markArchived(ref, info.highWater);
+        if (info) this.markArchived(ref, info.highWater);
       }
       if (total > 0) {
         this.metrics.compaction?.((performance.now() - started) / 1000, total, 0, raw);
@@ -446,7 +448,7 @@ export class HybridConversationCache implements ConversationMemory {
       const prepared = await this.prepareForArchive(turns);
       const userId = this.pending.userId(ref);
       const result = await this.archive.append(ref, prepared, { ...(userId ? { userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}) });
-      this.pending.markArchived(ref, Math.max(result.highWater, turns.at(-1)!.turnId));
+      this.markArchived(ref, Math.max(result.highWater, turns.at(-1)!.turnId));
       this.retrieval?.invalidate(ref);
       return result.appended;
     });
@@ -520,8 +522,6 @@ export class HybridConversationCache implements ConversationMemory {
     for (const ref of await this.hot.sessionsToCompact(this.tuning.maxUnarchivedTurns, now - this.tuning.maxUnarchivedAgeMs, 1000)) await this.compactSession(ref);
     for (const ref of await this.hot.idleSessions(now - this.tuning.sessionIdleTtlMs, 1000)) await this.evict(ref, 'idle');
     await this.evictToDiskLru();
-    const oldest = this.pending.minLsn();
-    if (oldest) this.metrics.compactionLag?.(0);
     await this.checkpoint();
     if (this.tuning.retentionDays !== null && now - this.lastRetentionRun > 24 * 3600 * 1000) {
       this.lastRetentionRun = now;
@@ -530,8 +530,13 @@ export class HybridConversationCache implements ConversationMemory {
     this.metrics.tierBytes?.('hot', await this.hot.totalBytes());
   }
 
+  private markArchived(ref: SessionRef, upTo: number): void {
+    this.pending.markArchived(ref, upTo);
+    this.journal.markArchived(ref.tenant, ref.sessionId, upTo);
+  }
+
   private async checkpoint(): Promise<void> {
-    await this.journal.checkpoint(this.pending.minLsn() ?? this.journal.endLsn());
+    await this.journal.checkpoint(this.journal.safeCheckpoint());
   }
 
   // ---------------------------------------------------------------- deletion and lifecycle
@@ -546,6 +551,7 @@ export class HybridConversationCache implements ConversationMemory {
       this.pending.dropSession(ref);
       const hotTurns = await this.hot.deleteSession(ref);
       const archived = await this.archive.deleteSession(ref);
+      this.journal.markDeleteApplied(ref.tenant, ref.sessionId);
       this.retrieval?.invalidate(ref);
       return { tenant: ref.tenant, sessionIds: [ref.sessionId], hotTurns, journalTombstones: 1, ...archived };
     });

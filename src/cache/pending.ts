@@ -1,4 +1,4 @@
-import type { Lsn, TurnRecord } from '../journal/types.js';
+import type { TurnRecord } from '../journal/types.js';
 import type { SessionRef, Turn } from '../types.js';
 
 export function sessionKey(ref: SessionRef): string {
@@ -9,24 +9,20 @@ export function sessionKey(ref: SessionRef): string {
 interface PendingSession {
   ref: SessionRef;
   /** Unarchived records of this instance's journal, by turn id. */
-  records: Map<number, { record: TurnRecord; lsn: Lsn }>;
-}
-
-function compareLsn(a: Lsn, b: Lsn): number {
-  return a.file - b.file || a.offset - b.offset;
+  records: Map<number, TurnRecord>;
 }
 
 /**
  * The journal records this instance wrote (or replayed) that are not yet archived. It is what
  * makes a lost hot tier (Redis flush or restart) recoverable without reading the journal back:
- * seeding a session takes its unarchived turns from here. It also yields the journal checkpoint:
- * the smallest LSN still pending.
+ * seeding a session takes its unarchived turns from here. (Checkpoint positions are the
+ * journal's own business: its tracker follows the same `markArchived` calls.)
  */
 export class PendingIndex {
   private readonly sessions = new Map<string, PendingSession>();
   private count = 0;
 
-  add(ref: SessionRef, record: TurnRecord, lsn: Lsn): void {
+  add(ref: SessionRef, record: TurnRecord): void {
     const key = sessionKey(ref);
     let session = this.sessions.get(key);
     if (!session) {
@@ -34,7 +30,7 @@ export class PendingIndex {
       this.sessions.set(key, session);
     }
     if (!session.records.has(record.turnId)) this.count++;
-    session.records.set(record.turnId, { record, lsn });
+    session.records.set(record.turnId, record);
   }
 
   /** Forgets every record of the session with turn id ≤ upTo (they are archived). */
@@ -70,13 +66,13 @@ export class PendingIndex {
   turns(ref: SessionRef): Turn[] {
     const session = this.sessions.get(sessionKey(ref));
     if (!session) return [];
-    return [...session.records.values()].map(({ record }) => recordToTurn(record)).sort((a, b) => a.turnId - b.turnId);
+    return [...session.records.values()].map(recordToTurn).sort((a, b) => a.turnId - b.turnId);
   }
 
   userId(ref: SessionRef): string | undefined {
     const session = this.sessions.get(sessionKey(ref));
     if (!session) return undefined;
-    for (const { record } of session.records.values()) if (record.userId) return record.userId;
+    for (const record of session.records.values()) if (record.userId) return record.userId;
     return undefined;
   }
 
@@ -102,15 +98,6 @@ export class PendingIndex {
 
   get size(): number {
     return this.count;
-  }
-
-  /** The smallest LSN of any pending record, or null when everything is archived. */
-  minLsn(): Lsn | null {
-    let min: Lsn | null = null;
-    for (const session of this.sessions.values()) {
-      for (const { lsn } of session.records.values()) if (min === null || compareLsn(lsn, min) < 0) min = lsn;
-    }
-    return min;
   }
 }
 

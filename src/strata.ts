@@ -1,0 +1,141 @@
+import { mkdir } from 'node:fs/promises';
+import { FsArchiveStore } from './archive/fs-store.js';
+import { InProcessSessionLock } from './archive/lock.js';
+import { HybridConversationCache } from './cache/hybrid-cache.js';
+import type { CoreConfig, DeepPartial } from './config.js';
+import { loadConfig } from './config.js';
+import { getTokenizer } from './context/gpt-tokenizer.js';
+import { ChatSummarizer, ExtractiveSummarizer } from './context/summarizer.js';
+import type { Summarizer } from './context/summarizer.js';
+import type { Tokenizer } from './context/tokenizer.js';
+import { StrataError } from './errors.js';
+import { LeaseSessionLock } from './hot/lease-lock.js';
+import { MemoryHotStore } from './hot/memory/memory-store.js';
+import { RedisHotStore } from './hot/redis/redis-store.js';
+import type { HotStore } from './hot/store.js';
+import { Journal } from './journal/journal.js';
+import type { DeleteRecord, TurnRecord } from './journal/types.js';
+import type { StrataMetrics } from './metrics.js';
+import { ArchiveRetrieval } from './retrieval/archive-retrieval.js';
+import { createEmbedder } from './retrieval/create-embedder.js';
+import type { Embedder } from './retrieval/embedder.js';
+import type { Clock, SessionLock } from './types.js';
+import { systemClock } from './types.js';
+
+/** Logging the core does (start-up recovery); pino loggers fit. */
+export interface StrataLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface CreateStrataExtras {
+  clock?: Clock;
+  metrics?: StrataMetrics;
+  logger?: StrataLogger;
+  /** Replaces the configured embedder (e.g. a custom model). */
+  embedderInstance?: Embedder;
+  /** Replaces the configured hot store (the caller closes nothing: `close()` closes it). */
+  hotStore?: HotStore;
+}
+
+export type CreateStrataOptions = DeepPartial<CoreConfig> & CreateStrataExtras;
+
+/** A running Strata core: the cache plus the parts it is made of. */
+export type Strata = HybridConversationCache;
+
+/**
+ * Builds and starts Strata: opens (and locks) this instance's journal, replays what it holds
+ * into the archive, connects the hot tier and starts background maintenance.
+ *
+ * Library defaults (embedded): memory hot tier, archive and journal in `./data`, the offline
+ * `glove` embedder. Options are validated like the service's configuration (no file, no
+ * environment: pass what you want).
+ */
+export async function createStrata(options: CreateStrataOptions = {}): Promise<Strata> {
+  const { clock, metrics, logger, embedderInstance, hotStore, ...configInput } = options as CreateStrataOptions & Record<string, unknown>;
+  const config = loadConfig({ file: null, env: {}, flags: configInput as DeepPartial<CoreConfig> });
+  const time = clock ?? systemClock;
+  await mkdir(config.dataDir, { recursive: true });
+
+  const hot: HotStore = hotStore ?? (config.hot.driver === 'redis' ? new RedisHotStore(redisOptions(config)) : new MemoryHotStore());
+  const lock: SessionLock =
+    config.hot.driver === 'redis' || hotStore ? new LeaseSessionLock(hot, { ttlMs: config.compaction.leaseTtlMs, owner: config.instanceId, clock: time }) : new InProcessSessionLock();
+  const embedder = embedderInstance ?? createEmbedder(embedderConfig(config));
+  const tokenizer = getTokenizer(config.tokenizer);
+  // Two locks on purpose: the archive serialises operations on one file within this process,
+  // and the cache holds the session's lease (shared by every instance on one Redis) around each
+  // read-hot → write-archive → mark-archived sequence, so no two instances compact, delete or
+  // import one session at once. The archive's own lock is taken inside the cache's lease.
+  const archive = new FsArchiveStore({ dataDir: config.dataDir, clock: time, lock: new InProcessSessionLock(), embeddingEncoding: config.archive.embeddingEncoding });
+  let journal: Journal | null = null;
+  try {
+    journal = await Journal.open({ dataDir: config.dataDir, instanceId: config.instanceId, durability: config.durability, ...(metrics ? { metrics } : {}) });
+    const replayed: Array<TurnRecord | DeleteRecord> = [];
+    for await (const entry of journal.replay()) replayed.push(entry.record);
+    if (journal.recovery.tornTail) logger?.warn({ tornTail: journal.recovery.tornTail }, 'journal: cut a torn tail (a write that was never acknowledged)');
+    if (replayed.length > 0) logger?.info({ records: replayed.length }, 'journal: replaying records of the previous run');
+    const retrieval = new ArchiveRetrieval({
+      archive,
+      embedder,
+      tokenizer,
+      summarizer: summarizer(config, tokenizer),
+      summaryEveryTurns: config.summaries.everyTurns,
+      clock: time,
+    });
+    const cache = new HybridConversationCache({
+      hot,
+      archive,
+      journal,
+      lock,
+      replayed,
+      clock: time,
+      embedder,
+      tokenizer,
+      retrieval,
+      ...(metrics ? { metrics } : {}),
+      hotDriver: config.hot.driver,
+      dataDir: config.dataDir,
+      recentTurns: config.recentTurns,
+      maxUnarchivedTurns: config.compaction.maxUnarchivedTurns,
+      maxUnarchivedAgeMs: config.compaction.maxUnarchivedAgeMs,
+      maintenanceIntervalMs: config.compaction.intervalMs,
+      sessionIdleTtlMs: config.sessionIdleTtlMs,
+      hotBudgetBytes: config.hotBudgetBytes,
+      maxMessageBytes: config.maxMessageBytes,
+      maxMetadataBytes: config.maxMetadataBytes,
+      maxPendingTurns: config.maxPendingTurns,
+      retentionDays: config.retentionDays,
+      summaryEveryTurns: config.summaries.everyTurns,
+      embedBatchSize: config.embedder.batchSize,
+    });
+    await cache.start();
+    return cache;
+  } catch (err) {
+    await journal?.close().catch(() => undefined);
+    await hot.close().catch(() => undefined);
+    await archive.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+function redisOptions(config: CoreConfig): { url: string; keyPrefix: string; clientName: string } {
+  if (!config.hot.redisUrl) throw new StrataError('STRATA_ERR_CONFIG_INVALID', 'option hot.redisUrl: expected a redis:// URL when hot.driver is redis, received nothing');
+  return { url: config.hot.redisUrl, keyPrefix: config.hot.keyPrefix, clientName: `strata:${config.instanceId}` };
+}
+
+function embedderConfig(config: CoreConfig): Parameters<typeof createEmbedder>[0] {
+  const e = config.embedder;
+  if (e.provider === 'hash') return { provider: 'hash', ...(e.dimensions ? { dimensions: e.dimensions } : {}) };
+  if (e.provider === 'glove') return { provider: 'glove' };
+  if (!e.url || !e.model || !e.dimensions) {
+    throw new StrataError('STRATA_ERR_CONFIG_INVALID', 'option embedder: the openai provider needs url, model and dimensions');
+  }
+  return { provider: 'openai', baseUrl: e.url, model: e.model, dimensions: e.dimensions, batchSize: e.batchSize, ...(e.apiKey ? { apiKey: e.apiKey } : {}) };
+}
+
+function summarizer(config: CoreConfig, tokenizer: Tokenizer): Summarizer {
+  const s = config.summaries;
+  if (s.provider === 'extractive') return new ExtractiveSummarizer({ tokenizer });
+  if (!s.url || !s.model) throw new StrataError('STRATA_ERR_CONFIG_INVALID', 'option summaries: the openai provider needs url and model');
+  return new ChatSummarizer({ baseUrl: s.url, model: s.model, ...(s.apiKey ? { apiKey: s.apiKey } : {}) });
+}
