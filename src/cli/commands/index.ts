@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliIo } from '../io.js';
+import { registerBenchCodec } from './bench-codec.js';
 import { registerBenchJournal } from './bench-journal.js';
 import { registerBenchRetrieval } from './bench-retrieval.js';
 import { registerEvalLocomo } from './eval-locomo.js';
@@ -16,7 +17,7 @@ export type RegisterCommand = (parent: Command, io: CliIo) => void;
 export const commands: RegisterCommand[] = [];
 
 /** `strata bench <name>` subcommands. */
-export const benchCommands: RegisterCommand[] = [registerBenchRetrieval, registerBenchJournal];
+export const benchCommands: RegisterCommand[] = [registerBenchRetrieval, registerBenchJournal, registerBenchCodec];
 
 /** `strata eval <name>` subcommands. */
 export const evalCommands: RegisterCommand[] = [registerEvalLocomo, registerEvalRetrieval];

@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs';
+import * as zlib from 'node:zlib';
+import { SingleBar } from 'cli-progress';
+import type { CliIo } from '../src/cli/io.js';
+import { formatTable, printJson } from '../src/cli/io.js';
+import { HuffmanConversationCodec } from '../src/codec/huffman-codec.js';
+import { getTokenModel } from '../src/codec/token-model.js';
+import { getVocab } from '../src/codec/vocab.js';
+import { StrataError } from '../src/errors.js';
+
+/*
+ * `strata bench codec --input FILE [--json]`: every message's text compressed three ways (each
+ * message alone, each session as one unit, the whole file as one unit) by every codec, each
+ * round-trip verified. Baselines are node:zlib in the same run: gzip -9 (gzipSync/gunzipSync),
+ * brotli -11, and raw deflate -9 with a preset dictionary. Ratios are compressed bytes over raw
+ * UTF-8 bytes; Huffman sizes include the whole frame (id, length, CRC32C), zlib sizes are the
+ * bare zlib output. MB/s are raw bytes per second.
+ */
+
+export interface CodecBenchOptions {
+  input: string;
+  json?: boolean;
+}
+
+export interface CodecBenchResult {
+  codec: string;
+  unit: 'message' | 'session' | 'file';
+  ratio: number;
+  encodeMBps: number;
+  decodeMBps: number;
+  roundTrip: boolean;
+}
+
+interface Candidate {
+  name: string;
+  encode(text: string, bytes: Uint8Array): Uint8Array;
+  /** Returns true when the output equals the input. */
+  decodeCheck(coded: Uint8Array, text: string, bytes: Uint8Array): boolean;
+}
+
+/** Zlib's window: a preset dictionary longer than 32 KiB is not used by deflate. */
+const DICTIONARY_BYTES = 32 * 1024;
+
+/**
+ * The preset dictionary for deflate: the bytes of the most probable o200k tokens under the
+ * shipped huffman-tokens table (shortest start-of-text codes), the most probable last (closest,
+ * so cheapest to reference), up to 32 KiB. Derived from the same training data as the token
+ * table, not from the bytes being measured, so the two stand on equal footing.
+ */
+export function presetDictionary(): Uint8Array {
+  const model = getTokenModel();
+  const { bytes, offsets, size } = getVocab();
+  const lengths = model.lengths[0]!;
+  const ids = Array.from({ length: size }, (_, i) => i).sort((a, b) => lengths[a]! - lengths[b]! || a - b);
+  const picked: number[] = [];
+  let total = 0;
+  for (const id of ids) {
+    const n = offsets[id + 1]! - offsets[id]!;
+    if (n < 2) continue;
+    if (total + n > DICTIONARY_BYTES) break;
+    picked.push(id);
+    total += n;
+  }
+  const dict = new Uint8Array(total);
+  let o = 0;
+  for (const id of picked.reverse()) {
+    dict.set(bytes.subarray(offsets[id]!, offsets[id + 1]!), o);
+    o += offsets[id + 1]! - offsets[id]!;
+  }
+  return dict;
+}
+
+function candidates(): Candidate[] {
+  const tokens = new HuffmanConversationCodec({ mode: 'tokens' });
+  const bytesMode = new HuffmanConversationCodec({ mode: 'bytes' });
+  const dictionary = presetDictionary();
+  const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
+  return [
+    { name: 'huffman-tokens', encode: (t) => tokens.encode(t), decodeCheck: (c, t) => tokens.decode(c) === t },
+    { name: 'huffman-bytes', encode: (t) => bytesMode.encode(t), decodeCheck: (c, t) => bytesMode.decode(c) === t },
+    { name: 'gzip -9', encode: (_, b) => zlib.gzipSync(b, { level: 9 }), decodeCheck: (c, _, b) => same(zlib.gunzipSync(c), b) },
+    {
+      name: 'brotli -11',
+      encode: (_, b) => zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: b.length } }),
+      decodeCheck: (c, _, b) => same(zlib.brotliDecompressSync(c), b),
+    },
+    { name: 'deflate+dict', encode: (_, b) => zlib.deflateRawSync(b, { level: 9, dictionary }), decodeCheck: (c, _, b) => same(zlib.inflateRawSync(c, { dictionary }), b) },
+  ];
+}
+
+function loadUnits(path: string): { units: Record<CodecBenchResult['unit'], string[]>; sessions: number; messages: number } {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new StrataError('STRATA_ERR_INPUT_FORMAT', `cannot read ${path} as JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (!Array.isArray(data)) throw new StrataError('STRATA_ERR_INPUT_FORMAT', `${path}: expected a JSON array of sessions [{session_id, turns:[{role, content}]}]`);
+  const message: string[] = [];
+  const session: string[] = [];
+  data.forEach((s: unknown, i) => {
+    const turns = (s as { turns?: unknown }).turns;
+    if (!Array.isArray(turns) || !turns.every((t) => typeof (t as { content?: unknown }).content === 'string')) throw new StrataError('STRATA_ERR_INPUT_FORMAT', `${path}: session ${i} has no turns array of {role, content: string}`);
+    const texts = turns.map((t) => (t as { content: string }).content);
+    message.push(...texts);
+    session.push(texts.join(''));
+  });
+  return { units: { message, session, file: [message.join('')] }, sessions: data.length, messages: message.length };
+}
+
+export async function runCodecBench(options: CodecBenchOptions, io: CliIo): Promise<{ input: Record<string, number>; results: CodecBenchResult[] }> {
+  const { units, sessions, messages } = loadUnits(options.input);
+  const enc = new TextEncoder();
+  const encoded = Object.fromEntries(Object.entries(units).map(([k, texts]) => [k, texts.map((t) => enc.encode(t))])) as Record<CodecBenchResult['unit'], Uint8Array[]>;
+  const rawBytes = encoded.file[0]!.length;
+  const list = candidates();
+  const bar = io.stderr.isTTY ? new SingleBar({ format: 'codec bench [{bar}] {value}/{total} {task}', stream: process.stderr, hideCursor: true }) : undefined;
+  bar?.start(list.length * 3, 0, { task: '' });
+  const results: CodecBenchResult[] = [];
+  for (const unit of ['message', 'session', 'file'] as const) {
+    const texts = units[unit];
+    const bytes = encoded[unit];
+    for (const c of list) {
+      bar?.update({ task: `${c.name} / ${unit}` });
+      const coded: Uint8Array[] = new Array<Uint8Array>(texts.length);
+      let t0 = performance.now();
+      for (let i = 0; i < texts.length; i++) coded[i] = c.encode(texts[i]!, bytes[i]!);
+      const encodeMs = performance.now() - t0;
+      let ok = true;
+      t0 = performance.now();
+      for (let i = 0; i < texts.length; i++) ok = c.decodeCheck(coded[i]!, texts[i]!, bytes[i]!) && ok;
+      const decodeMs = performance.now() - t0;
+      const size = coded.reduce((s, x) => s + x.length, 0);
+      results.push({
+        codec: c.name,
+        unit,
+        ratio: round(size / rawBytes, 4),
+        encodeMBps: round(rawBytes / 1e6 / (encodeMs / 1000), 2),
+        decodeMBps: round(rawBytes / 1e6 / (decodeMs / 1000), 1),
+        roundTrip: ok,
+      });
+      bar?.increment();
+    }
+  }
+  bar?.stop();
+  const input = { sessions, messages, bytes: rawBytes };
+  if (options.json) printJson(io, { input, results });
+  else io.stdout.write(report(input, results));
+  if (results.some((r) => !r.roundTrip)) io.exitCode = 1;
+  return { input, results };
+}
+
+function round(v: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+function report(input: Record<string, number>, results: CodecBenchResult[]): string {
+  const find = (codec: string, unit: string) => results.find((r) => r.codec === codec && r.unit === unit)!;
+  let out = `input: ${input.sessions} sessions, ${input.messages} messages, ${input.bytes} bytes of UTF-8 text\n\n`;
+  out += formatTable(
+    ['codec', 'unit', 'ratio', 'encode MB/s', 'decode MB/s', 'round-trip'],
+    results.map((r) => [r.codec, r.unit, r.ratio.toFixed(4), r.encodeMBps.toFixed(2), r.decodeMBps.toFixed(1), r.roundTrip ? 'ok' : 'FAILED']),
+  );
+  const perMessage = results.filter((r) => r.unit === 'message').sort((a, b) => a.ratio - b.ratio);
+  out += '\ncodec decision for the archive (one frame per turn, unit = message):\n\n';
+  out += formatTable(
+    ['rank', 'codec', 'ratio', 'vs gzip -9', 'decode MB/s'],
+    perMessage.map((r, i) => [i + 1, r.codec, r.ratio.toFixed(4), (r.ratio / find('gzip -9', 'message').ratio).toFixed(3), r.decodeMBps.toFixed(1)]),
+  );
+  const tokS = find('huffman-tokens', 'session').ratio / find('gzip -9', 'session').ratio;
+  const tokM = find('huffman-tokens', 'message').ratio / find('gzip -9', 'message').ratio;
+  const speed = find('huffman-bytes', 'file').decodeMBps / find('gzip -9', 'file').decodeMBps;
+  out += `\nhuffman-tokens / gzip -9 ratio: per session ${tokS.toFixed(3)} (target ≤ 0.75), per message ${tokM.toFixed(3)} (target ≤ 0.6)\n`;
+  out += `huffman-bytes / gunzip decode speed (file unit): ${speed.toFixed(2)} (target ≥ 0.35, goal 0.5)\n`;
+  return out;
+}
