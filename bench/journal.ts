@@ -135,26 +135,44 @@ export interface JournalBenchResult {
   baselineAppendsPerSec: Record<'1' | '64', number>;
 }
 
-/** The whole comparison in one run, in a temp directory removed afterwards. */
-export async function runJournalBench(options: { count?: number; replayRecords?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<JournalBenchResult> {
+function median(results: AppendMeasurement[]): AppendMeasurement {
+  return [...results].sort((a, b) => a.appendsPerSec - b.appendsPerSec)[Math.floor(results.length / 2)]!;
+}
+
+/**
+ * The whole comparison in one run, in a temp directory removed afterwards. The durable rows are
+ * measured `repeats` times, baseline and journal interleaved, and the median run is reported:
+ * fsync latency on a shared machine drifts by an order of magnitude within seconds, and
+ * interleaving exposes both sides to the same drift.
+ */
+export async function runJournalBench(options: { count?: number; replayRecords?: number; repeats?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<JournalBenchResult> {
   const count = options.count ?? 20_000;
+  const repeats = options.repeats ?? 3;
   const dir = await mkdtemp(join(tmpdir(), 'strata-bench-journal-'));
-  const plan: Array<{ name: string; writers: number; run: () => Promise<AppendMeasurement> }> = [];
+  const plan: Array<{ name: string; writers: number; repeats: number; run: () => Promise<AppendMeasurement> }> = [];
   for (const writers of [1, 64]) {
-    // The baseline at 1 writer is slow by design; a smaller count keeps the run short.
-    plan.push({ name: 'baseline: write + fdatasync per message', writers, run: () => measureBaselineAppends({ dir, concurrency: writers, count: writers === 1 ? Math.min(count, 2000) : Math.min(count, 5000) }) });
-    plan.push({ name: "journal, group commit, durability 'fsync'", writers, run: () => measureAppends({ dir, concurrency: writers, count: writers === 1 ? Math.min(count, 2000) : count }) });
+    // One writer waits a full fsync per append on both sides; a smaller count keeps the run short.
+    const n = writers === 1 ? Math.min(count, 2000) : count;
+    plan.push({ name: 'baseline: write + fdatasync per message', writers, repeats, run: () => measureBaselineAppends({ dir, concurrency: writers, count: n }) });
+    plan.push({ name: "journal, group commit, durability 'fsync'", writers, repeats, run: () => measureAppends({ dir, concurrency: writers, count: n }) });
   }
-  plan.push({ name: "journal, durability 'batch' (50 ms)", writers: 64, run: () => measureAppends({ dir, concurrency: 64, count, durability: 'batch' }) });
-  plan.push({ name: "journal, durability 'none'", writers: 64, run: () => measureAppends({ dir, concurrency: 64, count, durability: 'none' }) });
+  plan.push({ name: "journal, durability 'batch' (50 ms)", writers: 64, repeats: 1, run: () => measureAppends({ dir, concurrency: 64, count, durability: 'batch' }) });
+  plan.push({ name: "journal, durability 'none'", writers: 64, repeats: 1, run: () => measureAppends({ dir, concurrency: 64, count, durability: 'none' }) });
+  const total = repeats * 4 + 3;
+  let done = 0;
+  const step = () => options.onProgress?.(++done, total);
   try {
-    const rows: JournalBenchRow[] = [];
-    for (const [i, step] of plan.entries()) {
-      rows.push({ name: step.name, writers: step.writers, result: await step.run() });
-      options.onProgress?.(i + 1, plan.length + 1);
+    const results = plan.map(() => [] as AppendMeasurement[]);
+    for (let r = 0; r < repeats; r++) {
+      for (const [i, p] of plan.entries()) {
+        if (r >= p.repeats) continue;
+        results[i]!.push(await p.run());
+        step();
+      }
     }
+    const rows: JournalBenchRow[] = plan.map((p, i) => ({ name: p.name, writers: p.writers, result: median(results[i]!) }));
     const replay = await measureReplay({ dir, records: options.replayRecords ?? 200_000 });
-    options.onProgress?.(plan.length + 1, plan.length + 1);
+    step();
     const pick = (prefix: string, writers: number) => rows.find((r) => r.name.startsWith(prefix) && r.writers === writers)!.result.appendsPerSec;
     return {
       rows,
