@@ -298,8 +298,9 @@ export class FsArchiveStore implements ArchiveStore {
     if (embedderId !== null && (typeof embedderId !== 'string' || embedderId.length === 0 || embedderId.length > 255)) throw new StrataError('STRATA_ERR_VALIDATION', 'embedderId: expected a string of 1-255 characters');
     const dims = embeddingDims(turns);
     if (turns.length === 0 && userId === undefined) {
-      const highWater = (await this.withSnapshot(path, async (snap) => snap.index.highWater)) ?? 0;
-      return { appended: 0, skipped: 0, highWater };
+      // Nothing to write to an existing file; a missing one is created (registers the session).
+      const highWater = await this.withSnapshot(path, async (snap) => snap.index.highWater);
+      if (highWater !== null && highWater !== undefined) return { appended: 0, skipped: 0, highWater };
     }
     return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, async () => {
       await mkdir(resolve(path, '..'), { recursive: true }).catch((err: unknown) => {

@@ -206,10 +206,10 @@ export class HybridConversationCache implements ConversationMemory {
     const owner = userId ?? info?.userId ?? this.pending.userId(ref);
     const seed = { nextTurnId, archivedUpTo: highWater, turns: [...recentArchived.map(stripEmbedding), ...unarchived], ...(owner ? { userId: owner } : {}) };
     await this.hot.seed(ref, seed, this.clock.now());
-    if (!info && owner) {
+    if (!info) {
       // Registers the session (and its owner) in the archive right away, so listing and user
       // deletion see sessions that have not been compacted yet.
-      await this.lock.withLock(ref, () => this.archive.append(ref, [], { userId: owner }));
+      await this.lock.withLock(ref, () => this.archive.append(ref, [], owner ? { userId: owner } : {}));
     }
     this.metrics.rehydration?.();
     return true;
