@@ -132,7 +132,7 @@ test('a corrupted block in the middle names file, segment and block; other segme
   const bytes = readFileSync(path);
   const at = bytes.indexOf(Buffer.from('turn 5 of seed'));
   assert.ok(at > 0);
-  bytes[at] ^= 0x01;
+  bytes[at]! ^= 0x01;
   writeFileSync(path, bytes);
   await assert.rejects(store.read(ref), (e) => isStrataError(e, 'STRATA_ERR_ARCHIVE_CORRUPT') && e.message.includes(path) && e.details?.segment === 1 && e.details?.block === 'text');
   assertSameTurns(await store.read(ref, { toTurn: 3 }), turns.slice(0, 3));
@@ -230,7 +230,7 @@ test('ConversationArchive: the proposal API over the fs store, with bare ids in 
 test('an index of a file with a damaged record header reports unknown loss instead of guessing', () => {
   const seg = encodeRecord(RECORD_TYPES.segment, encodeSegment(makeTurns(1, 2), { codec: getCodec('raw'), layout: 'block', encoding: 'none', embedderId: null }));
   const bytes = Buffer.concat([encodeMetaRecord({}), seg, seg]);
-  bytes[encodeMetaRecord({}).length + 9] ^= 0x10;
+  bytes[encodeMetaRecord({}).length + 9]! ^= 0x10;
   const index = indexFile('f', bytes);
   assert.equal(index.unknownLoss, true);
   assert.equal(index.damage[0]!.kind, 'record-header');
