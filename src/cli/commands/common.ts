@@ -3,7 +3,7 @@ import { SingleBar } from 'cli-progress';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { ConversationMemory } from '../../cache/api.js';
-import type { CoreConfig, DeepPartial, StrataConfig } from '../../config.js';
+import type { DeepPartial, StrataConfig } from '../../config.js';
 import { coreConfig, loadConfig } from '../../config.js';
 import { StrataError } from '../../errors.js';
 import type { StrataMetrics } from '../../metrics.js';
@@ -37,17 +37,10 @@ export function configFromFlags(io: CliIo, flags: CommonFlags, extra: DeepPartia
   return loadConfig({ ...(flags.config !== undefined ? { file: flags.config } : {}), env: io.env ?? process.env, flags: layered });
 }
 
-export interface StrataFactoryOptions extends CoreConfig {
-  metrics?: StrataMetrics;
-  logger?: Logger;
-}
-type Factory = (options: StrataFactoryOptions) => ConversationMemory | Promise<ConversationMemory>;
-
 /** The core factory, loaded on first use so `strata --help` stays fast. */
 export async function openMemory(config: StrataConfig, options: { metrics?: StrataMetrics; logger?: Logger } = {}): Promise<ConversationMemory> {
-  const specifier = '../../strata.js';
-  const mod = (await import(specifier)) as { createStrata: Factory };
-  return mod.createStrata({ ...coreConfig(config), ...options });
+  const { createStrata } = await import('../../strata.js');
+  return createStrata({ ...coreConfig(config), ...options });
 }
 
 /** A logger for one-shot commands: warnings and errors only, on stderr. */
