@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliIo } from '../io.js';
+import { registerBenchArchive } from './bench-archive.js';
 import { registerBenchCodec } from './bench-codec.js';
 import { registerBenchJournal } from './bench-journal.js';
 import { registerBenchRetrieval } from './bench-retrieval.js';
@@ -17,7 +18,7 @@ export type RegisterCommand = (parent: Command, io: CliIo) => void;
 export const commands: RegisterCommand[] = [];
 
 /** `strata bench <name>` subcommands. */
-export const benchCommands: RegisterCommand[] = [registerBenchRetrieval, registerBenchJournal, registerBenchCodec];
+export const benchCommands: RegisterCommand[] = [registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchArchive];
 
 /** `strata eval <name>` subcommands. */
 export const evalCommands: RegisterCommand[] = [registerEvalLocomo, registerEvalRetrieval];
