@@ -22,9 +22,9 @@ interface Pending {
  * each session's oldest pending record: every record before it is archived, so it is a safe
  * checkpoint. With nothing pending the safe checkpoint is the end of what was written.
  *
- * Cost: add and mark are amortised O(1) per record when a session's records are archived in
- * order (the common case: compaction archives a prefix); `lowest()` is O(sessions with pending
- * records), called once per checkpoint, not per append.
+ * Cost: `add` is O(1); a mark is O(pending records of that session) (compaction archives a
+ * prefix, which is removed in one slice); `lowest()` is O(sessions with pending records),
+ * called once per checkpoint, not per append.
  */
 export class ArchiveTracker {
   private readonly sessions = new Map<string, Pending[]>();
