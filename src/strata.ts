@@ -62,6 +62,8 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
     config.hot.driver === 'redis' || hotStore ? new LeaseSessionLock(hot, { ttlMs: config.compaction.leaseTtlMs, owner: config.instanceId, clock: time }) : new InProcessSessionLock();
   const embedder = embedderInstance ?? createEmbedder(embedderConfig(config));
   const tokenizer = getTokenizer(config.tokenizer);
+  // Loading the BPE ranks takes a few hundred ms: do it at start, not on the first addMessage.
+  tokenizer.count('warm-up');
   // Two locks on purpose: the archive serialises operations on one file within this process,
   // and the cache holds the session's lease (shared by every instance on one Redis) around each
   // read-hot → write-archive → mark-archived sequence, so no two instances compact, delete or

@@ -1,5 +1,17 @@
 import type { Command } from 'commander';
 import type { CliIo } from '../io.js';
+import { registerBenchHttp } from './bench-http.js';
+import { registerCompact } from './compact.js';
+import { registerContext } from './context.js';
+import { registerExport } from './export.js';
+import { registerGc } from './gc.js';
+import { registerImport } from './import.js';
+import { registerInspect } from './inspect.js';
+import { registerReindex } from './reindex.js';
+import { registerSearch } from './search.js';
+import { registerServe } from './serve.js';
+import { registerStats } from './stats.js';
+import { registerVerify } from './verify.js';
 import { registerBenchArchive } from './bench-archive.js';
 import { registerBenchCodec } from './bench-codec.js';
 import { registerBenchJournal } from './bench-journal.js';
@@ -15,10 +27,10 @@ import { registerEvalRetrieval } from './eval-retrieval.js';
 export type RegisterCommand = (parent: Command, io: CliIo) => void;
 
 /** Top-level commands (`strata <name>`). */
-export const commands: RegisterCommand[] = [];
+export const commands: RegisterCommand[] = [registerServe, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats];
 
 /** `strata bench <name>` subcommands. */
-export const benchCommands: RegisterCommand[] = [registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchArchive];
+export const benchCommands: RegisterCommand[] = [registerBenchHttp, registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchArchive];
 
 /** `strata eval <name>` subcommands. */
 export const evalCommands: RegisterCommand[] = [registerEvalLocomo, registerEvalRetrieval];
