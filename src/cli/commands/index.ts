@@ -14,6 +14,7 @@ import { registerStats } from './stats.js';
 import { registerVerify } from './verify.js';
 import { registerBenchArchive } from './bench-archive.js';
 import { registerBenchCodec } from './bench-codec.js';
+import { registerBenchHot } from './bench-hot.js';
 import { registerBenchJournal } from './bench-journal.js';
 import { registerBenchRetrieval } from './bench-retrieval.js';
 import { registerEvalLocomo } from './eval-locomo.js';
@@ -30,7 +31,7 @@ export type RegisterCommand = (parent: Command, io: CliIo) => void;
 export const commands: RegisterCommand[] = [registerServe, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats];
 
 /** `strata bench <name>` subcommands. */
-export const benchCommands: RegisterCommand[] = [registerBenchHttp, registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchArchive];
+export const benchCommands: RegisterCommand[] = [registerBenchHttp, registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchHot, registerBenchArchive];
 
 /** `strata eval <name>` subcommands. */
 export const evalCommands: RegisterCommand[] = [registerEvalLocomo, registerEvalRetrieval];
