@@ -118,10 +118,11 @@ describe('RedisSessionLock', () => {
   test('the lease is renewed while long work runs', async () => {
     const prefix = redis.prefix('renew');
     const store = open(prefix);
-    const lock = new RedisSessionLock(store, { ttlMs: 60 });
+    // Renewed every 80 ms: a TTL this long survives event-loop stalls on a loaded machine.
+    const lock = new RedisSessionLock(store, { ttlMs: 240 });
     const other = open(prefix);
     await lock.withLock(REF, async () => {
-      await sleep(200); // more than three TTLs
+      await sleep(600); // two and a half TTLs
       assert.equal(await other.acquireLease(REF, 'other', 1000, Date.now()), null);
     });
     assert.ok(await other.acquireLease(REF, 'other', 1000, Date.now()));
