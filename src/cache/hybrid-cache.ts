@@ -246,6 +246,7 @@ export class HybridConversationCache implements ConversationMemory {
       }
       case 'smart': {
         if (!this.retrieval) throw new StrataError('STRATA_ERR_NOT_AVAILABLE', 'smart context needs a retrieval configuration (embedder and tokenizer)');
+        await this.flushIfUnarchived(ref, true);
         const recentWindow = await this.recent(ref, this.tuning.recentTurns);
         return this.retrieval.smartContext(ref, request, recentWindow);
       }
@@ -313,7 +314,7 @@ export class HybridConversationCache implements ConversationMemory {
       // Turns still in the recent window are what the application already has.
       const meta = await this.hot.meta(ref);
       if (!meta && !(await this.archive.info(ref)) && !this.pending.has(ref)) throw notFound(ref);
-      await this.flushIfUnarchived(ref);
+      await this.flushIfUnarchived(ref, true);
       const exclude = new Set((await this.hot.recent(ref, this.tuning.recentTurns, this.clock.now())).map((t) => t.turnId));
       return this.retrieval.search(query, topK, { tenant, sessionIds: [ref.sessionId] }, new Map([[ref.sessionId, exclude]]));
     }
@@ -323,10 +324,15 @@ export class HybridConversationCache implements ConversationMemory {
     return this.retrieval.search(query, topK, { tenant, sessionIds }, new Map());
   }
 
-  /** Search reads the archive only, so turns waiting for compaction are archived first. */
-  private async flushIfUnarchived(ref: SessionRef): Promise<void> {
+  /**
+   * Search reads the archive only, so unarchived turns it must see are archived first: those
+   * outside the recent window (`keepRecentWindow`; the window is excluded from search and
+   * packed from the hot tier anyway), or all of them.
+   */
+  private async flushIfUnarchived(ref: SessionRef, keepRecentWindow = false): Promise<void> {
     const meta = await this.hot.meta(ref);
-    if ((meta && meta.unarchivedCount > 0) || this.pending.has(ref)) await this.compactSession(ref);
+    const allowed = keepRecentWindow ? this.tuning.recentTurns : 0;
+    if ((meta && meta.unarchivedCount > allowed) || (!meta && this.pending.has(ref))) await this.compactSession(ref);
   }
 
   async getSession(sessionId: string, options: TenantOption = {}): Promise<SessionInfo> {

@@ -220,3 +220,13 @@ test('a closed instance refuses writes with STRATA_ERR_CLOSED', async (t) => {
   await s.close();
   await assert.rejects(() => s.addMessage('z', 'user', 'y'), (err) => isStrataError(err, 'STRATA_ERR_CLOSED'));
 });
+
+test('search and smart context see unarchived turns outside the recent window', async (t) => {
+  const s = await openStrata(await tempDir(t), { recentTurns: 5, compaction: { maxUnarchivedTurns: 1000 } });
+  closeAfter(t, () => s.close());
+  for (let i = 1; i <= 40; i++) await s.addMessage('u', 'user', i === 3 ? 'the wifi password is hunter2' : `small talk number ${i}`);
+  assert.equal((await s.getSession('u')).archivedTurns, 0);
+  const smart = await s.getContext('u', { type: 'smart', query: 'wifi password', maxTokens: 80 });
+  assert.ok(smart.messages.some((m) => m.turnId === 3), 'the old unarchived turn is found');
+  assert.equal((await s.searchDiskHistory('wifi password', 1, { sessionId: 'u' }))[0]?.turnId, 3);
+});
