@@ -13,6 +13,9 @@ import type { HotSeed, NewHotTurn } from './store.js';
 /** The most turns one read returns; keeps Lua `unpack` and reply sizes bounded. */
 export const MAX_READ_TURNS = 10_000;
 
+/** The most ids a seed may leave out between its first turn and nextTurnId (turns deleted from the archive). */
+export const MAX_SEED_MISSING_IDS = 100_000;
+
 function invalid(what: string, expected: string, value: unknown): StrataError {
   const shown = typeof value === 'number' || typeof value === 'boolean' ? String(value) : typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : typeof value;
   return new StrataError('STRATA_ERR_VALIDATION', `${what}: expected ${expected}, got ${shown}`, { details: { argument: what } });
@@ -80,6 +83,11 @@ export function checkSeed(seed: HotSeed): { unarchived: Turn[]; oldestUnarchived
     checkInt('seed turn id', turn.turnId, previous + 1, seed.nextTurnId - 1);
     previous = turn.turnId;
   }
+  // Reads walk ids downwards from nextTurnId and skip missing ones, so a seed whose turns leave
+  // a huge gap (deleted turns) would make every read scan it; such a seed is refused.
+  const first = seed.turns[0]?.turnId ?? seed.nextTurnId;
+  const missing = seed.nextTurnId - first - seed.turns.length;
+  if (missing > MAX_SEED_MISSING_IDS) throw invalid('seed.turns', `turns leaving at most ${MAX_SEED_MISSING_IDS} missing ids before nextTurnId`, missing);
   const unarchived = seed.turns.filter((t) => t.turnId > seed.archivedUpTo);
   return { unarchived, oldestUnarchivedAt: unarchived[0]?.createdAt ?? null };
 }

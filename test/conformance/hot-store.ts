@@ -373,6 +373,7 @@ export function hotStoreSuite(name: string, makeHarness: () => Promise<HotStoreH
         await rejects(store.seed(B, { nextTurnId: 5, archivedUpTo: 0, turns: [t(2), t(1)] }, T0), 'STRATA_ERR_VALIDATION');
         await rejects(store.seed(B, { nextTurnId: 5, archivedUpTo: 0, turns: [t(1), t(5)] }, T0), 'STRATA_ERR_VALIDATION');
         await rejects(store.seed(B, { nextTurnId: 5, archivedUpTo: 0, turns: [t(0)] }, T0), 'STRATA_ERR_VALIDATION');
+        await rejects(store.seed(B, { nextTurnId: 1_000_000, archivedUpTo: 0, turns: [t(1), t(999_999)] }, T0), 'STRATA_ERR_VALIDATION');
         assert.deepEqual(await store.meta(A), meta);
         assert.equal(await store.meta(B), null);
         assert.equal(await store.totalBytes(), total);
