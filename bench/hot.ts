@@ -23,8 +23,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
+import { StrataError } from '../src/errors.js';
 import type { Role } from '../src/types.js';
 import type { Strata } from '../src/strata.js';
 
@@ -44,7 +47,7 @@ export interface HotBenchOptions {
   turns?: number;
   /** JSON array of sessions `[{turns: [{role, content}]}]`. Default `../shared/data/sharegpt-sessions.json`. */
   input?: string;
-  /** `recent` calls measured with one caller, per system. Default 5000. */
+  /** `recent` calls measured with one caller, per system. Default 2000. */
   reads?: number;
   /** `recent` calls measured with `concurrency` callers, per system. Default 4 × `reads`. */
   concurrentReads?: number;
@@ -85,7 +88,22 @@ export interface HotBenchResult {
   recent: { strata: LatencyResult; langchain: LatencyResult & { listLength: number } };
   /** `addMessage` with durability fsync and `concurrency` writers. */
   addPerSec: number;
-  add: { sequentialPerSec: number; concurrentPerSec: number; sequentialMessages: number; concurrentMessages: number; loadSeconds: number; flushSeconds: number; langchainPerSec: number };
+  add: {
+    sequentialPerSec: number;
+    concurrentPerSec: number;
+    sequentialMessages: number;
+    concurrentMessages: number;
+    loadSeconds: number;
+    /** The final `flush()`: waits for the compactions the load started and archives the rest. */
+    flushSeconds: number;
+    /** Times an add answered STRATA_ERR_BACKPRESSURE (compaction behind) and was retried after 20 ms. */
+    backpressureRetries: number;
+    /** Event-loop blocking during load and flush (compaction runs in the same process). */
+    eventLoopDelayP99Ms: number;
+    eventLoopDelayMaxMs: number;
+    /** LangChain's addMessages (one LPUSH per message, no durability), same concurrency. */
+    langchainPerSec: number;
+  };
   coldRecent: { p50Ms: number; p99Ms: number; sessions: number };
   /** Sessions whose `recent` answer was checked against the messages written (all must match). */
   verified: { strata: number; langchain: number; cold: number };
@@ -239,7 +257,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
   const started = performance.now();
   const sessions = options.sessions ?? 1000;
   const turns = options.turns ?? 200;
-  const reads = options.reads ?? 5000;
+  const reads = options.reads ?? 2000;
   const concurrentReads = options.concurrentReads ?? reads * 4;
   const concurrency = options.concurrency ?? 64;
   const coldCount = Math.min(sessions, options.coldSessions ?? 500);
@@ -314,14 +332,27 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     });
     const memory = strata;
     const strataStart = await usedMemory(admin);
-    const sequentialSessions = Math.max(1, Math.min(Math.floor(sessions / 10), Math.ceil(2000 / turns)));
+    const sequentialSessions = Math.max(1, Math.min(Math.floor(sessions / 10), Math.ceil(1000 / turns)));
+    let backpressureRetries = 0;
     const writeSession = async (s: number): Promise<void> => {
       const id = sessionId(s);
       for (let t = 0; t < turns; t++) {
         const turn = turnAt(s, t);
-        await memory.addMessage(id, turn.role, turn.content);
+        // What an application does with a 429: wait a little and retry.
+        for (;;) {
+          try {
+            await memory.addMessage(id, turn.role, turn.content);
+            break;
+          } catch (err) {
+            if (!(err instanceof StrataError) || err.code !== 'STRATA_ERR_BACKPRESSURE') throw err;
+            backpressureRetries++;
+            await sleep(20);
+          }
+        }
       }
     };
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
     bar = phase('strata: addMessage (fsync)', messages);
     let t0 = performance.now();
     for (let s = 0; s < sequentialSessions; s++) {
@@ -337,6 +368,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     t0 = performance.now();
     await memory.flush();
     const flushSeconds = (performance.now() - t0) / 1000;
+    loopDelay.disable();
     const strataBytes = (await usedMemory(admin)) - strataStart;
 
     // 3. LangChain.js: the same messages through RedisChatMessageHistory.addMessages.
@@ -447,6 +479,9 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
         concurrentMessages,
         loadSeconds: sequentialSeconds + concurrentSeconds,
         flushSeconds,
+        backpressureRetries,
+        eventLoopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+        eventLoopDelayMaxMs: loopDelay.max / 1e6,
         langchainPerSec: messages / langchainAddSeconds,
       },
       coldRecent: { p50Ms: percentile(cold.sorted, 0.5), p99Ms: percentile(cold.sorted, 0.99), sessions: coldCount },

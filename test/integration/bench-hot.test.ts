@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { HotBenchResult } from '../../bench/hot.js';
+import { main } from '../../src/cli/main.js';
+import { captureIo } from '../helpers/io.js';
+
+/*
+ * `strata bench hot` on a tiny configuration (a private redis-server, real ShareGPT text). The
+ * benchmark itself compares every session's `recent` answer (Strata, LangChain, and after
+ * eviction) with the messages it wrote and throws on any difference; here we check that it
+ * ran to the end, the one JSON object it prints, and that the numbers are consistent.
+ */
+
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+test('strata bench hot --json prints one object with the documented keys and verified round trips', async () => {
+  const io = captureIo();
+  const code = await main(['bench', 'hot', '--sessions', '4', '--turns', '25', '--reads', '40', '--cold', '3', '--embedder', 'hash', '--json'], io);
+  assert.equal(code, 0, io.err());
+  const lines = io.out().trim().split('\n');
+  assert.equal(lines.length, 1, 'exactly one line of JSON on stdout');
+  const r = JSON.parse(lines[0]!) as HotBenchResult;
+
+  assert.ok(finite(r.redisBytes.strata) && r.redisBytes.strata > 0);
+  assert.ok(finite(r.redisBytes.baseline) && finite(r.redisBytes.langchain));
+  // Redis cannot hold the current design's lists in fewer bytes than the JSON it was sent.
+  assert.ok(r.redisBytes.baseline >= r.baselineMessageBytes * r.messages, `${r.redisBytes.baseline} < ${r.baselineMessageBytes} × ${r.messages}`);
+  // 384 floats printed by JSON.stringify take at least "0,"-sized slots.
+  assert.ok(r.baselineMessageBytes > 384 * 2);
+  assert.equal(r.memoryReduction, 1 - r.redisBytes.strata / r.redisBytes.baseline);
+  for (const side of ['strata', 'langchain'] as const) {
+    const m = r.recent[side];
+    assert.ok(finite(m.p50Ms) && finite(m.p99Ms) && m.p99Ms >= m.p50Ms && m.p50Ms > 0, `${side}: ${JSON.stringify(m)}`);
+    assert.ok(finite(m.opsPerSec) && m.opsPerSec > 0);
+  }
+  assert.equal(r.recent.langchain.listLength, 25, "LangChain's getMessages returns the whole list");
+  assert.ok(finite(r.addPerSec) && r.addPerSec > 0);
+  assert.equal(r.add.sequentialMessages + r.add.concurrentMessages, 4 * 25);
+  assert.ok(finite(r.coldRecent.p50Ms) && r.coldRecent.p99Ms >= r.coldRecent.p50Ms);
+  assert.deepEqual(r.verified, { strata: 4, langchain: 4, cold: 3 });
+  assert.deepEqual([r.sessions, r.turns, r.messages, r.recentTurns, r.redis], [4, 25, 100, 20, 'private']);
+});
+
+test('strata bench hot rejects bad flags with coded errors before starting anything', async () => {
+  for (const [flag, value] of [
+    ['--embedder', 'word2vec'],
+    ['--redis', 'http://127.0.0.1:6379'],
+    ['--sessions', '0'],
+  ] as const) {
+    const io = captureIo();
+    const code = await main(['bench', 'hot', flag, value, '--json'], io);
+    assert.equal(code, 1, `${flag} ${value}`);
+    assert.match(io.err(), /^STRATA_ERR_VALIDATION: /m);
+    assert.equal(io.out(), '');
+  }
+});
