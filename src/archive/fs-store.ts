@@ -399,6 +399,12 @@ export class FsArchiveStore implements ArchiveStore {
     const removed = drop ? state.turns.filter((t) => drop.has(t.turn.turnId)).map((t) => t.turn) : [];
     const keep = drop ? state.turns.filter((t) => !drop.has(t.turn.turnId)) : state.turns;
     const kept = index.summaries.filter((s) => !removed.some((t) => t.turnId >= s.fromTurn && t.turnId <= s.toTurn));
+    const bytes = await this.rewrite(path, index, keep, kept);
+    return { before: index, after: bytes.length, turns: removed, kept };
+  }
+
+  /** Writes the file as metadata, segments of `keep` (one embedder per segment) and `kept` summaries, atomically. Caller holds the lock. */
+  private async rewrite(path: string, index: FileIndex, keep: ReadonlyArray<{ turn: ArchivedTurn; embedderId: string | null }>, kept: readonly Summary[]): Promise<Uint8Array> {
     const meta: SessionMeta = { userId: index.meta.userId ?? null, highWater: index.highWater, createdAt: index.meta.createdAt ?? this.options.clock.now() };
     const parts: Uint8Array[] = [encodeMetaRecord(meta)];
     // Segments are homogeneous in embedder: consecutive turns of the same embedder form a run.
@@ -418,7 +424,33 @@ export class FsArchiveStore implements ArchiveStore {
     const bytes = concat(parts);
     await atomicWrite(path, bytes, this.options.writeHook);
     this.cache.delete(path);
-    return { before: index, after: bytes.length, turns: removed, kept };
+    return bytes;
+  }
+
+  /**
+   * Re-embeds every turn whose vectors come from another embedder than `embedderId` (or have
+   * none) and rewrites the file atomically. Returns how many turns got new vectors.
+   */
+  async reembed(ref: SessionRef, embedderId: string, embed: (texts: string[]) => Promise<Float32Array[]>): Promise<{ turns: number }> {
+    this.check();
+    const path = this.pathOf(ref);
+    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, async () => {
+      const state = await this.withSnapshot(path, async (snap) => {
+        assertWritable(snap.index, true);
+        return { index: snap.index, turns: await this.allTurnsWithEmbedder(snap) };
+      });
+      if (!state) throw new StrataError('STRATA_ERR_NOT_FOUND', `session ${ref.sessionId} has no archive`);
+      const stale = state.turns.filter((t) => t.embedderId !== embedderId || !t.turn.embedding);
+      if (stale.length === 0) return { turns: 0 };
+      const vectors = await embed(stale.map((t) => t.turn.content));
+      if (vectors.length !== stale.length) throw new StrataError('STRATA_ERR_EMBEDDER_FAILED', `embedder returned ${vectors.length} vectors for ${stale.length} texts`);
+      stale.forEach((t, i) => {
+        t.turn.embedding = vectors[i]!;
+        t.embedderId = embedderId;
+      });
+      await this.rewrite(path, state.index, state.turns, state.index.summaries);
+      return { turns: stale.length };
+    });
   }
 
   private async allTurnsWithEmbedder(snap: Snapshot): Promise<Array<{ turn: ArchivedTurn; embedderId: string | null }>> {

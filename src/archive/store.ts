@@ -35,6 +35,11 @@ export interface ArchiveStore {
   cleanupExpiredSessions(maxAgeDays: number): Promise<number>;
   /** Rewrites a session's many small segments into one. */
   compact(ref: SessionRef): Promise<void>;
+  /**
+   * Computes new vectors with `embed` for every turn not embedded by `embedderId` and rewrites
+   * the file atomically (after a model change). Returns how many turns were re-embedded.
+   */
+  reembed(ref: SessionRef, embedderId: string, embed: (texts: string[]) => Promise<Float32Array[]>): Promise<{ turns: number }>;
   /** The session's archive file, byte for byte. */
   exportSession(ref: SessionRef): Promise<Uint8Array>;
   /** Writes an exported file as this session's archive; fails with STRATA_ERR_CONFLICT if it exists. Verifies every block first. */

@@ -247,6 +247,7 @@ export class HybridConversationCache implements ConversationMemory {
       case 'smart': {
         if (!this.retrieval) throw new StrataError('STRATA_ERR_NOT_AVAILABLE', 'smart context needs a retrieval configuration (embedder and tokenizer)');
         await this.flushIfUnarchived(ref, true);
+        await this.assertEmbedder(ref.tenant, [ref.sessionId]);
         const recentWindow = await this.recent(ref, this.tuning.recentTurns);
         return this.retrieval.smartContext(ref, request, recentWindow);
       }
@@ -315,12 +316,14 @@ export class HybridConversationCache implements ConversationMemory {
       const meta = await this.hot.meta(ref);
       if (!meta && !(await this.archive.info(ref)) && !this.pending.has(ref)) throw notFound(ref);
       await this.flushIfUnarchived(ref, true);
+      await this.assertEmbedder(tenant, [ref.sessionId]);
       const exclude = new Set((await this.hot.recent(ref, this.tuning.recentTurns, this.clock.now())).map((t) => t.turnId));
       return this.retrieval.search(query, topK, { tenant, sessionIds: [ref.sessionId] }, new Map([[ref.sessionId, exclude]]));
     }
     const userId = validateId('user', (scope as { userId: string }).userId);
     const sessionIds = await this.archive.listUserSessions(tenant, userId);
     for (const sessionId of sessionIds) await this.flushIfUnarchived({ tenant, sessionId });
+    await this.assertEmbedder(tenant, sessionIds);
     return this.retrieval.search(query, topK, { tenant, sessionIds }, new Map());
   }
 
@@ -333,6 +336,56 @@ export class HybridConversationCache implements ConversationMemory {
     const meta = await this.hot.meta(ref);
     const allowed = keepRecentWindow ? this.tuning.recentTurns : 0;
     if ((meta && meta.unarchivedCount > allowed) || (!meta && this.pending.has(ref))) await this.compactSession(ref);
+  }
+
+  /** Vectors of another model are not comparable with this embedder's: refuse rather than mix spaces. */
+  private async assertEmbedder(tenant: string, sessionIds: readonly string[]): Promise<void> {
+    if (!this.embedder) return;
+    for (const sessionId of sessionIds) {
+      const stored = (await this.archive.info({ tenant, sessionId }))?.embedderId ?? null;
+      if (stored !== null && stored !== this.embedder.id) {
+        throw new StrataError('STRATA_ERR_EMBEDDER_MISMATCH', `session ${sessionId} was embedded with ${stored}, the configured embedder is ${this.embedder.id}; run \`strata reindex\``, { details: { sessionId, stored, configured: this.embedder.id } });
+      }
+    }
+  }
+
+  /**
+   * Re-embeds every archived turn of a tenant that the configured embedder did not embed (after
+   * a model change). Sessions are archived first, so unarchived turns get vectors too.
+   */
+  async reindex(options: TenantOption & { onProgress?: (done: number, total: number) => void } = {}): Promise<{ sessions: number; turns: number }> {
+    this.assertOpen();
+    const embedder = this.embedder;
+    if (!embedder) throw new StrataError('STRATA_ERR_NOT_AVAILABLE', 'reindex needs an embedder');
+    const tenant = validateId('tenant', options.tenant ?? 'default');
+    const ids: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await this.archive.listSessions(tenant, { cursor, limit: 1000 });
+      ids.push(...page.sessions.map((x) => x.sessionId));
+      cursor = page.nextCursor;
+    } while (cursor);
+    let sessions = 0;
+    let turns = 0;
+    const batch = this.tuning.embedBatchSize;
+    for (const [i, sessionId] of ids.entries()) {
+      const ref = { tenant, sessionId };
+      await this.compactSession(ref);
+      const result = await this.lock.withLock(ref, () =>
+        this.archive.reembed(ref, embedder.id, async (texts) => {
+          const out: Float32Array[] = [];
+          for (let j = 0; j < texts.length; j += batch) out.push(...(await embedder.embed(texts.slice(j, j + batch))));
+          return out;
+        }),
+      );
+      if (result.turns > 0) {
+        sessions++;
+        turns += result.turns;
+        this.retrieval?.invalidate(ref);
+      }
+      options.onProgress?.(i + 1, ids.length);
+    }
+    return { sessions, turns };
   }
 
   async getSession(sessionId: string, options: TenantOption = {}): Promise<SessionInfo> {

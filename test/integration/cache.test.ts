@@ -230,3 +230,19 @@ test('search and smart context see unarchived turns outside the recent window', 
   assert.ok(smart.messages.some((m) => m.turnId === 3), 'the old unarchived turn is found');
   assert.equal((await s.searchDiskHistory('wifi password', 1, { sessionId: 'u' }))[0]?.turnId, 3);
 });
+
+test('a changed embedder is detected on search, and reindex re-embeds the archive', async (t) => {
+  const dir = await tempDir(t);
+  let s = await openStrata(dir, { embedder: { provider: 'hash', dimensions: 64 } });
+  for (let i = 1; i <= 30; i++) await s.addMessage('r', 'user', i === 4 ? 'the boat is named Seagull' : `line ${i} of the story`);
+  await s.close();
+  s = await openStrata(dir, { embedder: { provider: 'hash', dimensions: 32 } });
+  closeAfter(t, () => s.close());
+  await assert.rejects(() => s.searchDiskHistory('boat name', 3, { sessionId: 'r' }), (err) => isStrataError(err, 'STRATA_ERR_EMBEDDER_MISMATCH'));
+  const progress: number[] = [];
+  assert.deepEqual(await s.reindex({ onProgress: (done) => progress.push(done) }), { sessions: 1, turns: 30 });
+  assert.deepEqual(progress, [1]);
+  assert.equal((await s.searchDiskHistory('boat name Seagull', 1, { sessionId: 'r' }))[0]?.turnId, 4);
+  assert.deepEqual(await s.reindex(), { sessions: 0, turns: 0 }, 'nothing left to re-embed');
+  assert.equal((await s.getMessages('r')).messages.length, 30);
+});
