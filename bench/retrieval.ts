@@ -1,64 +1,102 @@
 /**
- * Smart-context latency (query embedding + hybrid search + packing) on one session of N real
- * turns from ShareGPT, against a BM25-only baseline measured in the same run.
+ * Smart-context latency through the product: one session of N real ShareGPT turns added with
+ * `addMessages` to a `createStrata` core, archived by `flush()`, then
+ * `getContext(session, {type: 'smart', query, maxTokens})` with varied queries (query embedding
+ * + hybrid search + summaries + packing). Baseline in the same run: the same core reopened with
+ * BM25-only search (`denseWeight: 0`).
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getTokenizer } from '../src/context/gpt-tokenizer.js';
-import { packContext } from '../src/context/packer.js';
-import { embedAsArchived, MemoryTurnSource, percentile } from '../src/eval/common.js';
-import { createEmbedder } from '../src/retrieval/create-embedder.js';
-import { HybridRetriever, type RetrieverOptions } from '../src/retrieval/retriever.js';
-import type { RetrievalTurn } from '../src/retrieval/source.js';
-import type { Turn } from '../src/types.js';
+import type { NewMessage } from '../src/cache/api.js';
+import { percentile } from '../src/eval/common.js';
+import { addSession, EVAL_TENANT, openEvalStrata, PRODUCT_SETUP } from '../src/eval/product.js';
+import type { RetrieverOptions } from '../src/retrieval/retriever.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', ...(import.meta.url.includes('/dist/') ? ['..'] : []));
 export const SHAREGPT = join(ROOT, '..', 'shared', 'data', 'sharegpt-sessions.json');
 
-export interface RetrievalBenchResult {
-  turns: number;
+export interface RetrievalBenchRow {
+  name: string;
   p50Ms: number;
   p95Ms: number;
-  baseline: { name: string; p50Ms: number; p95Ms: number };
-  indexBuildMs: number;
+  /** First smart-context call of the reopened core: hot-tier seeding and the session's index build. */
+  firstCallMs: number;
+  medianTokens: number;
 }
 
-export async function runRetrievalBench(turnCount = 10_000, queries = 200, input = SHAREGPT): Promise<RetrievalBenchResult> {
-  const sessions = JSON.parse(await readFile(input, 'utf8')) as Array<{ turns: Array<{ role: string; content: string }> }>;
-  const turns: RetrievalTurn[] = [];
+export interface RetrievalBenchResult {
+  turns: number;
+  queries: number;
+  maxTokens: number;
+  setup: string;
+  loadMs: number;
+  flushMs: number;
+  p50Ms: number;
+  p95Ms: number;
+  hybrid: RetrievalBenchRow;
+  baseline: RetrievalBenchRow;
+}
+
+export interface RetrievalBenchOptions {
+  turns?: number;
+  queries?: number;
+  maxTokens?: number;
+  input?: string;
+  embedder?: 'glove' | 'hash';
+}
+
+export async function runRetrievalBench(o: RetrievalBenchOptions = {}): Promise<RetrievalBenchResult> {
+  const turnCount = o.turns ?? 10_000;
+  const queries = o.queries ?? 200;
+  const maxTokens = o.maxTokens ?? 4000;
+  const embedder = o.embedder ?? 'glove';
+  const sessions = JSON.parse(await readFile(o.input ?? SHAREGPT, 'utf8')) as Array<{ turns: Array<{ role: string; content: string }> }>;
+  const messages: NewMessage[] = [];
   outer: for (const s of sessions) {
     for (const t of s.turns) {
-      if (turns.length >= turnCount) break outer;
-      turns.push({ sessionId: 'bench', turnId: turns.length + 1, role: t.role === 'user' ? 'user' : 'assistant', content: t.content, createdAt: 1_700_000_000_000 + turns.length * 1000 });
+      if (messages.length >= turnCount) break outer;
+      if (typeof t.content !== 'string' || t.content.trim() === '') continue;
+      messages.push({ role: t.role === 'user' ? 'user' : 'assistant', content: t.content });
     }
   }
-  const tokenizer = getTokenizer();
-  for (const t of turns) t.tokens = tokenizer.count(t.content);
-  const embedder = createEmbedder({ provider: 'glove' });
-  await embedAsArchived(embedder, turns);
-  const source = new MemoryTurnSource();
-  source.add('bench', 'bench', null, turns);
-  const userTurns = turns.filter((t) => t.role === 'user');
-  const recent: Turn[] = turns.slice(-20).map((t) => ({ turnId: t.turnId, role: t.role, content: t.content, createdAt: t.createdAt, tokens: t.tokens! }));
-  const scope = { tenant: 'bench', sessionIds: ['bench'] };
+  const userTurns = messages.filter((m) => m.role === 'user');
+  const queryTexts = Array.from({ length: queries }, (_, i) => userTurns[(i * 7919) % userTurns.length]!.content.slice(0, 300));
 
-  const measure = async (options: RetrieverOptions) => {
-    const retriever = new HybridRetriever(source, embedder, { ...options, resultCacheSize: 1, queryCacheSize: 1 });
-    const built = performance.now();
-    await retriever.turns(scope);
-    const indexBuildMs = performance.now() - built;
-    const times: number[] = [];
-    for (let i = 0; i < queries; i++) {
-      const query = userTurns[(i * 7919) % userTurns.length]!.content.slice(0, 300);
-      const started = performance.now();
-      const relevant = await retriever.search(query, 30, scope, { exclude: recent.map((t) => ({ sessionId: 'bench', turnId: t.turnId })) });
-      packContext({ recent, relevant, summaries: [], maxTokens: 4000, tokenizer, tokensOf: (h) => turns[h.turnId - 1]?.tokens });
-      times.push(performance.now() - started);
-    }
-    return { p50Ms: percentile(times, 0.5), p95Ms: percentile(times, 0.95), indexBuildMs };
-  };
-  const baseline = await measure({ denseWeight: 0 });
-  const hybrid = await measure({});
-  return { turns: turns.length, p50Ms: hybrid.p50Ms, p95Ms: hybrid.p95Ms, baseline: { name: 'BM25 only + pack', p50Ms: baseline.p50Ms, p95Ms: baseline.p95Ms }, indexBuildMs: hybrid.indexBuildMs };
+  const loader = await openEvalStrata({ embedder });
+  try {
+    const started = performance.now();
+    await addSession(loader.strata, 'bench', messages, 'bench-user');
+    const loadMs = performance.now() - started;
+    const flushStarted = performance.now();
+    await loader.strata.flush();
+    const flushMs = performance.now() - flushStarted;
+    await loader.close();
+
+    const measure = async (name: string, retriever: RetrieverOptions): Promise<RetrievalBenchRow> => {
+      const ev = await openEvalStrata({ embedder, dataDir: loader.dataDir, retriever });
+      try {
+        const context = (query: string) => ev.strata.getContext('bench', { tenant: EVAL_TENANT, type: 'smart', query, maxTokens });
+        const first = performance.now();
+        await context('warm-up query about the first call');
+        const firstCallMs = performance.now() - first;
+        const times: number[] = [];
+        const tokens: number[] = [];
+        for (const q of queryTexts) {
+          const t0 = performance.now();
+          const r = await context(q);
+          times.push(performance.now() - t0);
+          tokens.push(r.tokens);
+        }
+        return { name, p50Ms: percentile(times, 0.5), p95Ms: percentile(times, 0.95), firstCallMs, medianTokens: percentile(tokens, 0.5) };
+      } finally {
+        await ev.close();
+      }
+    };
+    const baseline = await measure('BM25 only', { denseWeight: 0 });
+    const hybrid = await measure(`hybrid (${embedder} + BM25)`, {});
+    return { turns: messages.length, queries, maxTokens, setup: PRODUCT_SETUP, loadMs, flushMs, p50Ms: hybrid.p50Ms, p95Ms: hybrid.p95Ms, hybrid, baseline };
+  } finally {
+    await loader.dispose();
+  }
 }

@@ -19,6 +19,7 @@ import type { StrataMetrics } from './metrics.js';
 import { ArchiveRetrieval } from './retrieval/archive-retrieval.js';
 import { createEmbedder } from './retrieval/create-embedder.js';
 import type { Embedder } from './retrieval/embedder.js';
+import type { RetrieverOptions } from './retrieval/retriever.js';
 import type { Clock, SessionLock } from './types.js';
 import { systemClock } from './types.js';
 
@@ -36,6 +37,8 @@ export interface CreateStrataExtras {
   embedderInstance?: Embedder;
   /** Replaces the configured hot store (the caller closes nothing: `close()` closes it). */
   hotStore?: HotStore;
+  /** Tuning of the hybrid search (fusion weights, smoothing, …). Default: the tuned defaults of `RetrieverOptions`. */
+  retriever?: RetrieverOptions;
 }
 
 export type CreateStrataOptions = DeepPartial<CoreConfig> & CreateStrataExtras;
@@ -52,7 +55,7 @@ export type Strata = HybridConversationCache;
  * environment: pass what you want).
  */
 export async function createStrata(options: CreateStrataOptions = {}): Promise<Strata> {
-  const { clock, metrics, logger, embedderInstance, hotStore, ...configInput } = options as CreateStrataOptions & Record<string, unknown>;
+  const { clock, metrics, logger, embedderInstance, hotStore, retriever, ...configInput } = options as CreateStrataOptions & Record<string, unknown>;
   const config = loadConfig({ file: null, env: {}, flags: configInput as DeepPartial<CoreConfig> });
   const time = clock ?? systemClock;
   await mkdir(config.dataDir, { recursive: true });
@@ -83,6 +86,7 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       summarizer: summarizer(config, tokenizer),
       summaryEveryTurns: config.summaries.everyTurns,
       clock: time,
+      ...(retriever ? { retriever } : {}),
     });
     const cache = new HybridConversationCache({
       hot,

@@ -112,7 +112,9 @@ export function packContext(input: PackInput): ContextResult {
     if (s.fromTurn >= oldestRecent) continue;
     const text = `Turns ${s.fromTurn}–${s.toTurn}: ${s.text}`;
     const n = tokenizer.count(text) + (chosenSummaries.length > 0 ? 1 : 0);
-    if (summaryTokens + n > summaryBudget || spent + summaryTokens + n > maxTokens) continue;
+    // Newest first and contiguous: stop at the first that does not fit (an older one skipped
+    // past would leave a gap, and counting every summary of a long session costs milliseconds).
+    if (summaryTokens + n > summaryBudget || spent + summaryTokens + n > maxTokens) break;
     summaryTokens += n;
     chosenSummaries.push({ s, text, n });
   }

@@ -1,7 +1,4 @@
 import { StrataError } from '../errors.js';
-import { quantizeInt8 } from '../archive/vectors.js';
-import type { Embedder } from '../retrieval/embedder.js';
-import type { RetrievalScope, RetrievalTurn, TurnSource } from '../retrieval/source.js';
 
 /** Value at quantile q (0–1) of the values, nearest-rank. */
 export function percentile(values: readonly number[], q: number): number {
@@ -16,44 +13,6 @@ export function recallAt(retrieved: readonly string[], evidence: ReadonlySet<str
   let found = 0;
   for (const key of retrieved.slice(0, k)) if (evidence.has(key)) found++;
   return found / evidence.size;
-}
-
-/** Turns of many sessions in memory, grouped by tenant/user: the evaluations' TurnSource. */
-export class MemoryTurnSource implements TurnSource {
-  private readonly sessions = new Map<string, { tenant: string; userId: string | null; turns: RetrievalTurn[] }>();
-
-  add(tenant: string, sessionId: string, userId: string | null, turns: RetrievalTurn[]): void {
-    this.sessions.set(`${tenant}\u0000${sessionId}`, { tenant, userId, turns });
-  }
-
-  loadTurns(scope: RetrievalScope): Promise<RetrievalTurn[]> {
-    const out: RetrievalTurn[] = [];
-    for (const s of this.sessions.values()) {
-      if (s.tenant !== scope.tenant) continue;
-      if ('userId' in scope ? s.userId === scope.userId : scope.sessionIds.includes(s.turns[0]?.sessionId ?? '')) out.push(...s.turns);
-    }
-    return Promise.resolve(out);
-  }
-
-  version(): Promise<string> {
-    return Promise.resolve(String(this.sessions.size));
-  }
-}
-
-/**
- * Embeds turns in batches, as compaction does, and stores them as the archive does: int8 with a
- * scale, read back dequantised. Recall is measured on what search really sees.
- */
-export async function embedAsArchived(embedder: Embedder, turns: RetrievalTurn[], batch = 256): Promise<void> {
-  const q = new Int8Array(embedder.dimensions);
-  for (let i = 0; i < turns.length; i += batch) {
-    const part = turns.slice(i, i + batch);
-    const vectors = await embedder.embed(part.map((t) => t.content));
-    part.forEach((t, j) => {
-      const scale = quantizeInt8(vectors[j]!, q);
-      t.embedding = Float32Array.from(q, (x) => x * scale);
-    });
-  }
 }
 
 export type RecallTable = Record<string, Record<string, number>>;

@@ -41,7 +41,7 @@ function speakerOf(metadata: Turn['metadata']): string | undefined {
 export class ArchiveRetrieval implements RetrievalPort, TurnSource {
   readonly retriever: HybridRetriever;
   private readonly generations = new Map<string, number>();
-  private readonly totals = new Map<string, { version: string; tokens: number }>();
+  private readonly totals = new Map<string, { version: string; tokens: number; tokensById: Map<number, number | undefined> }>();
 
   constructor(private readonly o: ArchiveRetrievalOptions) {
     this.retriever = new HybridRetriever(this, o.embedder, o.retriever);
@@ -92,13 +92,13 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     const count = (t: { tokens?: number; content: string }) => t.tokens ?? this.o.tokenizer.count(t.content);
 
     // The history fits when archived-but-not-recent plus recent turns fit; the total of the
-    // archived part is computed once per version.
+    // archived part and the stored token counts by turn id are computed once per version.
     const sk = scopeKey(scope);
     let total = this.totals.get(sk);
     if (!total || total.version !== version) {
       let tokens = 0;
       for (const t of turns) tokens += count(t);
-      total = { version, tokens };
+      total = { version, tokens, tokensById: new Map(turns.map((t) => [t.turnId, t.tokens])) };
       this.totals.set(sk, total);
     }
     let overlap = 0;
@@ -113,7 +113,7 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     const query = request.query ?? latestUserMessage(recent);
     const relevant = !fits && query ? await this.search(query, this.o.relevantCandidates ?? 30, scope, new Map([[ref.sessionId, recentIds]])) : [];
     const summaries = fits ? [] : await this.o.archive.loadSummaries(ref);
-    const tokensById = new Map<number, number | undefined>(turns.map((t) => [t.turnId, t.tokens]));
+    const tokensById = total.tokensById;
     return packContext({ recent, relevant, summaries, history, maxTokens, tokenizer: this.o.tokenizer, tokensOf: (h) => tokensById.get(h.turnId), ...(this.o.shares ? { shares: this.o.shares } : {}) });
   }
 

@@ -5,15 +5,19 @@ import { parsePositiveInt } from './common.js';
 export function registerBenchRetrieval(parent: Command, io: CliIo): void {
   parent
     .command('retrieval')
-    .description('smart-context latency (query embedding + search + pack) on one session of real turns')
+    .description("smart-context latency through the product (createStrata, addMessages, flush, getContext type 'smart') on one session of real turns")
     .option('--turns <n>', 'turns in the session', parsePositiveInt('--turns'), 10_000)
     .option('--queries <n>', 'queries measured', parsePositiveInt('--queries'), 200)
+    .option('--max-tokens <n>', 'smart-context budget', parsePositiveInt('--max-tokens'), 4000)
+    .option('--embedder <provider>', 'glove or hash', 'glove')
     .option('--json', 'print one JSON object')
-    .action(async (flags: { turns: number; queries: number; json?: boolean }) => {
+    .action(async (flags: { turns: number; queries: number; maxTokens: number; embedder: string; json?: boolean }) => {
       const { runRetrievalBench } = await import('../../../bench/retrieval.js');
-      const r = await runRetrievalBench(flags.turns, flags.queries);
-      if (flags.json) return printJson(io, { turns: r.turns, p50Ms: r.p50Ms, p95Ms: r.p95Ms, baseline: r.baseline, indexBuildMs: r.indexBuildMs });
-      io.stdout.write(`${r.turns} turns, index built in ${r.indexBuildMs.toFixed(0)} ms (once per session version)\n`);
-      io.stdout.write(formatTable(['smart context', 'p50 ms', 'p95 ms'], [[r.baseline.name, r.baseline.p50Ms.toFixed(2), r.baseline.p95Ms.toFixed(2)], ['hybrid (GloVe + BM25) + pack', r.p50Ms.toFixed(2), r.p95Ms.toFixed(2)]]));
+      const { parseEvalEmbedder } = await import('../../eval/product.js');
+      const r = await runRetrievalBench({ turns: flags.turns, queries: flags.queries, maxTokens: flags.maxTokens, embedder: parseEvalEmbedder(flags.embedder) });
+      if (flags.json) return printJson(io, r);
+      io.stdout.write(`${r.setup}\n${r.turns} turns added in ${r.loadMs.toFixed(0)} ms, flushed (tokens, embeddings, summaries, archive) in ${r.flushMs.toFixed(0)} ms; ${r.queries} queries, budget ${r.maxTokens} tokens\n`);
+      const row = (x: typeof r.hybrid) => [x.name, x.p50Ms.toFixed(2), x.p95Ms.toFixed(2), x.firstCallMs.toFixed(0), String(x.medianTokens)];
+      io.stdout.write(formatTable(["getContext type 'smart'", 'p50 ms', 'p95 ms', 'first call ms', 'median tokens'], [row(r.baseline), row(r.hybrid)]));
     });
 }
