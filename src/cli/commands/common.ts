@@ -79,10 +79,18 @@ export function parsePositiveInt(name: string): (value: string) => number {
   };
 }
 
-export function parseNonNegativeNumber(name: string): (value: string) => number {
+export function parseNonNegativeInt(name: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!Number.isFinite(n) || n < 0 || value.trim() === '') throw new StrataError('STRATA_ERR_VALIDATION', `${name}: expected a non-negative number, received ${JSON.stringify(value)}`);
+    if (!Number.isInteger(n) || n < 0 || value.trim() === '') throw new StrataError('STRATA_ERR_VALIDATION', `${name}: expected a non-negative integer, received ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+export function parsePositiveNumber(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0 || value.trim() === '') throw new StrataError('STRATA_ERR_VALIDATION', `${name}: expected a positive number, received ${JSON.stringify(value)}`);
     return n;
   };
 }

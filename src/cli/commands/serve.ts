@@ -5,7 +5,7 @@ import { buildServer } from '../../server/app.js';
 import { createServerMetrics } from '../../server/metrics.js';
 import type { CliIo } from '../io.js';
 import type { CommonFlags } from './common.js';
-import { addCommonOptions, configFromFlags, openMemory, parsePositiveInt } from './common.js';
+import { addCommonOptions, configFromFlags, openMemory, parseNonNegativeInt } from './common.js';
 
 interface ServeFlags extends CommonFlags {
   host?: string;
@@ -73,7 +73,7 @@ export async function serve(io: CliIo, flags: ServeFlags, options: { signal?: Ab
 export function registerServe(parent: Command, io: CliIo): void {
   addCommonOptions(parent.command('serve').description('run the HTTP service (stops gracefully on SIGTERM/SIGINT)'))
     .option('-H, --host <host>', 'listen address')
-    .option('-p, --port <port>', 'listen port', parsePositiveInt('--port'))
+    .option('-p, --port <port>', 'listen port (0: any free port)', parseNonNegativeInt('--port'))
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent')
     .action(async (flags: ServeFlags) => serve(io, flags));
 }
