@@ -241,6 +241,9 @@ describe('strata verify', () => {
       const json = JSON.parse((await cli(['verify', '--json'])).out) as { damaged: number; results: Array<{ file: string; ok: boolean; damage: Array<{ code: string }> }> };
       assert.equal(json.damaged, 1);
       assert.deepEqual(json.results.filter((r) => !r.ok).map((r) => r.file), [target]);
+      // Reading the damaged session is a coded error too, never a crash or a stack trace.
+      const session = target.replace(/^.*[\\/]/, '').replace(/\.strata$/, '');
+      assertCodedError(await cli(['context', session, '--type', 'full']), '(STRATA_ERR_ARCHIVE_CORRUPT|STRATA_ERR_CODEC_CHECKSUM|STRATA_ERR_CODEC_CORRUPT)');
       // --repair never drops damaged blocks in the middle of a file.
       const repair = await cli(['verify', '--repair']);
       assert.notEqual(repair.code, 0);
