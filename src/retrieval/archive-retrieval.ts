@@ -28,6 +28,9 @@ export interface ArchiveRetrievalOptions {
   clock?: Clock;
 }
 
+/** Archive look-ups in flight at once when versioning a scope. */
+const INFO_CONCURRENCY = 32;
+
 function speakerOf(metadata: Turn['metadata']): string | undefined {
   const v = metadata?.name ?? metadata?.speaker;
   return typeof v === 'string' && v.length > 0 ? v : undefined;
@@ -63,13 +66,21 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
   }
 
   async version(scope: RetrievalScope): Promise<string> {
-    const parts: string[] = [];
-    for (const sessionId of await this.sessionsOf(scope)) {
-      const info = await this.o.archive.info({ tenant: scope.tenant, sessionId });
-      const gen = this.generations.get(`${scope.tenant}\u0000${sessionId}`) ?? 0;
-      parts.push(`${sessionId}:${info?.highWater ?? 0}:${info?.turnCount ?? 0}:${info?.embedderId ?? ''}:${gen}`);
+    // One archive look-up per session on every search: issued in groups, they overlap their
+    // file opens instead of queueing them (about half the time for a 30-session user), while
+    // a user with thousands of sessions does not open thousands of files at once.
+    const sessionIds = await this.sessionsOf(scope);
+    const infos: Array<Awaited<ReturnType<ArchiveStore['info']>>> = [];
+    for (let i = 0; i < sessionIds.length; i += INFO_CONCURRENCY) {
+      infos.push(...(await Promise.all(sessionIds.slice(i, i + INFO_CONCURRENCY).map((sessionId) => this.o.archive.info({ tenant: scope.tenant, sessionId })))));
     }
-    return parts.join('|');
+    return sessionIds
+      .map((sessionId, i) => {
+        const info = infos[i];
+        const gen = this.generations.get(`${scope.tenant}\u0000${sessionId}`) ?? 0;
+        return `${sessionId}:${info?.highWater ?? 0}:${info?.turnCount ?? 0}:${info?.embedderId ?? ''}:${gen}`;
+      })
+      .join('|');
   }
 
   invalidate(ref: SessionRef): void {
