@@ -168,6 +168,8 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
   };
 
   let serve = await start();
+  const ready = (await (await fetch(`${base}/readyz`)).json()) as { ok: boolean; hot: { driver: string }; dataDir: { path: string } };
+  assert.deepEqual([ready.ok, ready.hot.driver, ready.dataDir.path], [true, 'redis', dataDir]);
 
   // 1. Import three ShareGPT sessions by posting their messages in batches.
   const file = new Uint8Array(readFileSync(join(ROOT, '../shared/data/sharegpt-sessions.json')));
@@ -211,6 +213,7 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
   const targets = [...conversations.map((c) => c.sessionId), 'fresh-session'];
   let stopWriters = false;
   let ackedDuringLoad = 0;
+  let failedAppends = 0;
   const writer = async (w: number): Promise<void> => {
     for (let n = 0; !stopWriters; n++) {
       const sessionId = targets[(w + n) % targets.length]!;
@@ -224,6 +227,7 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
           ackedDuringLoad++;
         }
       } catch {
+        failedAppends++;
         return; // The server is gone: this append was never acknowledged.
       }
     }
@@ -231,12 +235,17 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
   const writers = Array.from({ length: 8 }, (_, w) => writer(w));
   const killAt = Date.now() + 10_000;
   while (ackedDuringLoad < 60 && Date.now() < killAt) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(ackedDuringLoad >= 60, `only ${ackedDuringLoad} appends acknowledged under load:\n${serve.output()}`);
+  if (ackedDuringLoad < 60) {
+    stopWriters = true;
+    await Promise.all(writers);
+    assert.fail(`only ${ackedDuringLoad} appends acknowledged under load:\n${serve.output()}`);
+  }
   serve.kill('SIGKILL');
   const killed = await serve.exited;
   assert.equal(killed.signal, 'SIGKILL');
+  // Every writer ends on the failed request it had in flight when the process died.
   await Promise.all(writers);
-  stopWriters = true;
+  assert.ok(failedAppends > 0, 'no append was in flight at the kill');
 
   // 5. Restart with the same environment: every acknowledged message, exactly once, in order.
   const verify = async (): Promise<void> => {
