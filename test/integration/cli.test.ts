@@ -32,10 +32,11 @@ let dataDir = '';
 let workDir = '';
 
 /** Runs `strata <argv>` with the test's data directory (unless `dataDir: false`) and no Redis. */
-async function cli(argv: string[], options: { dataDir?: boolean; env?: Record<string, string> } = {}): Promise<Run> {
+async function cli(argv: string[], options: { dataDir?: boolean | string; env?: Record<string, string> } = {}): Promise<Run> {
   const io = captureIo();
   io.env = { STRATA_EMBEDDER: 'hash', STRATA_LOG_LEVEL: 'error', ...options.env };
-  const code = await main(options.dataDir === false ? argv : [...argv, '--data-dir', dataDir], io);
+  const dir = typeof options.dataDir === 'string' ? options.dataDir : dataDir;
+  const code = await main(options.dataDir === false ? argv : [...argv, '--data-dir', dir], io);
   return { code, out: io.out(), err: io.err() };
 }
 
@@ -292,6 +293,24 @@ describe('strata verify', () => {
     } finally {
       await writeFile(target, original);
     }
+  });
+});
+
+describe('strata reindex', () => {
+  test('after an embedder change, search names the mismatch; reindex re-embeds every archived turn and search works again', async () => {
+    const dir = join(workDir, 'reindex-data');
+    const hash = { dataDir: dir };
+    const glove = { dataDir: dir, env: { STRATA_EMBEDDER: 'glove' } };
+    assert.equal((await cli(['import', fixture('chat.jsonl')], hash)).code, 0);
+    const query = ['search', 'router firmware', '--session', 'support-42', '--json'];
+    assertCodedError(await cli(query, glove), 'STRATA_ERR_EMBEDDER_MISMATCH');
+    const run = await cli(['reindex', '--json'], glove);
+    assert.equal(run.code, 0, run.err);
+    assert.deepEqual(JSON.parse(run.out), { sessions: 2, turns: 6 });
+    const after = await cli(query, glove);
+    assert.equal(after.code, 0, after.err);
+    const { hits } = JSON.parse(after.out) as { hits: Array<{ content: string }> };
+    assert.ok(hits.some((h) => h.content.includes('router')), after.out);
   });
 });
 
