@@ -96,6 +96,8 @@ export interface HotBenchResult {
     loadSeconds: number;
     /** The final `flush()`: waits for the compactions the load started and archives the rest. */
     flushSeconds: number;
+    /** Messages per second from the first add to the end of the flush: what compaction sustains. */
+    archivedPerSec: number;
     /** Times an add answered STRATA_ERR_BACKPRESSURE (compaction behind) and was retried after 20 ms. */
     backpressureRetries: number;
     /** Event-loop blocking during load and flush (compaction runs in the same process). */
@@ -479,6 +481,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
         concurrentMessages,
         loadSeconds: sequentialSeconds + concurrentSeconds,
         flushSeconds,
+        archivedPerSec: messages / (sequentialSeconds + concurrentSeconds + flushSeconds),
         backpressureRetries,
         eventLoopDelayP99Ms: loopDelay.percentile(99) / 1e6,
         eventLoopDelayMaxMs: loopDelay.max / 1e6,

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { StrataError } from '../../errors.js';
 import { formatTable, printJson, type CliIo } from '../io.js';
+import type { HotBenchResult } from '../../../bench/hot.js';
 import { parsePositiveInt, progress } from './common.js';
 
 interface BenchHotFlags {
@@ -55,29 +56,33 @@ export function registerBenchHot(parent: Command, io: CliIo): void {
         ...(flags.json ? {} : { onPhase: (label: string, total: number) => progress(io, total, label) }),
       });
       if (flags.json) return printJson(io, r);
-      const s = r.recent.strata;
-      const lc = r.recent.langchain;
-      io.stdout.write(`${r.sessions} sessions × ${r.turns} turns (${r.messages} messages), ${r.redis} Redis, recent = last ${r.recentTurns} turns, ${r.concurrency} concurrent callers\n\n`);
-      io.stdout.write(
-        formatTable(
-          ['measure', 'Strata', 'JSON + 384-float embedding list', 'LangChain.js RedisChatMessageHistory'],
-          [
-            ['Redis used_memory', mb(r.redisBytes.strata), mb(r.redisBytes.baseline), mb(r.redisBytes.langchain)],
-            ['memory reduction vs JSON + embedding', `${(r.memoryReduction * 100).toFixed(1)}%`, '—', '—'],
-            ['recent p50 ms (1 caller)', ms(s.p50Ms), '—', ms(lc.p50Ms)],
-            ['recent p99 ms (1 caller)', ms(s.p99Ms), '—', ms(lc.p99Ms)],
-            [`recent ops/s (${r.concurrency} callers)`, rate(s.opsPerSec), '—', rate(lc.opsPerSec)],
-            [`recent p99 ms (${r.concurrency} callers)`, ms(s.concurrentP99Ms), '—', ms(lc.concurrentP99Ms)],
-            ['adds/s, 1 writer', `${rate(r.add.sequentialPerSec)} (fsync)`, '—', '—'],
-            [`adds/s, ${r.concurrency} writers`, `${rate(r.add.concurrentPerSec)} (fsync)`, '—', `${rate(r.add.langchainPerSec)} (no durability)`],
-            ['cold recent p50 / p99 ms', `${ms(r.coldRecent.p50Ms)} / ${ms(r.coldRecent.p99Ms)}`, '—', '—'],
-          ],
-        ),
-      );
-      io.stdout.write(
-        `\nLangChain's getMessages() reads and parses the whole list (${lc.listLength} messages per session) and the last ${r.recentTurns} are sliced from it.\n` +
-          `Load: ${r.add.loadSeconds.toFixed(1)} s for ${r.messages} addMessage calls (durability fsync, compaction with the ${r.embedder} embedder on the write path's threshold), flush ${r.add.flushSeconds.toFixed(1)} s. ` +
-          `Cold: ${r.coldRecent.sessions} evicted sessions, first recent call rehydrates from the archive. Every answer checked against the messages written. Total ${r.seconds.toFixed(0)} s.\n`,
-      );
+      io.stdout.write(formatHotBench(r));
     });
+}
+
+/** The comparison table (Markdown) and the notes that go with it. */
+export function formatHotBench(r: HotBenchResult): string {
+  const s = r.recent.strata;
+  const lc = r.recent.langchain;
+  const header = `${r.sessions} sessions × ${r.turns} turns (${r.messages} messages of real ShareGPT text), ${r.redis} Redis, recent = last ${r.recentTurns} turns, ${r.concurrency} concurrent callers\n\n`;
+  const table = formatTable(
+    ['measure', 'Strata', 'JSON + 384-float embedding, one list per session', 'LangChain.js RedisChatMessageHistory'],
+    [
+      ['Redis used_memory', mb(r.redisBytes.strata), mb(r.redisBytes.baseline), mb(r.redisBytes.langchain)],
+      ['memory reduction vs JSON + embedding', `${(r.memoryReduction * 100).toFixed(1)}%`, '—', '—'],
+      ['recent p50 ms (1 caller)', ms(s.p50Ms), '—', ms(lc.p50Ms)],
+      ['recent p99 ms (1 caller)', ms(s.p99Ms), '—', ms(lc.p99Ms)],
+      [`recent ops/s (${r.concurrency} callers)`, rate(s.opsPerSec), '—', rate(lc.opsPerSec)],
+      [`recent p99 ms (${r.concurrency} callers)`, ms(s.concurrentP99Ms), '—', ms(lc.concurrentP99Ms)],
+      ['adds/s, 1 writer', `${rate(r.add.sequentialPerSec)} (fsync)`, '—', '—'],
+      [`adds/s, ${r.concurrency} writers`, `${rate(r.add.concurrentPerSec)} (fsync)`, '—', `${rate(r.add.langchainPerSec)} (no durability)`],
+      ['cold recent p50 / p99 ms', `${ms(r.coldRecent.p50Ms)} / ${ms(r.coldRecent.p99Ms)}`, '—', '—'],
+    ],
+  );
+  const notes =
+    `\nLangChain's getMessages() reads and parses the whole list (${lc.listLength} messages per session); the last ${r.recentTurns} are sliced from it.\n` +
+    `Load: ${r.add.loadSeconds.toFixed(1)} s for ${r.messages} addMessage calls (durability fsync; compaction with the ${r.embedder} embedder every 100 turns per session, in the same process), ` +
+    `then flush ${r.add.flushSeconds.toFixed(1)} s (archived end to end: ${rate(r.add.archivedPerSec)} messages/s); event-loop delay p99 ${r.add.eventLoopDelayP99Ms.toFixed(0)} ms, max ${r.add.eventLoopDelayMaxMs.toFixed(0)} ms; ${r.add.backpressureRetries} backpressure retries.\n` +
+    `Cold: ${r.coldRecent.sessions} evicted sessions, the first recent call rehydrates from the archive. Every answer was checked against the messages written. Total ${r.seconds.toFixed(0)} s.\n`;
+  return header + table + notes;
 }
