@@ -41,6 +41,11 @@ export function parseLocomoDate(s: unknown): number | null {
   return Date.UTC(Number(m[6]), month, Number(m[4]), hour, Number(m[2]));
 }
 
+export interface LocomoLoadOptions {
+  /** Append a shared image's caption to the utterance (`[image: …]`). Default true. */
+  captions?: boolean;
+}
+
 export interface LocomoSession {
   sampleId: string;
   sessionId: string;
@@ -57,7 +62,7 @@ export interface LocomoSession {
  * (`[image: …]`); metadata carries `speaker` (what search matches names in questions against),
  * `dia_id`, the session `date` and `blip_caption`.
  */
-export function parseLocomo(data: unknown): { sessions: LocomoSession[]; conversations: LocomoConversation[] } {
+export function parseLocomo(data: unknown, o: LocomoLoadOptions = {}): { sessions: LocomoSession[]; conversations: LocomoConversation[] } {
   if (!Array.isArray(data)) throw new StrataError('STRATA_ERR_INPUT_FORMAT', 'LoCoMo input must be a JSON array of conversations');
   const sessions: LocomoSession[] = [];
   for (const conv of data as LocomoConversation[]) {
@@ -80,7 +85,7 @@ export function parseLocomo(data: unknown): { sessions: LocomoSession[]; convers
         diaIds: turns.map((t) => t.dia_id),
         messages: turns.map((t) => ({
           role: t.speaker === speakerA ? 'user' : 'assistant',
-          content: t.blip_caption ? `${t.text} [image: ${t.blip_caption}]` : t.text,
+          content: t.blip_caption && o.captions !== false ? `${t.text} [image: ${t.blip_caption}]` : t.text,
           metadata: { speaker: t.speaker, dia_id: t.dia_id, ...(typeof date === 'string' ? { date } : {}), ...(t.blip_caption ? { blip_caption: t.blip_caption } : {}) },
         })),
       });
@@ -111,8 +116,8 @@ export interface LoadedLocomo {
 }
 
 /** Loads every conversation through `addMessages`, archives it with `flush()`, closes the core. */
-export async function loadLocomo(input: string, embedder: EvalEmbedder): Promise<LoadedLocomo> {
-  const { sessions, conversations } = parseLocomo(await readJson(input));
+export async function loadLocomo(input: string, embedder: EvalEmbedder, o: LocomoLoadOptions = {}): Promise<LoadedLocomo> {
+  const { sessions, conversations } = parseLocomo(await readJson(input), o);
   const ev = await openEvalStrata({ embedder });
   try {
     const keyOf = new Map<string, string>();

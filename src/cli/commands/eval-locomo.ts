@@ -4,13 +4,14 @@ import { formatTable, printJson, type CliIo } from '../io.js';
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(100 * x).toFixed(1)}%`);
 
 /** Ablation rows: what each part of the search adds (README table). Each row is a `createStrata` run with these retriever options. */
-export const LOCOMO_ABLATION: Array<{ name: string; embedder: 'glove' | 'hash'; options: Record<string, number> }> = [
+export const LOCOMO_ABLATION: Array<{ name: string; embedder: 'glove' | 'hash'; options: Record<string, number>; captions?: false }> = [
   { name: 'BM25 only', embedder: 'glove', options: { denseWeight: 0, speakerBoost: 1, smoothing: 0 } },
   { name: 'hash dense only', embedder: 'hash', options: { lexicalWeight: 0, speakerBoost: 1, smoothing: 0 } },
   { name: 'GloVe-SIF dense only', embedder: 'glove', options: { lexicalWeight: 0, speakerBoost: 1, smoothing: 0 } },
   { name: 'hybrid RRF (GloVe)', embedder: 'glove', options: { speakerBoost: 1, smoothing: 0 } },
   { name: '+ speaker names', embedder: 'glove', options: { smoothing: 0 } },
   { name: '+ neighbour smoothing (default)', embedder: 'glove', options: {} },
+  { name: 'default without image captions in the text', embedder: 'glove', options: {}, captions: false },
   { name: 'same pipeline with hash instead of GloVe', embedder: 'hash', options: {} },
   { name: '+ neighbour expansion of top 3', embedder: 'glove', options: { neighbourHits: 3 } },
 ];
@@ -37,8 +38,9 @@ export function registerEvalLocomo(parent: Command, io: CliIo): void {
           const rows = [];
           const out: Record<string, unknown> = {};
           for (const a of LOCOMO_ABLATION) {
-            let data = loaded.get(a.embedder);
-            if (!data) loaded.set(a.embedder, (data = await loadLocomo(flags.input, a.embedder)));
+            const key = `${a.embedder}:${a.captions ?? true}`;
+            let data = loaded.get(key);
+            if (!data) loaded.set(key, (data = await loadLocomo(flags.input, a.embedder, a.captions === false ? { captions: false } : {})));
             const r = await runLocomo(data, { ks, retriever: a.options, smartContext: false });
             out[a.name] = r.recall.all;
             rows.push([a.name, ...ks.map((k) => pct(r.recall.all?.[String(k)]))]);
