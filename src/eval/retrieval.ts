@@ -7,7 +7,7 @@ import { averageRecall, percentile, recallAt, type RecallTable } from './common.
 import { addSession, EVAL_TENANT, openEvalStrata, type EvalEmbedder } from './product.js';
 
 interface GenericInput {
-  sessions: Array<{ session_id: string; user_id?: string; turns: Array<{ turn_id: number; role: string; content: string; created_at?: number | string }> }>;
+  sessions: Array<{ session_id: string; user_id?: string; turns: Array<{ turn_id: number; role: string; content: string; created_at?: number | string; metadata?: Record<string, unknown> }> }>;
   queries: Array<{ query: string; user_id?: string; session_ids?: string[]; evidence: Array<{ session_id: string; turn_id: number }>; category?: string | number }>;
 }
 
@@ -45,7 +45,8 @@ function timeOf(v: number | string | undefined): number | null {
  * every session is evicted to disk (`evictToDiskLru`), so no turn sits in a recent window and
  * session scope searches the whole history. Ids that are not valid Strata
  * ids (`[A-Za-z0-9_.-]`, ≤ 128) are renamed internally; turn ids are the product's own
- * (1, 2, … in `turn_id` order) and mapped back.
+ * (1, 2, … in `turn_id` order) and mapped back. A turn may carry `metadata` (stored with it; a
+ * `speaker` or `name` there is matched against names in queries).
  */
 export async function evalRetrieval(input: string, embedder: EvalEmbedder, ks: readonly number[], retriever: RetrieverOptions = {}): Promise<RetrievalEvalResult> {
   const maxK = Math.max(...ks);
@@ -82,7 +83,11 @@ export async function evalRetrieval(input: string, embedder: EvalEmbedder, ks: r
       user,
       inputTurnIds: turns.map((t) => t.turn_id),
       createdAt: timeOf(turns[0]?.created_at),
-      messages: turns.map((t) => ({ role: (ROLES as readonly string[]).includes(t.role) ? (t.role as Role) : 'user', content: t.content })),
+      messages: turns.map((t) => ({
+        role: (ROLES as readonly string[]).includes(t.role) ? (t.role as Role) : 'user',
+        content: t.content,
+        ...(t.metadata !== null && typeof t.metadata === 'object' && !Array.isArray(t.metadata) ? { metadata: t.metadata } : {}),
+      })),
     });
   }
   const scopes: SearchScopeInput[] = data.queries.map((q, qi) => {
