@@ -52,6 +52,7 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
 
 const UNARCHIVED_BATCH = 1000;
 const MAX_PAGE = 1000;
+const ARCHIVE_STATS_PERIOD_MS = 5 * 60 * 1000;
 
 /**
  * The application's entry point to memory: composes the journal (durability), a hot store
@@ -82,6 +83,7 @@ export class HybridConversationCache implements ConversationMemory {
   private maintenanceRunning: Promise<void> | null = null;
   private lastEpoch: string | null = null;
   private lastRetentionRun = 0;
+  private lastArchiveStats = 0;
   private closed = false;
   private readonly inflightCompactions = new Map<string, Promise<number>>();
 
@@ -471,17 +473,22 @@ export class HybridConversationCache implements ConversationMemory {
       let total = 0;
       const started = performance.now();
       let raw = 0;
+      let bytesBefore: number | null = null;
       while (true) {
         const turns = await this.hot.unarchived(ref, UNARCHIVED_BATCH);
         if (turns.length === 0) break;
         const meta = await this.hot.meta(ref);
+        if (bytesBefore === null) {
+          bytesBefore = (await this.archive.info(ref))?.bytes ?? 0;
+          if (meta?.oldestUnarchivedAt != null) this.metrics.compactionLag?.(Math.max(0, this.clock.now() - meta.oldestUnarchivedAt) / 1000);
+        }
         const prepared = await this.prepareForArchive(turns);
         const result = await this.archive.append(ref, prepared, { ...(meta?.userId ? { userId: meta.userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}) });
         const upTo = turns.at(-1)!.turnId;
         await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns);
         this.markArchived(ref, Math.max(upTo, result.highWater));
         total += turns.length;
-        for (const t of turns) raw += t.content.length;
+        for (const t of turns) raw += Buffer.byteLength(t.content);
         if (turns.length < UNARCHIVED_BATCH) break;
       }
       if (total === 0) {
@@ -491,7 +498,8 @@ export class HybridConversationCache implements ConversationMemory {
         if (info) this.markArchived(ref, info.highWater);
       }
       if (total > 0) {
-        this.metrics.compaction?.((performance.now() - started) / 1000, total, 0, raw);
+        const bytesAfter = (await this.archive.info(ref))?.bytes ?? 0;
+        this.metrics.compaction?.((performance.now() - started) / 1000, total, Math.max(0, bytesAfter - (bytesBefore ?? 0)), raw);
         this.retrieval?.invalidate(ref);
         await this.retrieval?.afterCompaction?.(ref);
       }
@@ -587,6 +595,11 @@ export class HybridConversationCache implements ConversationMemory {
       await this.cleanupExpiredSessions(this.tuning.retentionDays);
     }
     this.metrics.tierBytes?.('hot', await this.hot.totalBytes());
+    if (this.metrics.tierBytes && now - this.lastArchiveStats > ARCHIVE_STATS_PERIOD_MS) {
+      // Archive totals walk every file: refreshed rarely.
+      this.lastArchiveStats = now;
+      this.metrics.tierBytes('archive', (await this.archive.stats()).bytes);
+    }
   }
 
   private markArchived(ref: SessionRef, upTo: number): void {
