@@ -28,7 +28,7 @@ export class SettableClock implements Clock {
 /** How the evaluations run the product; printed with every result. */
 export const PRODUCT_SETUP =
   'createStrata in a temporary data dir: memory hot tier, durability none (load speed; search is unaffected), background compaction off; ' +
-  'turns added with addMessages, archived by flush() (embeddings stored int8), searched with searchDiskHistory';
+  'turns added with addMessages and archived by flush() (token counts, int8 embeddings, summaries)';
 
 export interface EvalStrataOptions {
   embedder: EvalEmbedder;
