@@ -53,9 +53,21 @@ export function buildServer(options: BuildServerOptions): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     // One log line per request only at debug/trace: at info it would dominate the output and the cost.
     logController: new LogController({ disableRequestLogging: !['debug', 'trace'].includes(config.server.logLevel) }),
+    // Graceful close: idle keep-alive connections are closed at once, requests in flight finish
+    // (then their connection closes, see the onSend hook), new requests on open connections get 503.
     return503OnClosing: true,
-    forceCloseConnections: true,
+    forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;
+
+  // Node closes only the connections idle when close() is called; a connection whose request was
+  // in flight would stay open (and hold the shutdown) until its keep-alive timeout ran out.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) void reply.header('connection', 'close');
+  });
 
   app.addSchema(ERROR_SCHEMA);
   app.setErrorHandler(errorHandler);

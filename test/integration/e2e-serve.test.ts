@@ -211,41 +211,49 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
   // 4. Concurrent appends; SIGKILL once enough of them were acknowledged.
   const inflight = new Map<string, Sent>(); // content → message, for every append sent
   const targets = [...conversations.map((c) => c.sessionId), 'fresh-session'];
-  let stopWriters = false;
-  let ackedDuringLoad = 0;
-  let failedAppends = 0;
-  const writer = async (w: number): Promise<void> => {
-    for (let n = 0; !stopWriters; n++) {
-      const sessionId = targets[(w + n) % targets.length]!;
-      const batch: Sent[] = Array.from({ length: 1 + (n % 3) }, (_, j) => ({ role: j % 2 === 0 ? 'user' : 'assistant', content: `load w${w} n${n} m${j}` }));
-      for (const m of batch) inflight.set(m.content, m);
-      try {
-        const res = await fetch(`${base}/v1/sessions/${sessionId}/messages`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify({ messages: batch }) });
-        const body = (await res.json()) as { turnIds: number[] };
-        if (res.status >= 200 && res.status < 300) {
+  /** 8 writers append until the process is signalled; returns the HTTP statuses seen, the failed requests and those cut mid-request. */
+  const loadThen = async (round: string, signal: NodeJS.Signals): Promise<{ statuses: Set<number>; failed: number; cut: number }> => {
+    let stop = false;
+    let acknowledged = 0;
+    let failed = 0;
+    let cut = 0;
+    const statuses = new Set<number>();
+    const writer = async (w: number): Promise<void> => {
+      for (let n = 0; !stop; n++) {
+        const sessionId = targets[(w + n) % targets.length]!;
+        const batch: Sent[] = Array.from({ length: 1 + (n % 3) }, (_, j) => ({ role: j % 2 === 0 ? 'user' : 'assistant', content: `load ${round} w${w} n${n} m${j}` }));
+        for (const m of batch) inflight.set(m.content, m);
+        try {
+          const res = await fetch(`${base}/v1/sessions/${sessionId}/messages`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify({ messages: batch }) });
+          const body = (await res.json()) as { turnIds: number[] };
+          statuses.add(res.status);
+          if (res.status < 200 || res.status >= 300) return; // Shutting down (503): not acknowledged.
           ack(sessionId, body.turnIds, batch);
-          ackedDuringLoad++;
+          acknowledged++;
+        } catch (err) {
+          failed++;
+          // ECONNREFUSED: the listener is closed. Anything else (reset, closed socket) cut a request in flight.
+          if (!String((err as Error).cause ?? err).includes('ECONNREFUSED')) cut++;
+          return; // The server is gone: this append was never acknowledged.
         }
-      } catch {
-        failedAppends++;
-        return; // The server is gone: this append was never acknowledged.
       }
+    };
+    const writers = Array.from({ length: 8 }, (_, w) => writer(w));
+    const deadline = Date.now() + 10_000;
+    while (acknowledged < 60 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    if (acknowledged < 60) {
+      stop = true;
+      await Promise.all(writers);
+      assert.fail(`only ${acknowledged} appends acknowledged under load:\n${serve.output()}`);
     }
-  };
-  const writers = Array.from({ length: 8 }, (_, w) => writer(w));
-  const killAt = Date.now() + 10_000;
-  while (ackedDuringLoad < 60 && Date.now() < killAt) await new Promise((r) => setTimeout(r, 5));
-  if (ackedDuringLoad < 60) {
-    stopWriters = true;
+    serve.kill(signal);
+    // Every writer ends on the request it had in flight when the process stopped or died.
     await Promise.all(writers);
-    assert.fail(`only ${ackedDuringLoad} appends acknowledged under load:\n${serve.output()}`);
-  }
-  serve.kill('SIGKILL');
-  const killed = await serve.exited;
-  assert.equal(killed.signal, 'SIGKILL');
-  // Every writer ends on the failed request it had in flight when the process died.
-  await Promise.all(writers);
-  assert.ok(failedAppends > 0, 'no append was in flight at the kill');
+    return { statuses, failed, cut };
+  };
+  const killedLoad = await loadThen('kill', 'SIGKILL');
+  assert.equal((await serve.exited).signal, 'SIGKILL');
+  assert.ok(killedLoad.failed > 0, 'no append was in flight at the kill');
 
   // 5. Restart with the same environment: every acknowledged message, exactly once, in order.
   const verify = async (): Promise<void> => {
@@ -279,10 +287,13 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
   assert.equal(after.json.turnId, Math.max(...freshIds));
   ack('fresh-session', [after.json.turnId], [{ role: 'user', content: 'after the restart' }]);
 
-  // 6. SIGTERM: graceful shutdown (stop accepting, flush, close) and exit code 0.
-  serve.kill('SIGTERM');
-  const term = await serve.exited;
-  assert.deepEqual(term, { code: 0, signal: null }, serve.output());
+  // 6. SIGTERM under load: graceful shutdown (stop accepting, let requests finish, flush, close), exit code 0.
+  const termLoad = await loadThen('term', 'SIGTERM');
+  assert.deepEqual(await serve.exited, { code: 0, signal: null }, serve.output());
+  assert.deepEqual([...termLoad.statuses].filter((status) => status !== 201 && status !== 503), [], 'statuses other than 201 and 503 during the shutdown');
+  // Requests in flight get their answer. A request that reaches a keep-alive connection just as
+  // it is closed as idle can be cut (a race no server avoids): a few, never most of the eight.
+  assert.ok(termLoad.cut <= 3, `${termLoad.cut} of 8 requests in flight cut by the graceful shutdown`);
 
   // 7. A second restart sees the same data, all of it archived by the flush at shutdown; SIGTERM again.
   serve = await start();

@@ -7,6 +7,9 @@ import type { CliIo } from '../io.js';
 import type { CommonFlags } from './common.js';
 import { addCommonOptions, configFromFlags, openMemory, parseNonNegativeInt } from './common.js';
 
+/** How long a graceful shutdown waits for requests in flight before closing their connections. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 interface ServeFlags extends CommonFlags {
   host?: string;
   port?: number;
@@ -39,9 +42,13 @@ export async function serve(io: CliIo, flags: ServeFlags, options: { signal?: Ab
   const stop = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       logger.info({ reason }, 'shutting down: closing the listener, then flushing');
+      // Requests in flight get SHUTDOWN_GRACE_MS to finish; then their connections are cut.
+      const force = setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      force.unref();
       try {
         await app.close();
       } finally {
+        clearTimeout(force);
         await memory.close();
       }
       logger.info('stopped');
