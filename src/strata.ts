@@ -99,6 +99,7 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       tokenizer,
       retrieval,
       ...(metrics ? { metrics } : {}),
+      leaseOwner: config.instanceId,
       hotDriver: config.hot.driver,
       dataDir: config.dataDir,
       recentTurns: config.recentTurns,

@@ -45,6 +45,11 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
   tokenizer?: Tokenizer | null;
   retrieval?: RetrievalPort | null;
   metrics?: StrataMetrics;
+  /**
+   * Lease owner name of this instance (the journal's instance id). At start, leases this owner
+   * left behind when it was killed are released. Default none.
+   */
+  leaseOwner?: string;
   /** For health reports. */
   hotDriver?: 'redis' | 'memory';
   dataDir?: string;
@@ -77,6 +82,7 @@ export class HybridConversationCache implements ConversationMemory {
   private readonly pending = new PendingIndex();
   private readonly hotDriver: 'redis' | 'memory';
   private readonly dataDir: string | undefined;
+  private readonly leaseOwner: string | null;
   /** Sessions with an add since their last compaction check, by key → count of adds. */
   private readonly addsSinceCheck = new Map<string, { ref: SessionRef; adds: number }>();
   private timer: NodeJS.Timeout | null = null;
@@ -88,7 +94,7 @@ export class HybridConversationCache implements ConversationMemory {
   private readonly inflightCompactions = new Map<string, Promise<number>>();
 
   constructor(options: HybridCacheOptions) {
-    const { hot, archive, journal, lock, replayed, clock, embedder, tokenizer, retrieval, metrics, hotDriver, dataDir, ...tuning } = options;
+    const { hot, archive, journal, lock, replayed, clock, embedder, tokenizer, retrieval, metrics, hotDriver, dataDir, leaseOwner, ...tuning } = options;
     this.tuning = resolveTuning(tuning);
     this.hot = hot;
     this.archive = archive;
@@ -101,6 +107,7 @@ export class HybridConversationCache implements ConversationMemory {
     this.metrics = metrics ?? noMetrics;
     this.hotDriver = hotDriver ?? 'memory';
     this.dataDir = dataDir;
+    this.leaseOwner = leaseOwner ?? null;
     for (const record of replayed ?? []) {
       const ref = { tenant: record.tenant, sessionId: record.sessionId };
       if (record.type === 'turn') this.pending.add(ref, record);
@@ -117,6 +124,7 @@ export class HybridConversationCache implements ConversationMemory {
   async start(): Promise<void> {
     this.lastEpoch = await this.hot.epoch();
     for (const ref of this.pending.refs()) {
+      if (this.leaseOwner) await this.hot.releaseOwnerLease(ref, this.leaseOwner);
       if (await this.hot.meta(ref)) await this.compactSession(ref);
       else await this.archiveFromPending(ref);
     }

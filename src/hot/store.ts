@@ -49,6 +49,12 @@ export interface HotStore {
   renewLease(ref: SessionRef, token: string, ttlMs: number, now: number): Promise<boolean>;
   releaseLease(ref: SessionRef, token: string): Promise<void>;
   /**
+   * Deletes the session's lease if it was issued to `owner`, whatever its token. For start-up
+   * only: an instance's previous run, killed while holding leases, must not block its restart
+   * for a lease lifetime (the journal lock proves that run is dead). Returns whether it deleted.
+   */
+  releaseOwnerLease(ref: SessionRef, owner: string): Promise<boolean>;
+  /**
    * A value that changes when the store loses its state (Redis restart or flush): instances
    * compare it with the one they saw to know they must re-seed from journal and archive.
    */

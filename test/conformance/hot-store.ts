@@ -315,6 +315,18 @@ export function hotStoreSuite(name: string, makeHarness: () => Promise<HotStoreH
         assert.equal(await store.acquireLease(A, 'i4', 60, now), null, 'the expired holder cannot release the new lease');
       }));
 
+    test('releaseOwnerLease deletes only a lease issued to that owner', () =>
+      withStore(async ({ store }) => {
+        const t1 = await store.acquireLease(A, 'inst-1', 60_000, T0);
+        assert.ok(t1);
+        assert.equal(await store.releaseOwnerLease(A, 'inst'), false, 'a prefix of the owner name is another owner');
+        assert.equal(await store.releaseOwnerLease(A, 'inst-2'), false);
+        assert.equal(await store.releaseOwnerLease(B, 'inst-1'), false, 'no lease on that session');
+        assert.equal(await store.acquireLease(A, 'inst-2', 60_000, T0), null, 'still held');
+        assert.equal(await store.releaseOwnerLease(A, 'inst-1'), true);
+        assert.ok(await store.acquireLease(A, 'inst-2', 60_000, T0), 'free after the release');
+      }));
+
     test('epoch is stable while the store keeps its data', () =>
       withStore(async ({ store, twin }) => {
         const e = await store.epoch();

@@ -144,9 +144,8 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
     STRATA_COMPACTION_MAX_UNARCHIVED_TURNS: '8',
     STRATA_COMPACTION_INTERVAL_MS: '100',
     STRATA_RECENT_TURNS: '4',
-    // A SIGKILLed instance's compaction leases stay in Redis until their TTL runs out, and the
-    // restart's journal replay waits for them: a short TTL keeps that wait within the test.
-    STRATA_COMPACTION_LEASE_TTL_MS: '1500',
+    // Default lease lifetime (30 s): the restart must release the leases its killed run left
+    // behind instead of waiting for them to expire.
   });
   const start = async (): Promise<ServeProcess> => {
     const p = new ServeProcess(env, dataDir);

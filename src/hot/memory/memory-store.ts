@@ -312,6 +312,16 @@ export class MemoryHotStore implements HotStore {
     if (held !== undefined && held.token === token) this.#leases.delete(key);
   }
 
+  async releaseOwnerLease(ref: SessionRef, owner: string): Promise<boolean> {
+    if (typeof owner !== 'string' || owner.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'owner: expected a non-empty string');
+    this.#open();
+    const key = keyOf(checkRef(ref));
+    const held = this.#leases.get(key);
+    if (held === undefined || !held.token.startsWith(`${owner}:`)) return false;
+    this.#leases.delete(key);
+    return true;
+  }
+
   async epoch(): Promise<string> {
     this.#open();
     return this.#epoch;

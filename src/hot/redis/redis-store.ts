@@ -292,6 +292,12 @@ export class RedisHotStore implements HotStore {
     await this.#script('releaselease-1', [this.keys.session(ref).lease], [token]);
   }
 
+  async releaseOwnerLease(ref: SessionRef, owner: string): Promise<boolean> {
+    checkRef(ref);
+    if (typeof owner !== 'string' || owner.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'owner: expected a non-empty string');
+    return Number(await this.#script('releaseownerlease-1', [this.keys.session(ref).lease], [owner])) === 1;
+  }
+
   async epoch(): Promise<string> {
     return String(await this.#script('epoch-1', [this.keys.global.epoch], [randomBytes(12).toString('hex')]));
   }
