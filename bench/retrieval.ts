@@ -6,15 +6,13 @@
  * BM25-only search (`denseWeight: 0`).
  */
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { NewMessage } from '../src/cache/api.js';
 import { percentile } from '../src/eval/common.js';
 import { addSession, EVAL_TENANT, openEvalStrata, PRODUCT_SETUP } from '../src/eval/product.js';
 import type { RetrieverOptions } from '../src/retrieval/retriever.js';
+import { sharedDataFile } from './data.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', ...(import.meta.url.includes('/dist/') ? ['..'] : []));
-export const SHAREGPT = join(ROOT, '..', 'shared', 'data', 'sharegpt-sessions.json');
+export const SHAREGPT = sharedDataFile('sharegpt-sessions.json');
 
 export interface RetrievalBenchRow {
   name: string;

@@ -7,12 +7,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { sharedDataFile } from '../bench/data.js';
 import { buildTokenTable } from '../src/codec/token-table-build.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
   options: {
-    input: { type: 'string', default: join(root, '../shared/data/sharegpt-sessions.json') },
+    input: { type: 'string', default: sharedDataFile('sharegpt-sessions.json') },
     out: { type: 'string', default: join(root, 'src/codec/tables/o200k-tokens.bin') },
     'train-fraction': { type: 'string', default: '1' },
   },

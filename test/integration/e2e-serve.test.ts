@@ -17,6 +17,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConversations } from '../../src/cli/importers.js';
 import { startRedis } from '../helpers/redis.js';
+import { sharedDataFile } from '../../bench/data.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN_DEV = join(ROOT, 'src/cli/bin-dev.ts');
@@ -171,7 +172,7 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
   assert.deepEqual([ready.ok, ready.hot.driver, ready.dataDir.path], [true, 'redis', dataDir]);
 
   // 1. Import three ShareGPT sessions by posting their messages in batches.
-  const file = new Uint8Array(readFileSync(join(ROOT, '../shared/data/sharegpt-sessions.json')));
+  const file = new Uint8Array(readFileSync(sharedDataFile('sharegpt-sessions.json')));
   const conversations = parseConversations(file, 'sessions').slice(1, 4);
   assert.equal(conversations.length, 3);
   for (const c of conversations) {

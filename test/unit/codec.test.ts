@@ -1,16 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as zlib from 'node:zlib';
 import { decodeFrame, encodeFrame, getCodec } from '../../src/codec/codec.js';
 import { HuffmanConversationCodec, HuffmanStreamDecoder, HuffmanStreamEncoder } from '../../src/codec/huffman-codec.js';
 import { canonicalCodes, codeLengths, kraftSum } from '../../src/codec/huffman.js';
 import { isStrataError } from '../../src/errors.js';
+import { sharedDataFile } from '../../bench/data.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const corpus = JSON.parse(readFileSync(join(root, '../shared/data/sharegpt-sessions.json'), 'utf8')) as Array<{ turns: Array<{ content: string }> }>;
+const corpus = JSON.parse(readFileSync(sharedDataFile('sharegpt-sessions.json'), 'utf8')) as Array<{ turns: Array<{ content: string }> }>;
 const enc = new TextEncoder();
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
