@@ -22,17 +22,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import { StrataError } from '../src/errors.js';
 import type { Role } from '../src/types.js';
 import type { Strata } from '../src/strata.js';
+import { sharedDataFile } from './data.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', ...(import.meta.url.includes('/dist/') ? ['..'] : []));
-export const SHAREGPT = join(ROOT, '..', 'shared', 'data', 'sharegpt-sessions.json');
+export const SHAREGPT = sharedDataFile('sharegpt-sessions.json');
 
 /** Dimensions of the embedding each message carries in the "current" design. */
 export const BASELINE_EMBEDDING_DIMENSIONS = 384;
