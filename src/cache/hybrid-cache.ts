@@ -55,7 +55,12 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
   dataDir?: string;
 }
 
-const UNARCHIVED_BATCH = 1000;
+/**
+ * Turns per archive segment written by one compaction step. Compaction work (token counts,
+ * embeddings, brotli) is synchronous CPU: steps of this size, with a yield between embedding
+ * batches, keep the event loop responsive for requests while a large backlog is archived.
+ */
+const UNARCHIVED_BATCH = 256;
 const MAX_PAGE = 1000;
 const ARCHIVE_STATS_PERIOD_MS = 5 * 60 * 1000;
 
@@ -539,6 +544,7 @@ export class HybridConversationCache implements ConversationMemory {
       const vectors = await this.embedder.embed(batch.map((t) => t.content));
       this.metrics.embedBatch?.((performance.now() - started) / 1000, batch.length);
       batch.forEach((t, j) => (t.embedding = vectors[j]));
+      await yieldToEventLoop();
     }
     return out;
   }
@@ -724,6 +730,11 @@ export class HybridConversationCache implements ConversationMemory {
   private assertOpen(): void {
     if (this.closed) throw new StrataError('STRATA_ERR_CLOSED', 'this Strata instance is closed');
   }
+}
+
+/** Lets pending I/O callbacks (requests) run between slices of CPU-bound work. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function stripEmbedding(turn: ArchivedTurn): Turn {
