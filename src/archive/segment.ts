@@ -384,12 +384,15 @@ export function decodeEmbeddings(body: Uint8Array, header: SegmentHeader, place:
     const dims = header.dims;
     const bitmap = r.bytes(Math.ceil(n / 8));
     const out: Array<Float32Array | null> = [];
+    // One allocation for the whole segment, one view per vector: a 1,000-turn load otherwise
+    // makes a thousand small buffers for the collector.
+    const all = new Float32Array(n * dims);
     for (let i = 0; i < n; i++) {
       if (!(bitmap[i >> 3]! & (1 << (i & 7)))) {
         out.push(null);
         continue;
       }
-      const v = new Float32Array(dims);
+      const v = all.subarray(i * dims, (i + 1) * dims);
       if (header.encoding === 'int8') {
         const scale = r.f32();
         const q = r.bytes(dims);
