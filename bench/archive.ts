@@ -1,7 +1,10 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { FsArchiveStore } from '../src/archive/fs-store.js';
 import { StrataError } from '../src/errors.js';
 import type { ArchivedTurn, Role } from '../src/types.js';
@@ -164,30 +167,12 @@ export async function runArchiveBench(options: ArchiveBenchOptions): Promise<Arc
       await writeFile(jsonPath, gzipSync(proposalJson(r.sessionId, 0, turns), { level: 9 }));
       longPaths.push(jsonPath);
     }
-    const loads = options.loads ?? 200;
-    const times: number[] = [];
-    const baseTimes: number[] = [];
-    let loadTurns = 0;
-    // Each side in its own loop, so one side's garbage (the baseline parses megabytes of JSON per
-    // load) is not collected inside the other side's timings. The first rounds warm up the JIT.
-    for (let i = 0; i < loads + 5; i++) {
-      const k = i % longSessions.length;
-      const fresh = new FsArchiveStore({ dataDir: join(root, 'data') });
-      const t0 = performance.now();
-      const turns = await fresh.read({ tenant: 'bench', sessionId: `long-${k}` });
-      const t1 = performance.now();
-      if (turns.length !== longSessions[k]!.length || turns[turns.length - 1]!.content !== longSessions[k]![turns.length - 1]!.content) throw new Error('load returned different turns');
-      loadTurns = turns.length;
-      if (i >= 5) times.push(t1 - t0);
+    // Every loaded session is checked once here; the timed loads run in a fresh process.
+    for (const [k, turns] of longSessions.entries()) {
+      const back = await new FsArchiveStore({ dataDir: join(root, 'data') }).read({ tenant: 'bench', sessionId: `long-${k}` });
+      if (back.length !== turns.length || back[back.length - 1]!.content !== turns[turns.length - 1]!.content) throw new Error('load returned different turns');
     }
-    for (let i = 0; i < Math.min(loads, 60) + 5; i++) {
-      const k = i % longSessions.length;
-      const t1 = performance.now();
-      const doc = JSON.parse(gunzipSync(await readFile(longPaths[k]!)).toString('utf8')) as { turns: Array<{ embedding: number[] }> };
-      for (const t of doc.turns) Float32Array.from(t.embedding);
-      const t2 = performance.now();
-      if (i >= 5) baseTimes.push(t2 - t1);
-    }
+    const { times, baseTimes, turns: loadTurns } = await loadInChild(join(root, 'data'), options.loads ?? 200, longPaths);
     times.sort((a, b) => a - b);
     baseTimes.sort((a, b) => a - b);
 
@@ -220,4 +205,11 @@ export async function runArchiveBench(options: ArchiveBenchOptions): Promise<Arc
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+}
+
+/** Runs bench/archive-load in a new process (same loader flags, so it works from sources and from dist). */
+async function loadInChild(dataDir: string, loads: number, jsonPaths: string[]): Promise<{ times: number[]; baseTimes: number[]; turns: number }> {
+  const script = fileURLToPath(new URL(`./archive-load${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
+  const { stdout } = await promisify(execFile)(process.execPath, [...process.execArgv, script, dataDir, String(loads), ...jsonPaths], { maxBuffer: 16 * 1024 * 1024 });
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as { times: number[]; baseTimes: number[]; turns: number };
 }

@@ -17,7 +17,7 @@ export function registerBenchArchive(parent: Command, io: CliIo): void {
     .option('--dims <n>', 'dimension of the deterministic pseudo-embeddings (0 = none)', parseDims, 384)
     .option('--embeddings <encoding>', 'int8 | f16 | none', 'int8')
     .option('--codec <name>', 'text codec (default: the archive default)')
-    .option('--loads <n>', 'timed loads of a 1,000-turn session', parsePositiveInt('--loads'), 60)
+    .option('--loads <n>', 'timed loads of a 1,000-turn session', parsePositiveInt('--loads'), 200)
     .option('--json', 'print one JSON object')
     .action(async (flags: { input: string; dims: number; embeddings: string; codec?: string; loads: number; json?: boolean }) => {
       if (!['int8', 'f16', 'none'].includes(flags.embeddings)) throw new StrataError('STRATA_ERR_VALIDATION', `--embeddings: expected int8, f16 or none, received ${JSON.stringify(flags.embeddings)}`);
