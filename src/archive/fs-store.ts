@@ -13,7 +13,8 @@ import { atomicWrite, fsyncDir, ioError, isTempName, readAt, writeAll } from './
 import type { ArchiveOptions, ResolvedArchiveOptions } from './options.js';
 import { resolveArchiveOptions } from './options.js';
 import type { TextLayout } from './segment.js';
-import { concat, decodeSegment, embeddingDims, encodeSegment, scoreEmbeddings } from './segment.js';
+import { concat } from '../codec/codec.js';
+import { decodeSegment, embeddingDims, encodeSegment, scoreEmbeddings } from './segment.js';
 import type {
   AppendOptions,
   AppendResult,

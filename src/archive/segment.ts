@@ -1,5 +1,5 @@
 import type { Codec } from '../codec/codec.js';
-import { decodeFrame, encodeFrame, getCodec } from '../codec/codec.js';
+import { concat, decodeFrame, encodeFrame, getCodec } from '../codec/codec.js';
 import { rawCodec } from '../codec/zlib.js';
 import { StrataError, isStrataError } from '../errors.js';
 import type { ArchivedTurn, Role } from '../types.js';
@@ -426,17 +426,6 @@ function guard<T>(place: SegmentPlace, block: string, fn: () => T): T {
   }
 }
 
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
-}
 
 /**
  * Cosine similarity of `query` with every stored vector of the segment, computed on the stored

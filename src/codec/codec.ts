@@ -149,3 +149,16 @@ export function readVarint(buf: Uint8Array, pos: number): [number, number] {
   }
   throw new StrataError('STRATA_ERR_CODEC_CORRUPT', 'varint longer than 5 bytes or above 2^32-1');
 }
+
+/** Joins byte arrays into one new array. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = new Uint8Array(total);
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}

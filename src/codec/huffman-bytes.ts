@@ -1,7 +1,7 @@
 import { StrataError } from '../errors.js';
 import { BitReader, BitWriter } from './bits.js';
 import type { Codec } from './codec.js';
-import { CODEC_IDS, registerCodec } from './codec.js';
+import { CODEC_IDS, concat, registerCodec } from './codec.js';
 import { assertCompleteCode, canonicalCodes, codeLengths } from './huffman.js';
 
 /*
@@ -219,17 +219,6 @@ export function decompressBytes(payload: Uint8Array, decodedLength: number): { b
   return { bytes: out, kind };
 }
 
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 export const huffmanBytesCodec: Codec = {
   id: CODEC_IDS['huffman-bytes'],

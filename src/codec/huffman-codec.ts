@@ -1,7 +1,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { StrataError } from '../errors.js';
-import { CODEC_IDS, DEFAULT_MAX_DECODED_BYTES, checkDecoded, decodeFrame, frameFromPayload, readFrameHeader, readVarint, writeVarint } from './codec.js';
-import { BLOCK_SIZE, KIND_BYTES, KIND_UTF8, KIND_WTF8, compressBytes, concat, decodeBlock, decompressBytes, encodeBlock } from './huffman-bytes.js';
+import { CODEC_IDS, DEFAULT_MAX_DECODED_BYTES, checkDecoded, concat, decodeFrame, frameFromPayload, readFrameHeader, readVarint, writeVarint } from './codec.js';
+import { BLOCK_SIZE, KIND_BYTES, KIND_UTF8, KIND_WTF8, compressBytes, decodeBlock, decompressBytes, encodeBlock } from './huffman-bytes.js';
 import { compressTokens, decodeTokens } from './huffman-tokens.js';
 import { decodeUtf8, decodeWtf8, encodeUtf8, encodeWtf8, isWellFormed } from './text.js';
 import './zlib.js';

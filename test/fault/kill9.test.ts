@@ -5,6 +5,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../helpers/journal.js';
+import { prng } from '../helpers/strata.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const childScript = join(root, 'test', 'fixtures', 'kill9-child.ts');
@@ -12,18 +13,6 @@ const ROUNDS = 20;
 const WRITERS = 8;
 const SESSIONS = 4;
 const SEED = 0x5eed9;
-
-/** mulberry32: a small seeded PRNG so a failing schedule can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Round {
   have: Map<string, number>;
