@@ -487,16 +487,17 @@ export class HybridConversationCache implements ConversationMemory {
       const started = performance.now();
       let raw = 0;
       let bytesBefore: number | null = null;
+      const meta = await this.hot.meta(ref);
+      const appendOptions = { ...(meta?.userId ? { userId: meta.userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}) };
       while (true) {
         const turns = await this.hot.unarchived(ref, UNARCHIVED_BATCH);
         if (turns.length === 0) break;
-        const meta = await this.hot.meta(ref);
         if (bytesBefore === null) {
           bytesBefore = (await this.archive.info(ref))?.bytes ?? 0;
           if (meta?.oldestUnarchivedAt != null) this.metrics.compactionLag?.(Math.max(0, this.clock.now() - meta.oldestUnarchivedAt) / 1000);
         }
         const prepared = await this.prepareForArchive(turns);
-        const result = await this.archive.append(ref, prepared, { ...(meta?.userId ? { userId: meta.userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}) });
+        const result = await this.archive.append(ref, prepared, appendOptions);
         const upTo = turns.at(-1)!.turnId;
         await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns);
         this.markArchived(ref, Math.max(upTo, result.highWater));
