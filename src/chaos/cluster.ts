@@ -1,0 +1,196 @@
+/**
+ * Process control for a chaos run: N real `strata serve` processes sharing one private Redis
+ * and one data directory, each with its own STRATA_INSTANCE_ID (so its own journal) and port.
+ * Signals are real (SIGKILL, SIGSTOP/SIGCONT); a restarted instance keeps its id and port, as a
+ * restarted container would.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RedisProcess, freePort } from './redis.js';
+import { sleep } from './prng.js';
+
+/** The package root, from src/chaos/ (sources) or dist/src/chaos/ (built). */
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+export const PACKAGE_ROOT = join(HERE, HERE.includes(`${join('dist', 'src', 'chaos')}`) ? '../../..' : '../..');
+
+/** `sources`: node + tsx on src/cli/bin-dev.ts; `built`: node bin/strata.js (needs dist/). */
+export type ServeEntry = 'sources' | 'built';
+
+/** The built entry when dist/ exists, else the sources through tsx. */
+export function detectEntry(): ServeEntry {
+  return existsSync(join(PACKAGE_ROOT, 'dist/src/cli/main.js')) ? 'built' : 'sources';
+}
+
+function serveArgv(entry: ServeEntry): string[] {
+  if (entry === 'built') return [join(PACKAGE_ROOT, 'bin/strata.js'), 'serve'];
+  // tsx by absolute URL: the child's cwd is a temp dir, where a bare `--import tsx` would not resolve.
+  return ['--import', import.meta.resolve('tsx'), join(PACKAGE_ROOT, 'src/cli/bin-dev.ts'), 'serve'];
+}
+
+export interface Tenant {
+  readonly name: string;
+  readonly key: string;
+}
+
+export const TENANTS: readonly Tenant[] = [
+  { name: 'chaosA', key: 'chaos-key-tenant-a-01' },
+  { name: 'chaosB', key: 'chaos-key-tenant-b-02' },
+];
+
+export interface ClusterOptions {
+  instances: number;
+  entry: ServeEntry;
+  /** Compaction lease lifetime; a SIGSTOP longer than this lets another instance take the lease. */
+  leaseTtlMs: number;
+  /** Extra environment for every instance (overrides the chaos defaults). */
+  env?: Record<string, string>;
+}
+
+const OUTPUT_TAIL = 64 * 1024;
+
+export class StrataInstance {
+  private child: ChildProcess | null = null;
+  private exitedPromise: Promise<void> = Promise.resolve();
+  private tail = '';
+  /** True between SIGSTOP and SIGCONT. */
+  stopped = false;
+
+  constructor(
+    readonly index: number,
+    readonly port: number,
+    private readonly env: Record<string, string>,
+    private readonly entry: ServeEntry,
+    private readonly cwd: string,
+  ) {}
+
+  get base(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get running(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Whatever the process wrote last (stdout and stderr), for failure reports. */
+  output(): string {
+    return this.tail;
+  }
+
+  async start(timeoutMs = 60_000): Promise<void> {
+    const child = spawn(process.execPath, serveArgv(this.entry), { cwd: this.cwd, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    this.stopped = false;
+    const keep = (chunk: Buffer): void => {
+      this.tail = (this.tail + chunk.toString()).slice(-OUTPUT_TAIL);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.exitedPromise = new Promise((resolve) => child.once('exit', () => resolve()));
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`instance ${this.index} exited before it was ready:\n${this.tail.slice(-4000)}`);
+      try {
+        const res = await fetch(`${this.base}/readyz`, { signal: AbortSignal.timeout(2_000) });
+        await res.arrayBuffer();
+        if (res.status === 200) return;
+      } catch {
+        // Not listening yet.
+      }
+      await sleep(50);
+    }
+    throw new Error(`instance ${this.index} not ready within ${timeoutMs} ms:\n${this.tail.slice(-4000)}`);
+  }
+
+  async kill(): Promise<void> {
+    if (this.running) this.child?.kill('SIGKILL');
+    this.stopped = false;
+    await this.exitedPromise;
+  }
+
+  pause(): void {
+    if (!this.running) return;
+    this.child?.kill('SIGSTOP');
+    this.stopped = true;
+  }
+
+  resume(): void {
+    if (this.running) this.child?.kill('SIGCONT');
+    this.stopped = false;
+  }
+
+  killNow(): void {
+    if (this.running) this.child?.kill('SIGKILL');
+  }
+}
+
+export class Cluster {
+  private constructor(
+    readonly redis: RedisProcess,
+    readonly dataDir: string,
+    readonly instances: StrataInstance[],
+  ) {}
+
+  static async start(options: ClusterOptions): Promise<Cluster> {
+    const redis = await RedisProcess.start();
+    const dataDir = await mkdtemp(join(tmpdir(), 'strata-chaos-data-'));
+    const base: Record<string, string> = {};
+    // A clean environment: no STRATA_* or REDIS_URL of the caller's shell leaks in.
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('STRATA_') && k !== 'REDIS_URL') base[k] = v;
+    Object.assign(base, {
+      STRATA_DATA_DIR: dataDir,
+      REDIS_URL: redis.url,
+      STRATA_API_KEYS: TENANTS.map((t) => `${t.key}:${t.name}`).join(','),
+      STRATA_EMBEDDER: 'hash',
+      STRATA_LOG_LEVEL: 'warn',
+      // Compaction as often as possible, so kills, pauses and flushes land inside it: a session
+      // is archived every 20 turns or after 1 s, maintenance runs every 200 ms, and only 4
+      // archived turns stay hot, so reads go to the archive too.
+      STRATA_COMPACTION_MAX_UNARCHIVED_TURNS: '20',
+      STRATA_COMPACTION_MAX_UNARCHIVED_AGE_MS: '1000',
+      STRATA_COMPACTION_INTERVAL_MS: '200',
+      STRATA_COMPACTION_LEASE_TTL_MS: String(options.leaseTtlMs),
+      STRATA_RECENT_TURNS: '4',
+      STRATA_SESSION_IDLE_TTL_MS: '5000',
+      ...options.env,
+    });
+    const instances: StrataInstance[] = [];
+    for (let i = 0; i < options.instances; i++) {
+      const port = await freePort();
+      const env = { ...base, STRATA_PORT: String(port), STRATA_INSTANCE_ID: `chaos-${i}` };
+      instances.push(new StrataInstance(i, port, env, options.entry, dataDir));
+    }
+    const cluster = new Cluster(redis, dataDir, instances);
+    // Children must not outlive a run that ends without stop() (a failed assertion, Ctrl-C).
+    process.once('exit', cluster.killNow);
+    try {
+      await Promise.all(instances.map((inst) => inst.start()));
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  /** Every instance running and not paused (paused ones continued, dead ones restarted). */
+  async ensureAllUp(): Promise<void> {
+    for (const inst of this.instances) if (inst.stopped) inst.resume();
+    await Promise.all(this.instances.filter((inst) => !inst.running).map((inst) => inst.start()));
+  }
+
+  private readonly killNow = (): void => {
+    for (const inst of this.instances) inst.killNow();
+    this.redis.killNow();
+  };
+
+  async stop(): Promise<void> {
+    process.off('exit', this.killNow);
+    await Promise.all(this.instances.map((inst) => inst.kill()));
+    await this.redis.stop();
+    await rm(this.dataDir, { recursive: true, force: true });
+  }
+}
