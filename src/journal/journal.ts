@@ -154,7 +154,7 @@ export class Journal {
     const last = seqs.at(-1);
     if (last !== undefined) {
       const path = join(dir, walFileName(last));
-      const scanner = new FileScanner(path, last, true, last === checkpoint.file ? Math.max(checkpoint.offset, FILE_HEADER_BYTES) : FILE_HEADER_BYTES);
+      const scanner = new FileScanner(path, last, { isLast: true, from: last === checkpoint.file ? checkpoint.offset : FILE_HEADER_BYTES });
       for await (const _ of scanner.frames());
       const result = scanner.result!;
       if (result.torn) tornTail = { file: path, offset: result.torn.offset, bytes: result.torn.bytes };
@@ -398,7 +398,7 @@ export class Journal {
     for (const seq of [...this.replayFiles]) {
       const path = join(this.dir, walFileName(seq));
       // Every replay file is complete: open cut the torn tail of the last one.
-      const scanner = new FileScanner(path, seq, false, seq === from.file ? Math.max(from.offset, FILE_HEADER_BYTES) : FILE_HEADER_BYTES);
+      const scanner = new FileScanner(path, seq, { isLast: false, from: seq === from.file ? from.offset : FILE_HEADER_BYTES });
       for await (const frames of scanner.frames()) {
         const out: ReplayEntry[] = [];
         for (const f of frames) {
