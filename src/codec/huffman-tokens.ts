@@ -7,7 +7,7 @@ import { PRIMARY_BITS } from './huffman.js';
 import { MAX_TOKEN_CODE_BITS, MIN_MATCH, getTokenModel } from './token-model.js';
 import type { TokenModel } from './token-model.js';
 import { tryDecodeUtf8 } from './text.js';
-import { getVocab, tokenize } from './vocab.js';
+import { appendAll, getVocab, tokenize } from './vocab.js';
 
 /*
  * huffman-tokens payload (docs/format.md): one MSB-first bit stream,
@@ -39,11 +39,11 @@ export function tokensOf(input: Uint8Array, text?: string): Int32Array {
       i += n;
       continue;
     }
-    if (i > start) out.push(...tokenize(new TextDecoder().decode(input.subarray(start, i))));
+    if (i > start) appendAll(out, tokenize(new TextDecoder().decode(input.subarray(start, i))));
     out.push(v.byteToken[input[i]!]!);
     start = ++i;
   }
-  if (start < input.length) out.push(...tokenize(new TextDecoder().decode(input.subarray(start))));
+  if (start < input.length) appendAll(out, tokenize(new TextDecoder().decode(input.subarray(start))));
   const ids = Int32Array.from(out);
   return sameBytes(ids, input) ? ids : Int32Array.from(input, (b) => v.byteToken[b]!);
 }

@@ -64,12 +64,21 @@ export function tokenize(text: string): number[] {
     }
     // Never cut between the halves of a surrogate pair.
     if (++run > MAX_RUN_CHARS && !(c >= 0xdc00 && c <= 0xdfff)) {
-      (out ??= []).push(...tokenizer.encode(text.slice(start, i), ENCODE_OPTIONS));
+      appendAll((out ??= []), tokenizer.encode(text.slice(start, i), ENCODE_OPTIONS));
       start = i;
       run = 1;
     }
   }
   if (!out) return tokenizer.encode(text, ENCODE_OPTIONS);
-  out.push(...tokenizer.encode(text.slice(start), ENCODE_OPTIONS));
+  appendAll(out, tokenizer.encode(text.slice(start), ENCODE_OPTIONS));
   return out;
+}
+
+/**
+ * `out.push(...items)` without the spread: a spread passes every element as a call argument,
+ * and beyond roughly 10^5 of them V8 throws "Maximum call stack size exceeded". The tail of a
+ * long message after one cut run is such an array.
+ */
+export function appendAll(out: number[], items: ArrayLike<number>): void {
+  for (let i = 0; i < items.length; i++) out.push(items[i]!);
 }

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { StrataError } from '../errors.js';
+import { boundedSegments } from './tokenizer.js';
 import type { Tokenizer, TokenizerEncoding } from './tokenizer.js';
 
 interface Encoding {
@@ -27,15 +28,33 @@ export function getTokenizer(encoding: TokenizerEncoding = 'o200k_base'): Tokeni
   const load = (): Encoding => (enc ??= require(`gpt-tokenizer/cjs/encoding/${encoding}`) as Encoding);
   const tokenizer: Tokenizer = Object.freeze({
     id: encoding,
-    count: (text: string) => (text.length === 0 ? 0 : load().countTokens(text, PLAIN)),
+    // Every call goes through boundedSegments: see Tokenizer (a long run without spaces would
+    // otherwise cost seconds to minutes of BPE inside one request).
+    count: (text: string) => {
+      if (text.length === 0) return 0;
+      let n = 0;
+      for (const segment of boundedSegments(text)) n += load().countTokens(segment, PLAIN);
+      return n;
+    },
     truncate: (text: string, maxTokens: number) => {
       if (maxTokens <= 0) return '';
-      const tokens = load().encode(text, PLAIN);
-      if (tokens.length <= maxTokens) return text;
-      let cut = load().decode(tokens.slice(0, maxTokens));
-      // A cut inside a multi-byte character decodes to U+FFFD; drop it rather than emit garbage.
-      while (cut.endsWith('\uFFFD')) cut = cut.slice(0, -1);
-      return cut;
+      // Encodes segment by segment and stops at the one that crosses the budget, so a long text
+      // cut to a small budget costs only its prefix.
+      let kept = 0;
+      let budget = maxTokens;
+      for (const segment of boundedSegments(text)) {
+        const tokens = load().encode(segment, PLAIN);
+        if (tokens.length <= budget) {
+          kept += segment.length;
+          budget -= tokens.length;
+          continue;
+        }
+        let cut = load().decode(tokens.slice(0, budget));
+        // A cut inside a multi-byte character decodes to U+FFFD; drop it rather than emit garbage.
+        while (cut.endsWith('\uFFFD')) cut = cut.slice(0, -1);
+        return text.slice(0, kept) + cut;
+      }
+      return text;
     },
   });
   instances.set(encoding, tokenizer);
