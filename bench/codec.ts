@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import * as zlib from 'node:zlib';
 import { SingleBar } from 'cli-progress';
 import type { CliIo } from '../src/cli/io.js';
@@ -7,6 +8,7 @@ import { decodeFrame } from '../src/codec/codec.js';
 import { HuffmanConversationCodec } from '../src/codec/huffman-codec.js';
 import { getTokenModel } from '../src/codec/token-model.js';
 import { getVocab } from '../src/codec/vocab.js';
+import { getTokenizer } from '../src/context/gpt-tokenizer.js';
 import { StrataError } from '../src/errors.js';
 
 /*
@@ -21,6 +23,16 @@ import { StrataError } from '../src/errors.js';
 export interface CodecBenchOptions {
   input: string;
   json?: boolean;
+}
+
+/** One row of the worst-case table: the cost of one message of this shape. */
+export interface WorstCaseResult {
+  workload: string;
+  bytes: number;
+  countMs: number;
+  tokensEncodeMs: number;
+  gzipMs: number;
+  roundTrip: boolean;
 }
 
 export interface CodecBenchResult {
@@ -105,13 +117,74 @@ function loadUnits(path: string): { units: Record<CodecBenchResult['unit'], stri
     const turns = (s as { turns?: unknown }).turns;
     if (!Array.isArray(turns) || !turns.every((t) => typeof (t as { content?: unknown }).content === 'string')) throw new StrataError('STRATA_ERR_INPUT_FORMAT', `${path}: session ${i} has no turns array of {role, content: string}`);
     const texts = turns.map((t) => (t as { content: string }).content);
-    message.push(...texts);
+    // A loop, not push(...texts): one session may hold more turns than a call takes arguments.
+    for (const text of texts) message.push(text);
     session.push(texts.join(''));
   });
   return { units: { message, session, file: [message.join('')] }, sessions: data.length, messages: message.length };
 }
 
-export async function runCodecBench(options: CodecBenchOptions, io: CliIo): Promise<{ input: Record<string, number>; results: CodecBenchResult[] }> {
+/** 256 KiB: the default maxMessageBytes of earlier versions, and long enough that unbounded BPE took a minute. */
+const WORST_CASE_BYTES = 256 * 1024;
+/** Unbounded BPE is measured on a shorter run only: at 256 KiB it would take about a minute. */
+const UNBOUNDED_SAMPLE_BYTES = 16 * 1024;
+
+/**
+ * One message of WORST_CASE_BYTES without a single space against ordinary text of the same size
+ * (the start of the input file): token counting (the tokenizer used for context packing) and
+ * huffman-tokens encoding must cost about the same for both, because long runs are cut before
+ * BPE. gzip -9 of the same bytes is the baseline, and gpt-tokenizer called directly on a shorter
+ * run shows the super-linear cost the cut avoids.
+ */
+export function worstCase(fileText: string): WorstCaseResult[] {
+  const tokenizer = getTokenizer('o200k_base');
+  const codec = new HuffmanConversationCodec({ mode: 'tokens' });
+  const enc = new TextEncoder();
+  tokenizer.count('warm up: load the BPE ranks outside the timings');
+  let ordinary = fileText.slice(0, WORST_CASE_BYTES);
+  while (enc.encode(ordinary).length > WORST_CASE_BYTES) ordinary = ordinary.slice(0, -1024);
+  const samples = [
+    { workload: 'ordinary text (input file)', text: ordinary },
+    { workload: 'one run without spaces', text: 'x'.repeat(WORST_CASE_BYTES) },
+    { workload: 'one run of random base64', text: pseudoBase64(WORST_CASE_BYTES) },
+  ];
+  const rows: WorstCaseResult[] = samples.map(({ workload, text }) => {
+    const bytes = enc.encode(text);
+    let t0 = performance.now();
+    tokenizer.count(text);
+    const countMs = performance.now() - t0;
+    t0 = performance.now();
+    const frame = codec.encode(text);
+    const tokensEncodeMs = performance.now() - t0;
+    t0 = performance.now();
+    zlib.gzipSync(bytes, { level: 9 });
+    const gzipMs = performance.now() - t0;
+    return { workload, bytes: bytes.length, countMs: round(countMs, 1), tokensEncodeMs: round(tokensEncodeMs, 1), gzipMs: round(gzipMs, 1), roundTrip: codec.decode(frame) === text };
+  });
+  // The cost the bound avoids: the encoder on one unbounded piece (count only, no codec).
+  const encoding = createRequire(import.meta.url)('gpt-tokenizer/cjs/encoding/o200k_base') as { countTokens(text: string): number };
+  const run = 'x'.repeat(UNBOUNDED_SAMPLE_BYTES);
+  const t0 = performance.now();
+  encoding.countTokens(run);
+  rows.push({ workload: `unbounded BPE, run of ${UNBOUNDED_SAMPLE_BYTES / 1024} KiB (gpt-tokenizer directly)`, bytes: UNBOUNDED_SAMPLE_BYTES, countMs: round(performance.now() - t0, 1), tokensEncodeMs: Number.NaN, gzipMs: Number.NaN, roundTrip: true });
+  return rows;
+}
+
+/** Deterministic base64-looking text: letters, digits, '+' and '/', no whitespace. */
+function pseudoBase64(length: number): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  let x = 0x9e3779b9;
+  let out = '';
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out += alphabet[(x >>> 0) % 64];
+  }
+  return out;
+}
+
+export async function runCodecBench(options: CodecBenchOptions, io: CliIo): Promise<{ input: Record<string, number>; results: CodecBenchResult[]; worstCase: WorstCaseResult[] }> {
   const { units, sessions, messages } = loadUnits(options.input);
   const enc = new TextEncoder();
   const encoded = Object.fromEntries(Object.entries(units).map(([k, texts]) => [k, texts.map((t) => enc.encode(t))])) as Record<CodecBenchResult['unit'], Uint8Array[]>;
@@ -147,10 +220,21 @@ export async function runCodecBench(options: CodecBenchOptions, io: CliIo): Prom
   }
   bar?.stop();
   const input = { sessions, messages, bytes: rawBytes };
-  if (options.json) printJson(io, { input, results });
-  else io.stdout.write(report(input, results));
-  if (results.some((r) => !r.roundTrip)) io.exitCode = 1;
-  return { input, results };
+  const worst = worstCase(units.file[0]!);
+  if (options.json) printJson(io, { input, results, worstCase: worst });
+  else io.stdout.write(report(input, results) + worstCaseReport(worst));
+  if (results.some((r) => !r.roundTrip) || worst.some((r) => !r.roundTrip)) io.exitCode = 1;
+  return { input, results, worstCase: worst };
+}
+
+function worstCaseReport(rows: WorstCaseResult[]): string {
+  const ms = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(1));
+  let out = '\nworst case: one message, long runs without spaces (cut into 64-character pieces before BPE) vs ordinary text:\n\n';
+  out += formatTable(
+    ['workload', 'bytes', 'count tokens ms', 'huffman-tokens encode ms', 'gzip -9 ms', 'round-trip'],
+    rows.map((r) => [r.workload, r.bytes, ms(r.countMs), ms(r.tokensEncodeMs), ms(r.gzipMs), r.roundTrip ? 'ok' : 'FAILED']),
+  );
+  return out;
 }
 
 function round(v: number, digits: number): number {
