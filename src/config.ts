@@ -49,7 +49,7 @@ export interface StrataConfig {
   readonly hotBudgetBytes: number;
   /** Sessions whose last turn is older than this are deleted by `gc`. Default null (keep forever). */
   readonly retentionDays: number | null;
-  /** Largest accepted message content, UTF-8 bytes. Default 262 144. */
+  /** Largest accepted message content, UTF-8 bytes. Default 20 971 520 (20 MiB). */
   readonly maxMessageBytes: number;
   /** Largest accepted message metadata, JSON UTF-8 bytes. Default 16 384. */
   readonly maxMetadataBytes: number;
@@ -94,7 +94,7 @@ export interface ServerConfig {
   readonly port: number;
   /** API key → tenant. Default null: auth off, every request uses the `default` tenant (the server warns at start). */
   readonly apiKeys: Readonly<Record<string, string>> | null;
-  /** Largest accepted request body (JSON or an imported archive file). Default 1 048 576 (1 MiB). */
+  /** Largest accepted JSON request body. Default 67 108 864 (64 MiB): a maxMessageBytes message even when JSON escaping triples it. */
   readonly bodyLimitBytes: number;
   /** Largest accepted archive file on `POST /v1/import`. Default 268 435 456 (256 MiB). */
   readonly importLimitBytes: number;
@@ -117,14 +117,14 @@ export const DEFAULTS = {
   sessionIdleTtlMs: 1_800_000,
   hotBudgetBytes: 256 * MiB,
   retentionDays: null,
-  maxMessageBytes: 262_144,
+  maxMessageBytes: 20 * MiB,
   maxMetadataBytes: 16_384,
   maxPendingTurns: 200_000,
   embedder: { provider: 'glove', url: null, model: null, apiKey: null, dimensions: null, batchSize: 64 },
   tokenizer: 'o200k_base',
   summaries: { everyTurns: 50, provider: 'extractive', url: null, model: null, apiKey: null },
   archive: { embeddingEncoding: 'int8' },
-  server: { host: '127.0.0.1', port: 8080, apiKeys: null, bodyLimitBytes: MiB, importLimitBytes: 256 * MiB, logLevel: 'info' },
+  server: { host: '127.0.0.1', port: 8080, apiKeys: null, bodyLimitBytes: 64 * MiB, importLimitBytes: 256 * MiB, logLevel: 'info' },
 } as const;
 
 const ID_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;

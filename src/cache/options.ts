@@ -12,7 +12,7 @@ export interface CacheTuning {
   sessionIdleTtlMs: number;
   /** Approximate hot-tier byte budget; above it, least-recently-used sessions are compacted and dropped. Default 256 MiB. */
   hotBudgetBytes: number;
-  /** Largest message content in UTF-8 bytes. Default 262,144. */
+  /** Largest message content in UTF-8 bytes. Default 20,971,520 (20 MiB, as the configuration's). */
   maxMessageBytes: number;
   /** Largest metadata object as JSON bytes. Default 16,384. */
   maxMetadataBytes: number;
@@ -34,7 +34,7 @@ export const DEFAULT_TUNING: Readonly<CacheTuning> = Object.freeze({
   maxUnarchivedAgeMs: 60 * 60 * 1000,
   sessionIdleTtlMs: 30 * 60 * 1000,
   hotBudgetBytes: 256 * 1024 * 1024,
-  maxMessageBytes: 262_144,
+  maxMessageBytes: 20 * 1024 * 1024,
   maxMetadataBytes: 16_384,
   maintenanceIntervalMs: 5_000,
   embedBatchSize: 64,

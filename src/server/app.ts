@@ -49,8 +49,11 @@ export function buildServer(options: BuildServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: config.server.bodyLimitBytes,
-    // Body fields are validated strictly: an unknown field is an error, not silently dropped.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // Body fields are validated strictly: an unknown field is an error, not silently dropped, and
+    // no type is coerced (ajv's coerceTypes would store `"content": 123` as "123" and `["hi"]` as
+    // "hi"). Query strings, which are text by nature, are converted where the route declares an
+    // integer (registerV1Routes).
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     // One log line per request only at debug/trace: at info it would dominate the output and the cost.
     logController: new LogController({ disableRequestLogging: !['debug', 'trace'].includes(config.server.logLevel) }),
     // Graceful close: idle keep-alive connections are closed at once, requests in flight finish

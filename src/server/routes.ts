@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ConversationMemory } from '../cache/api.js';
 import { StrataError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
 import * as s from './schemas.js';
 
 /** Default page size of `GET /v1/sessions/{id}/messages`. */
@@ -35,6 +36,9 @@ type Id = { Params: { id: string } };
  */
 export function registerV1Routes(app: FastifyInstance, memory: ConversationMemory, importLimitBytes: number): void {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: importLimitBytes }, (_request, body, done) => done(null, body));
+  app.addHook('preValidation', async (request) => {
+    coerceIntegerQuery(request);
+  });
 
   app.post<Id & { Body: s.AddMessagesBody }>('/v1/sessions/:id/messages', { schema: schema('Append one message, or a batch {messages: [...]} (all or nothing)', { params: s.sessionParams, body: s.addMessagesBody }) }, async (request, reply) => {
     const body = request.body;
@@ -101,9 +105,46 @@ export function registerV1Routes(app: FastifyInstance, memory: ConversationMemor
     const sessionId = request.query.sessionId ?? headerValue(request, 'x-strata-session-id');
     if (sessionId === undefined) throw new StrataError('STRATA_ERR_VALIDATION', 'the session id of the import is missing: pass ?sessionId=… or the header x-strata-session-id');
     if (!Buffer.isBuffer(request.body)) throw new StrataError('STRATA_ERR_INPUT_FORMAT', 'send the archive file with content-type application/octet-stream');
-    const info = await memory.importSession(sessionId, new Uint8Array(request.body.buffer, request.body.byteOffset, request.body.byteLength), { tenant: request.tenant, ...(request.query.userId ? { userId: request.query.userId } : {}) });
+    if (request.body.byteLength === 0) throw new StrataError('STRATA_ERR_INPUT_FORMAT', 'the uploaded archive file is empty');
+    const file = new Uint8Array(request.body.buffer, request.body.byteOffset, request.body.byteLength);
+    const info = await memory.importSession(sessionId, file, { tenant: request.tenant, ...(request.query.userId ? { userId: request.query.userId } : {}) }).catch((err: unknown) => {
+      throw asUploadError(err);
+    });
     return reply.status(201).send(info);
   });
+}
+
+/** Codes that, for an uploaded file, mean "this is not a valid archive": the client's fault. */
+const UPLOAD_FORMAT_CODES: ReadonlySet<ErrorCode> = new Set(['STRATA_ERR_ARCHIVE_CORRUPT', 'STRATA_ERR_ARCHIVE_VERSION', 'STRATA_ERR_CODEC_UNKNOWN', 'STRATA_ERR_CODEC_TRUNCATED', 'STRATA_ERR_CODEC_CORRUPT', 'STRATA_ERR_CODEC_CHECKSUM', 'STRATA_ERR_CODEC_TOO_LARGE']);
+
+/**
+ * A corrupt archive on disk is a server fault (500), but the same error raised by an uploaded
+ * file is a bad request: it is wrapped as STRATA_ERR_INPUT_FORMAT (400), keeping the original
+ * code in `details.cause`. The catalog statuses stay as they are for every other path.
+ */
+export function asUploadError(err: unknown): unknown {
+  if (!(err instanceof StrataError) || !UPLOAD_FORMAT_CODES.has(err.code)) return err;
+  const reason = err.message.startsWith(`${err.code}: `) ? err.message.slice(err.code.length + 2) : err.message;
+  return new StrataError('STRATA_ERR_INPUT_FORMAT', `the uploaded file is not a valid Strata archive: ${reason}`, { cause: err, details: { cause: err.code } });
+}
+
+/** Strictly decimal integers (no exponent, hex, blanks or leading zeros) of at most 16 digits. */
+const DECIMAL_INTEGER = /^-?(?:0|[1-9][0-9]{0,15})$/;
+
+/**
+ * Query-string values are text; ajv does not coerce (see app.ts), so the fields a route declares
+ * as integers are converted here, before validation, and only when they are plain decimal
+ * integers. Anything else ("abc", "1e3", a repeated parameter) stays as it is and fails
+ * validation with the field's name.
+ */
+function coerceIntegerQuery(request: FastifyRequest): void {
+  const schema = request.routeOptions.schema?.querystring as { properties?: Record<string, { type?: unknown }> } | undefined;
+  const query = request.query as Record<string, unknown> | undefined;
+  if (!schema?.properties || !query) return;
+  for (const [name, property] of Object.entries(schema.properties)) {
+    const value = query[name];
+    if (property.type === 'integer' && typeof value === 'string' && DECIMAL_INTEGER.test(value)) query[name] = Number(value);
+  }
 }
 
 function headerValue(request: FastifyRequest, name: string): string | undefined {

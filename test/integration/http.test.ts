@@ -205,7 +205,8 @@ test('auth off: requests without a key act for the default tenant', async (t) =>
 });
 
 test('over a real socket: append and read back with fetch', async (t) => {
-  const { app } = await startHarness(t);
+  // A 1 MiB body limit (the default is 64 MiB) keeps the oversized request below small.
+  const { app } = await startHarness(t, { flags: { server: { bodyLimitBytes: 1024 * 1024 } } });
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
   const added = await fetch(`${base}/v1/sessions/net/messages`, { method: 'POST', headers: { ...authA, 'content-type': 'application/json' }, body: JSON.stringify({ role: 'user', content: 'over tcp' }) });
   assert.equal(added.status, 201);
