@@ -1,4 +1,5 @@
 import { StrataError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
 import type { ArchivedTurn } from '../types.js';
 import { ROLES } from '../types.js';
 import type { Summary, TurnRange } from './store.js';
@@ -71,4 +72,20 @@ export function validateQuery(query: unknown, topK: unknown): Float32Array {
   for (const x of query) if (!Number.isFinite(x)) throw bad('query: contains a non-finite value');
   if (!Number.isInteger(topK) || (topK as number) < 1 || (topK as number) > 10_000) throw bad(`topK: expected an integer from 1 to 10000, received ${String(topK)}`);
   return query;
+}
+
+/** Codes that, raised while reading an imported file, mean "this is not a valid archive". */
+const IMPORT_FORMAT_CODES: ReadonlySet<ErrorCode> = new Set(['STRATA_ERR_ARCHIVE_CORRUPT', 'STRATA_ERR_ARCHIVE_VERSION', 'STRATA_ERR_CODEC_UNKNOWN', 'STRATA_ERR_CODEC_TRUNCATED', 'STRATA_ERR_CODEC_CORRUPT', 'STRATA_ERR_CODEC_CHECKSUM', 'STRATA_ERR_CODEC_TOO_LARGE']);
+
+/**
+ * For the import boundary (`POST /v1/import`, `strata import`): a corrupt archive already on disk
+ * is a server fault (500 in the catalog), but the same error raised by a file a client hands in
+ * is bad input. It is wrapped as STRATA_ERR_INPUT_FORMAT (400) with the original code in
+ * `details.cause`; the catalog statuses stay as they are for every other path.
+ */
+export function asImportError(err: unknown): unknown {
+  if (!(err instanceof StrataError) || !IMPORT_FORMAT_CODES.has(err.code)) return err;
+  const prefix = `${err.code}: `;
+  const reason = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+  return new StrataError('STRATA_ERR_INPUT_FORMAT', `the file is not a valid Strata archive: ${reason}`, { cause: err, details: { cause: err.code } });
 }

@@ -33,6 +33,7 @@ function formatError(message: string, details: Record<string, unknown> = {}): St
 }
 
 export function detectFormat(bytes: Uint8Array): ImportFormat {
+  if (bytes.length === 0) throw formatError('the file is empty');
   if (ARCHIVE_MAGIC.every((b, i) => bytes[i] === b)) return 'archive';
   const text = new TextDecoder().decode(bytes.subarray(0, 4096)).trimStart();
   if (text.startsWith('[')) {
@@ -64,11 +65,22 @@ function toRole(raw: unknown, where: string): Role {
   throw formatError(`${where}: unknown role ${JSON.stringify(raw)}`, { role: raw });
 }
 
-/** OpenAI content may be a string or an array of parts; only text parts are kept. */
-function toText(raw: unknown): string {
+/**
+ * OpenAI content may be a string or an array of parts; only text parts are kept. A missing or
+ * null content (a tool-call stub) is empty; any other type (a number, a boolean, an object) is
+ * refused rather than turned into text.
+ */
+function toText(raw: unknown, where: string): string {
   if (typeof raw === 'string') return raw;
-  if (Array.isArray(raw)) return raw.map((p) => (typeof p === 'string' ? p : typeof p?.text === 'string' ? p.text : '')).filter(Boolean).join('\n');
-  return '';
+  if (raw === undefined || raw === null) return '';
+  if (Array.isArray(raw)) return raw.map((p: unknown) => (typeof p === 'string' ? p : typeof (p as { text?: unknown } | null)?.text === 'string' ? (p as { text: string }).text : '')).filter(Boolean).join('\n');
+  throw formatError(`${where}: content must be a string or an array of text parts, received ${typeof raw}`);
+}
+
+/** Object entries of a parsed file; anything else (null, a number, an array) is a format error. */
+function asRecord(value: unknown, where: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw formatError(`${where}: expected an object, received ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  return value as Record<string, unknown>;
 }
 
 /** Empty messages (tool-call stubs, blank turns) are skipped: the core rejects empty content. */
@@ -88,11 +100,15 @@ function parseJson(text: string, where: string): unknown {
 function parseSessions(text: string): ImportedConversation[] {
   const data = parseJson(text, 'sessions file');
   if (!Array.isArray(data)) throw formatError('sessions file: expected a JSON array of {session_id, turns}');
-  return data.map((entry: Record<string, unknown>, i) => {
-    const turns = (entry?.turns ?? entry?.conversations) as unknown;
+  return data.map((raw: unknown, i) => {
+    const entry = asRecord(raw, `session ${i}`);
+    const turns = (entry.turns ?? entry.conversations) as unknown;
     if (!Array.isArray(turns)) throw formatError(`session ${i}: expected "turns" (or "conversations") to be an array`, { index: i });
     const messages: NewMessage[] = [];
-    turns.forEach((t: Record<string, unknown>, j) => pushMessage(messages, toRole(t?.role ?? t?.from, `session ${i} turn ${j}`), toText(t?.content ?? t?.value)));
+    turns.forEach((rawTurn: unknown, j) => {
+      const t = asRecord(rawTurn, `session ${i} turn ${j}`);
+      pushMessage(messages, toRole(t.role ?? t.from, `session ${i} turn ${j}`), toText(t.content ?? t.value, `session ${i} turn ${j}`));
+    });
     return { sessionId: toId(entry.session_id ?? entry.id, `session-${i + 1}`), messages };
   });
 }
@@ -101,10 +117,13 @@ function parseOpenAiJsonl(text: string): ImportedConversation[] {
   const out: ImportedConversation[] = [];
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
-    const entry = parseJson(line, `line ${i + 1}`) as Record<string, unknown>;
-    if (!Array.isArray(entry?.messages)) throw formatError(`line ${i + 1}: expected {"messages": [...]}`, { line: i + 1 });
+    const entry = asRecord(parseJson(line, `line ${i + 1}`), `line ${i + 1}`);
+    if (!Array.isArray(entry.messages)) throw formatError(`line ${i + 1}: expected {"messages": [...]}`, { line: i + 1 });
     const messages: NewMessage[] = [];
-    (entry.messages as Array<Record<string, unknown>>).forEach((m, j) => pushMessage(messages, toRole(m?.role, `line ${i + 1} message ${j}`), toText(m?.content)));
+    (entry.messages as unknown[]).forEach((raw, j) => {
+      const m = asRecord(raw, `line ${i + 1} message ${j}`);
+      pushMessage(messages, toRole(m.role, `line ${i + 1} message ${j}`), toText(m.content, `line ${i + 1} message ${j}`));
+    });
     const userId = entry.user_id ?? entry.userId ?? entry.user;
     out.push({ sessionId: toId(entry.session_id ?? entry.sessionId ?? entry.id, `line-${i + 1}`), ...(userId !== undefined ? { userId: toId(userId, 'user') } : {}), messages });
   });
@@ -115,9 +134,10 @@ function parseLocomo(text: string): ImportedConversation[] {
   const data = parseJson(text, 'LoCoMo file');
   const list = Array.isArray(data) ? data : [data];
   const out: ImportedConversation[] = [];
-  list.forEach((sample: Record<string, unknown>, i) => {
-    const conversation = sample?.conversation as Record<string, unknown> | undefined;
-    if (!conversation || typeof conversation !== 'object') throw formatError(`LoCoMo item ${i}: expected a "conversation" object`, { index: i });
+  list.forEach((raw: unknown, i) => {
+    const sample = asRecord(raw, `LoCoMo item ${i}`);
+    const conversation = sample.conversation as Record<string, unknown> | undefined;
+    if (!conversation || typeof conversation !== 'object' || Array.isArray(conversation)) throw formatError(`LoCoMo item ${i}: expected a "conversation" object`, { index: i });
     const sampleId = toId(sample.sample_id, `conv-${i + 1}`);
     const speakerA = conversation.speaker_a;
     // Enumerate session_<k> keys (not the date keys: some conversations have extra ones).
@@ -126,10 +146,11 @@ function parseLocomo(text: string): ImportedConversation[] {
       const turns = conversation[key];
       if (!Array.isArray(turns)) continue;
       const messages: NewMessage[] = [];
-      for (const t of turns as Array<Record<string, unknown>>) {
+      turns.forEach((rawTurn: unknown, j) => {
+        const t = asRecord(rawTurn, `LoCoMo item ${i} ${key} turn ${j}`);
         const metadata: Record<string, unknown> = { speaker: t.speaker, diaId: t.dia_id };
-        pushMessage(messages, t.speaker === speakerA ? 'user' : 'assistant', toText(t.text), metadata);
-      }
+        pushMessage(messages, t.speaker === speakerA ? 'user' : 'assistant', toText(t.text, `LoCoMo item ${i} ${key} turn ${j}`), metadata);
+      });
       out.push({ sessionId: `${sampleId}-s${key.slice(8)}`, userId: sampleId, messages });
     }
   });
@@ -138,7 +159,13 @@ function parseLocomo(text: string): ImportedConversation[] {
 
 /** Parses a conversation file (every format but `archive`, which is imported as it is). */
 export function parseConversations(bytes: Uint8Array, format: Exclude<ImportFormat, 'archive'>): ImportedConversation[] {
-  const text = new TextDecoder().decode(bytes);
+  let text: string;
+  try {
+    // Fatal: invalid UTF-8 would otherwise be imported as U+FFFD, not as the file's text.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw formatError('the file is not valid UTF-8 text');
+  }
   switch (format) {
     case 'sessions':
       return parseSessions(text);

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ConversationMemory } from '../cache/api.js';
 import { StrataError } from '../errors.js';
-import type { ErrorCode } from '../errors.js';
+import { asImportError } from '../archive/validate.js';
 import * as s from './schemas.js';
 
 /** Default page size of `GET /v1/sessions/{id}/messages`. */
@@ -108,24 +108,10 @@ export function registerV1Routes(app: FastifyInstance, memory: ConversationMemor
     if (request.body.byteLength === 0) throw new StrataError('STRATA_ERR_INPUT_FORMAT', 'the uploaded archive file is empty');
     const file = new Uint8Array(request.body.buffer, request.body.byteOffset, request.body.byteLength);
     const info = await memory.importSession(sessionId, file, { tenant: request.tenant, ...(request.query.userId ? { userId: request.query.userId } : {}) }).catch((err: unknown) => {
-      throw asUploadError(err);
+      throw asImportError(err);
     });
     return reply.status(201).send(info);
   });
-}
-
-/** Codes that, for an uploaded file, mean "this is not a valid archive": the client's fault. */
-const UPLOAD_FORMAT_CODES: ReadonlySet<ErrorCode> = new Set(['STRATA_ERR_ARCHIVE_CORRUPT', 'STRATA_ERR_ARCHIVE_VERSION', 'STRATA_ERR_CODEC_UNKNOWN', 'STRATA_ERR_CODEC_TRUNCATED', 'STRATA_ERR_CODEC_CORRUPT', 'STRATA_ERR_CODEC_CHECKSUM', 'STRATA_ERR_CODEC_TOO_LARGE']);
-
-/**
- * A corrupt archive on disk is a server fault (500), but the same error raised by an uploaded
- * file is a bad request: it is wrapped as STRATA_ERR_INPUT_FORMAT (400), keeping the original
- * code in `details.cause`. The catalog statuses stay as they are for every other path.
- */
-export function asUploadError(err: unknown): unknown {
-  if (!(err instanceof StrataError) || !UPLOAD_FORMAT_CODES.has(err.code)) return err;
-  const reason = err.message.startsWith(`${err.code}: `) ? err.message.slice(err.code.length + 2) : err.message;
-  return new StrataError('STRATA_ERR_INPUT_FORMAT', `the uploaded file is not a valid Strata archive: ${reason}`, { cause: err, details: { cause: err.code } });
 }
 
 /** Strictly decimal integers (no exponent, hex, blanks or leading zeros) of at most 16 digits. */

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { asImportError } from '../../archive/validate.js';
 import { StrataError } from '../../errors.js';
 import { IMPORT_FORMATS, detectFormat, parseConversations, toId } from '../importers.js';
 import type { ImportFormat } from '../importers.js';
@@ -30,13 +31,18 @@ export function registerImport(parent: Command, io: CliIo): void {
       if (flags.format !== undefined && !(IMPORT_FORMATS as readonly string[]).includes(flags.format)) {
         throw new StrataError('STRATA_ERR_VALIDATION', `--format: expected one of ${IMPORT_FORMATS.join(', ')}, received ${JSON.stringify(flags.format)}`);
       }
+      if (bytes.length === 0) throw new StrataError('STRATA_ERR_INPUT_FORMAT', `${file} is empty: nothing to import`);
       const format = (flags.format as ImportFormat | undefined) ?? detectFormat(bytes);
       const tenant = flags.tenant ?? 'default';
       const userOption = flags.user !== undefined ? { userId: flags.user } : {};
 
       if (format === 'archive') {
         const sessionId = flags.session ?? toId(file.replace(/^.*[\\/]/, '').replace(/\.[^.]*$/, ''), 'imported');
-        const info = await withMemory(io, flags, (memory) => memory.importSession(sessionId, bytes, { tenant, ...userOption }));
+        const info = await withMemory(io, flags, (memory) =>
+          memory.importSession(sessionId, bytes, { tenant, ...userOption }).catch((err: unknown) => {
+            throw asImportError(err);
+          }),
+        );
         if (flags.json) printJson(io, { format, sessions: 1, messages: info.turns, sessionIds: [info.sessionId] });
         else io.stdout.write(`imported archive as session ${info.sessionId}: ${info.turns} turn(s)\n`);
         return;
