@@ -4,6 +4,8 @@
  */
 export interface StrataMetrics {
   journalFsync?(seconds: number, records: number): void;
+  /** Journal damage found at open (`Journal.recovery.corrupt`): `records` damaged stretches, each usually one lost frame. */
+  journalCorruption?(records: number): void;
   hotAccess?(hit: boolean): void;
   rehydration?(): void;
   compaction?(seconds: number, turns: number, encodedBytes: number, rawBytes: number): void;

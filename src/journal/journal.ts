@@ -1,8 +1,9 @@
-import { close as closeFd, open as openFd } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, truncate, unlink } from 'node:fs/promises';
+import { close as closeFd, ftruncate, open as openFd } from 'node:fs';
+import { copyFile, mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
-import { decodeCheckpoint, decodePayload, encodeCheckpoint, encodeFileHeader, encodeFrame, FILE_HEADER_BYTES } from './format.js';
+import { decodePayload, encodeCheckpoint, encodeFileHeader, encodeFrame, FILE_HEADER_BYTES } from './format.js';
+import { CHECKPOINT_FILE, CORRUPT_SUFFIX, fsyncDir, listWalFiles, readCheckpoint, walFileName } from './files.js';
 import { acquireLock } from './lock.js';
 import { nodeJournalIo, resolveJournalOptions } from './options.js';
 import type { JournalOptions, ResolvedJournalOptions } from './options.js';
@@ -27,6 +28,30 @@ export interface JournalRecovery {
    * acknowledged with durability 'fsync': the fsync covering it had not returned.
    */
   tornTail: { file: string; offset: number; bytes: number } | null;
+  /**
+   * Damage found at open: bytes that are neither intact frames nor a torn tail (a bit flip, a
+   * bad sector). Every intact record around it is still replayed; the damaged file was copied
+   * to `copy` first. Non-empty means acknowledged records may be lost: log it at error level.
+   */
+  corrupt: JournalCorruption[];
+}
+
+export interface JournalCorruption {
+  file: string;
+  offset: number;
+  bytes: number;
+  why: string;
+  /** Only the frame's length field was damaged and the record itself was recovered. */
+  recovered: boolean;
+  /** The copy of the damaged file, kept for inspection. */
+  copy: string;
+}
+
+/** `journal.health()`: not ok while the last append failed and none has succeeded since. */
+export interface JournalHealth {
+  ok: boolean;
+  error?: string;
+  code?: string;
 }
 
 interface QueuedFrame {
@@ -36,25 +61,22 @@ interface QueuedFrame {
   reject: (err: unknown) => void;
 }
 
-const CHECKPOINT_FILE = 'checkpoint';
-const WAL_PATTERN = /^(\d{12})\.wal$/;
+export { walFileName };
 
-export function walFileName(seq: number): string {
-  return `${String(seq).padStart(12, '0')}.wal`;
+function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
+/** ENOSPC / EDQUOT answer STRATA_ERR_STORAGE_FULL, anything else STRATA_ERR_JOURNAL_IO; both 503, both retried by the journal itself. */
 function ioError(op: string, err: unknown): StrataError {
-  return new StrataError('STRATA_ERR_JOURNAL_IO', `journal ${op} failed (${(err as Error)?.message ?? String(err)}); the journal accepts no more appends, reopen it to recover`, { cause: err });
+  if (err instanceof StrataError) return err;
+  const why = (err as Error)?.message ?? String(err);
+  if (isDiskFull(err)) return new StrataError('STRATA_ERR_STORAGE_FULL', `journal ${op} failed: the disk is full (${why}); nothing of this write was stored, appends succeed again once space is freed`, { cause: err });
+  return new StrataError('STRATA_ERR_JOURNAL_IO', `journal ${op} failed (${why}); nothing of this write was acknowledged`, { cause: err });
 }
+
+const ftruncateFd = (fd: number, length: number): Promise<void> => new Promise((resolve, reject) => ftruncate(fd, length, (err) => (err ? reject(err) : resolve())));
 
 /**
  * The write-ahead log: one per process, for all its sessions. See docs/format.md ("Journal")
@@ -75,7 +97,13 @@ export class Journal {
   private queue: QueuedFrame[] = [];
   private draining: Promise<void> | null = null;
   private closed = false;
-  private failure: StrataError | null = null;
+  /** The error of the last failed append, until an append succeeds (`health()`). */
+  private lastError: StrataError | null = null;
+  /**
+   * Set after a failed fsync (or a write whose undo failed): the current file's state on disk
+   * is unknown, so the next append first moves to a fresh file (see `startFreshFile`).
+   */
+  private needsFreshFile = false;
   private dirty = false;
   private syncTimer: unknown = null;
   private syncing: Promise<void> | null = null;
@@ -127,20 +155,12 @@ export class Journal {
   }
 
   private static async recover(options: ResolvedJournalOptions, dir: string, release: () => Promise<void>): Promise<Journal> {
-    let checkpoint: Lsn = { file: 0, offset: 0 };
-    const cpPath = join(dir, CHECKPOINT_FILE);
-    try {
-      checkpoint = decodeCheckpoint(await readFile(cpPath), cpPath);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    let seqs: number[] = [];
+    const checkpoint = await readCheckpoint(dir);
     for (const name of await readdir(dir)) {
-      const m = WAL_PATTERN.exec(name);
-      if (m) seqs.push(Number(m[1]));
-      else if (name === `${CHECKPOINT_FILE}.tmp`) await unlink(join(dir, name));
+      // Leftovers of an interrupted checkpoint or `strata verify --repair`: the originals are intact.
+      if (name === `${CHECKPOINT_FILE}.tmp` || name.endsWith('.wal.tmp')) await unlink(join(dir, name));
     }
-    seqs.sort((a, b) => a - b);
+    let seqs = await listWalFiles(dir);
     // Files wholly below the checkpoint: a crash came between the checkpoint and their deletion.
     for (const seq of seqs.filter((s) => s < checkpoint.file)) await unlink(join(dir, walFileName(seq)));
     seqs = seqs.filter((s) => s >= checkpoint.file);
@@ -150,13 +170,21 @@ export class Journal {
       }
     }
 
+    // Every file still to replay is verified now, so damage is known (and reported) before the
+    // first record is replayed, and the torn tail of the last file is told apart from damage.
     let tornTail: JournalRecovery['tornTail'] = null;
+    const corrupt: JournalCorruption[] = [];
     const last = seqs.at(-1);
-    if (last !== undefined) {
-      const path = join(dir, walFileName(last));
-      const scanner = new FileScanner(path, last, { isLast: true, from: last === checkpoint.file ? checkpoint.offset : FILE_HEADER_BYTES });
+    for (const seq of [...seqs]) {
+      const path = join(dir, walFileName(seq));
+      const scanner = new FileScanner(path, seq, { isLast: seq === last, from: seq === checkpoint.file ? checkpoint.offset : FILE_HEADER_BYTES });
       for await (const _ of scanner.frames());
       const result = scanner.result!;
+      if (result.damage.length > 0) {
+        const copy = await keepCopy(dir, seq);
+        for (const d of result.damage) corrupt.push({ file: path, offset: d.offset, bytes: d.bytes, why: d.why, recovered: d.recovered, copy });
+      }
+      if (seq !== last) continue;
       if (result.torn) tornTail = { file: path, offset: result.torn.offset, bytes: result.torn.bytes };
       if (!result.headerOk) {
         await unlink(path);
@@ -167,11 +195,12 @@ export class Journal {
         await fh.datasync().finally(() => fh.close());
       }
     }
+    if (corrupt.length > 0) options.metrics.journalCorruption?.(corrupt.length);
 
     const seq = Math.max(seqs.at(-1) ?? 0, checkpoint.file) + 1;
     const fd = await Journal.createFile(dir, seq);
     await fsyncDir(dir);
-    return new Journal(options, dir, fd, seq, checkpoint, seqs, { checkpoint, filesToReplay: seqs.length, tornTail }, release);
+    return new Journal(options, dir, fd, seq, checkpoint, seqs, { checkpoint, filesToReplay: seqs.length, tornTail, corrupt }, release);
   }
 
   /** A new file with its header, fsynced before any record goes in, so only the last file can ever be torn. */
@@ -183,6 +212,8 @@ export class Journal {
       await nodeJournalIo.fdatasync(fd);
     } catch (err) {
       closeFd(fd, () => undefined);
+      // A half-created file (disk full) must not block the next attempt's exclusive create.
+      await unlink(join(dir, walFileName(seq))).catch(() => undefined);
       throw err;
     }
     return fd;
@@ -219,44 +250,109 @@ export class Journal {
   }
 
   private checkOpen(): void {
-    if (this.failure) throw this.failure;
     if (this.closed) throw new StrataError('STRATA_ERR_JOURNAL_CLOSED', `journal ${this.dir} is closed`);
   }
 
+  /** Not ok while the last append failed and no append has succeeded since (wired into /readyz). */
+  health(): JournalHealth {
+    if (this.lastError) return { ok: false, error: this.lastError.message, code: this.lastError.code };
+    if (this.closed) return { ok: false, error: `journal ${this.dir} is closed`, code: 'STRATA_ERR_JOURNAL_CLOSED' };
+    return { ok: true };
+  }
+
+  /**
+   * A failed batch is refused (its appends reject, nothing of it stays in the file) and the
+   * loop goes on: the journal never stops for good, each new batch tries again.
+   */
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0 && this.failure === null) {
+      while (this.queue.length > 0) {
         const batch = this.queue;
         this.queue = [];
         try {
           await this.writeBatch(batch);
         } catch (err) {
-          this.failure = err instanceof StrataError ? err : ioError('write', err);
-          for (const q of batch) q.reject(this.failure);
+          this.lastError = ioError('write', err);
+          for (const q of batch) q.reject(this.lastError);
         }
       }
-      if (this.failure) for (const q of this.queue.splice(0)) q.reject(this.failure);
     } finally {
       this.draining = null;
     }
   }
 
+  /**
+   * Takes a failed write back: truncates the file to the last acknowledged frame and fsyncs, so
+   * no byte of the refused batch can be replayed (a complete frame of it would otherwise pass
+   * its CRC after a crash). If that succeeds the file is in a known state and stays in use —
+   * the full-disk case: the next append after space returns simply works. If it fails, the
+   * file is abandoned (`needsFreshFile`).
+   */
+  private async undoWrite(start: number, failedFsync: boolean): Promise<void> {
+    try {
+      await ftruncateFd(this.fd, start);
+      await this.options.io.fdatasync(this.fd);
+      this.dirty = false;
+    } catch {
+      this.needsFreshFile = true;
+      return;
+    }
+    // After a failed fsync the descriptor's error state has been consumed: Linux reports a
+    // writeback error once per file description and may already have dropped the dirty pages,
+    // so a later fsync returning 0 would prove nothing about data written before it (the
+    // PostgreSQL "fsyncgate" lesson). Refusing forever would turn a transient I/O error into an
+    // outage; continuing on a fresh file gives every later append a descriptor whose fsync
+    // result is trustworthy again. Acknowledged frames before `start` were covered by earlier
+    // successful fsyncs (durability 'fsync'), so the abandoned file keeps them.
+    if (failedFsync) this.needsFreshFile = true;
+  }
+
+  /**
+   * Moves to a fresh file after the current one was abandoned. The new file's header is written
+   * and fdatasynced and the directory fsynced before any record goes in: that re-verifies that
+   * the disk takes durable writes again before an append is acknowledged. Until it succeeds
+   * (disk still full, device still failing) every append is refused with that error.
+   */
+  private async startFreshFile(): Promise<void> {
+    const old = this.fd;
+    const seq = this.current.file + 1;
+    this.fd = await Journal.createFile(this.dir, seq).catch((err: unknown) => Promise.reject(ioError('rotation', err)));
+    await fsyncDir(this.dir).catch((err: unknown) => Promise.reject(ioError('directory fsync', err)));
+    this.current = { file: seq, offset: FILE_HEADER_BYTES };
+    this.needsFreshFile = false;
+    this.dirty = false;
+    await new Promise<void>((resolve) => closeFd(old, () => resolve()));
+  }
+
   private async writeBatch(batch: QueuedFrame[]): Promise<void> {
     let bytes = 0;
     for (const q of batch) bytes += q.frame.length;
-    if (this.current.offset > FILE_HEADER_BYTES && this.current.offset + bytes > this.options.maxFileBytes) await this.rotate();
+    if (this.needsFreshFile) await this.startFreshFile();
+    else if (this.current.offset > FILE_HEADER_BYTES && this.current.offset + bytes > this.options.maxFileBytes) await this.rotate();
     const buffer = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((q) => q.frame), bytes);
     const { file } = this.current;
     const start = this.current.offset;
     const { io, durability, metrics } = this.options;
-    for (let done = 0; done < bytes; ) {
-      const n = await io.write(this.fd, buffer, done, bytes - done, start + done).catch((err: unknown) => Promise.reject(ioError('write', err)));
-      if (n <= 0) throw ioError('write', new Error(`wrote ${n} bytes`));
-      done += n;
+    try {
+      for (let done = 0; done < bytes; ) {
+        const n = await io.write(this.fd, buffer, done, bytes - done, start + done);
+        if (n <= 0) throw new Error(`wrote ${n} bytes`);
+        done += n;
+      }
+    } catch (err) {
+      // ENOSPC mid-batch leaves a partial (or even a complete first) frame of the refused batch.
+      await this.undoWrite(start, false);
+      if (!isDiskFull(err)) this.needsFreshFile = true;
+      throw ioError('write', err);
     }
     if (durability === 'fsync') {
       const t0 = performance.now();
-      await io.fdatasync(this.fd).catch((err: unknown) => Promise.reject(ioError('fdatasync', err)));
+      try {
+        await io.fdatasync(this.fd);
+      } catch (err) {
+        await this.undoWrite(start, true);
+        throw ioError('fdatasync', err);
+      }
       metrics.journalFsync?.((performance.now() - t0) / 1000, batch.length);
     } else {
       this.dirty = true;
@@ -276,20 +372,25 @@ export class Journal {
       offset += q.frame.length;
     }
     this.current = { file, offset };
+    // Healthy again before anyone hears of the success.
+    this.lastError = null;
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve(lsns[i]!);
   }
 
   /** Fsyncs everything written so far (the 'batch' timer calls this; callers may too). */
   async sync(): Promise<void> {
     if (this.syncing) await this.syncing;
-    if (!this.dirty || this.failure) return;
+    if (!this.dirty || this.needsFreshFile) return;
     this.dirty = false;
     const t0 = performance.now();
     this.syncing = this.options.io.fdatasync(this.fd).then(
       () => this.options.metrics.journalFsync?.((performance.now() - t0) / 1000, 0),
       (err: unknown) => {
-        this.failure = ioError('fdatasync', err);
-        throw this.failure;
+        // Records written since the last fsync were acknowledged under 'batch' or 'none'
+        // durability and may be lost; later appends go to a fresh file (see undoWrite).
+        this.lastError = ioError('fdatasync', err);
+        this.needsFreshFile = true;
+        throw this.lastError;
       },
     );
     try {
@@ -303,12 +404,16 @@ export class Journal {
   private async rotate(): Promise<void> {
     if (this.syncing) await this.syncing;
     if (this.dirty) {
-      await this.options.io.fdatasync(this.fd).catch((err: unknown) => Promise.reject(ioError('fdatasync', err)));
+      await this.options.io.fdatasync(this.fd).catch((err: unknown) => {
+        this.needsFreshFile = true;
+        return Promise.reject(ioError('fdatasync', err));
+      });
       this.dirty = false;
     }
     const old = this.fd;
     const seq = this.current.file + 1;
-    this.fd = await Journal.createFile(this.dir, seq);
+    // A full disk refuses the new file; the current one stays in use and the next batch retries.
+    this.fd = await Journal.createFile(this.dir, seq).catch((err: unknown) => Promise.reject(ioError('rotation', err)));
     await fsyncDir(this.dir);
     this.current = { file: seq, offset: FILE_HEADER_BYTES };
     await new Promise<void>((resolve) => closeFd(old, () => resolve()));
@@ -391,14 +496,14 @@ export class Journal {
   /**
    * Records of previous runs from the checkpoint on, in LSN order, in batches (one per chunk
    * read). A frame written by `appendMany` yields all its records with the same LSN. Every frame
-   * is verified; damage in the middle is STRATA_ERR_JOURNAL_CORRUPT naming file and offset.
+   * is verified; damaged stretches (reported at open in `recovery.corrupt`) are skipped.
    */
   async *replayBatches(): AsyncGenerator<ReplayEntry[]> {
     const from = this.recovery.checkpoint;
     for (const seq of [...this.replayFiles]) {
       const path = join(this.dir, walFileName(seq));
-      // Every replay file is complete: open cut the torn tail of the last one.
-      const scanner = new FileScanner(path, seq, { isLast: false, from: seq === from.file ? from.offset : FILE_HEADER_BYTES });
+      // Open cut the torn tail of the last file and reported the damage; the scanner skips it again.
+      const scanner = new FileScanner(path, seq, { isLast: seq === this.replayFiles.at(-1), from: seq === from.file ? from.offset : FILE_HEADER_BYTES });
       for await (const frames of scanner.frames()) {
         const out: ReplayEntry[] = [];
         for (const f of frames) {
@@ -426,10 +531,27 @@ export class Journal {
     }
     await this.checkpointing;
     try {
-      if (!this.failure) await this.sync();
+      if (!this.needsFreshFile) await this.sync();
     } finally {
       await new Promise<void>((resolve) => closeFd(this.fd, () => resolve()));
       await this.releaseLock();
     }
   }
+}
+
+/**
+ * Copies a damaged journal file to `<file>.corrupt-<ms>` before the journal works around its
+ * damage. One copy per file: a process restarting again before the file is checkpointed away
+ * finds the copy already there and does not fill the disk with identical ones.
+ */
+async function keepCopy(dir: string, seq: number): Promise<string> {
+  const name = walFileName(seq);
+  const existing = (await readdir(dir)).find((n) => n.startsWith(`${name}${CORRUPT_SUFFIX}`));
+  if (existing) return join(dir, existing);
+  const copy = join(dir, `${name}${CORRUPT_SUFFIX}${Date.now()}`);
+  await copyFile(join(dir, name), copy);
+  const fh = await open(copy, 'r');
+  await fh.sync().finally(() => fh.close());
+  await fsyncDir(dir);
+  return copy;
 }

@@ -50,6 +50,7 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
   const compactionLag = new Gauge({ name: 'strata_compaction_lag_seconds', help: 'Age of the oldest unarchived turn', registers });
   const fsync = new Histogram({ name: 'strata_journal_fsync_duration_seconds', help: 'Journal group-commit fsync latency', buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers });
   const journalRecords = new Counter({ name: 'strata_journal_records_total', help: 'Records made durable by the journal', registers });
+  const journalCorrupt = new Counter({ name: 'strata_journal_corrupt_total', help: 'Damaged journal stretches found at open (records around them were replayed)', registers });
   const tierBytes = new Gauge({ name: 'strata_tier_bytes', help: 'Bytes held per tier', labelNames: ['tier'], registers });
   const evictions = new Counter({ name: 'strata_evictions_total', help: 'Sessions dropped from the hot tier', labelNames: ['reason'], registers });
   const embedSeconds = new Histogram({ name: 'strata_embedding_batch_duration_seconds', help: 'Latency of one embedding batch', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers });
@@ -59,6 +60,9 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
     journalFsync(seconds: number, records: number) {
       fsync.observe(seconds);
       journalRecords.inc(records);
+    },
+    journalCorruption(records: number) {
+      journalCorrupt.inc(records);
     },
     hotAccess(hit: boolean) {
       hotAccess.inc({ result: hit ? 'hit' : 'miss' });

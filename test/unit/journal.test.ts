@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isStrataError } from '../../src/errors.js';
-import { decodePayload, encodeFrame, FILE_HEADER_BYTES, FRAME_HEADER_BYTES } from '../../src/journal/format.js';
+import { decodePayload, encodeFileHeader, encodeFrame, FILE_HEADER_BYTES, FRAME_HEADER_BYTES } from '../../src/journal/format.js';
 import { Journal, walFileName } from '../../src/journal/journal.js';
 import { defaultInstanceId } from '../../src/journal/options.js';
 import { replayInto } from '../../src/journal/replay.js';
@@ -272,19 +272,30 @@ test("durability 'batch' resolves after the write and fsyncs on the injected tim
   }
 });
 
-test('a failed fsync fails the batch and every later append with STRATA_ERR_JOURNAL_IO', async () => {
+test('a failed fsync refuses its batch, takes it back and moves to a fresh file; the next append succeeds without a restart', async () => {
   const { dir, cleanup } = await tempDir();
   try {
     const io = countingIo();
     let fail = false;
     const faulty = { ...io, write: io.write, fdatasync: (fd: number) => (fail ? Promise.reject(Object.assign(new Error('EIO'), { code: 'EIO' })) : io.fdatasync(fd)) };
     const journal = await Journal.open({ dataDir: dir, instanceId: 'a', io: faulty });
-    await journal.append(turn('s', 1));
+    const first = await journal.append(turn('s', 1));
+    assert.deepEqual(journal.health(), { ok: true });
     fail = true;
     await assert.rejects(journal.append(turn('s', 2)), (e) => isStrataError(e, 'STRATA_ERR_JOURNAL_IO'));
+    assert.equal(journal.health().ok, false);
+    assert.equal(journal.health().code, 'STRATA_ERR_JOURNAL_IO');
+    // While the device keeps failing, appends keep being refused (the fresh file's fsync fails too).
+    await assert.rejects(journal.append(turn('s', 2)), (e) => isStrataError(e, 'STRATA_ERR_JOURNAL_IO'));
     fail = false;
-    await assert.rejects(journal.append(turn('s', 3)), (e) => isStrataError(e, 'STRATA_ERR_JOURNAL_IO'), 'no retry after a failed fsync: the page cache state is unknown');
+    const third = await journal.append(turn('s', 3));
+    assert.ok(third.file > first.file, `after a failed fsync the journal writes to a fresh file (${first.file} -> ${third.file})`);
+    assert.deepEqual(journal.health(), { ok: true });
     await journal.close();
+    const reopened = await Journal.open({ dataDir: dir, instanceId: 'a' });
+    assert.deepEqual((await replayAll(reopened)).map((r) => (r as TurnRecord).turnId), [1, 3], 'the refused record is never replayed');
+    assert.deepEqual(reopened.recovery.corrupt, []);
+    await reopened.close();
   } finally {
     await cleanup();
   }
@@ -300,17 +311,20 @@ test('the file header carries magic, version and sequence', async () => {
     assert.equal(bytes.subarray(0, 4).toString('latin1'), 'STRJ');
     assert.equal(bytes[4], 1);
     assert.equal(bytes.readUInt32LE(8), 1);
-    // A file whose header is damaged is refused, never guessed at.
+    // A header failing its CRC is damage, reported; the frames after it are still checked and replayed.
     bytes[5] = 0xff;
     await writeFile(join(dir, 'journal', 'a', walFileName(1)), bytes);
-    await assert.rejects(async () => {
-      const j = await Journal.open({ dataDir: dir, instanceId: 'a' });
-      try {
-        await replayAll(j);
-      } finally {
-        await j.close();
-      }
-    }, (e) => isStrataError(e, 'STRATA_ERR_JOURNAL_CORRUPT') && e.message.includes(walFileName(1)));
+    const j = await Journal.open({ dataDir: dir, instanceId: 'a' });
+    try {
+      assert.deepEqual((await replayAll(j)).map((r) => (r as TurnRecord).turnId), [1]);
+      assert.deepEqual(j.recovery.corrupt.map((c) => [c.offset, c.bytes, c.recovered]), [[0, FILE_HEADER_BYTES, false]]);
+    } finally {
+      await j.close();
+    }
+    // A header that checks but names another sequence is a misplaced file: refused, never guessed at.
+    const misplaced = Buffer.concat([encodeFileHeader(7), bytes.subarray(FILE_HEADER_BYTES)]);
+    await writeFile(join(dir, 'journal', 'a', walFileName(1)), misplaced);
+    await assert.rejects(Journal.open({ dataDir: dir, instanceId: 'a' }), (e) => isStrataError(e, 'STRATA_ERR_JOURNAL_CORRUPT') && e.message.includes(walFileName(1)));
     assert.ok(FILE_HEADER_BYTES === 16);
   } finally {
     await cleanup();
