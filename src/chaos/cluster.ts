@@ -106,6 +106,22 @@ export class StrataInstance {
     throw new Error(`instance ${this.index} not ready within ${timeoutMs} ms:\n${this.tail.slice(-4000)}`);
   }
 
+  /** Up to three starts; resolves with the failed ones (an empty list when it came up). */
+  async startWithRetries(): Promise<string[]> {
+    const failures: string[] = [];
+    for (let tries = 1; tries <= 3; tries++) {
+      try {
+        await this.start();
+        return failures;
+      } catch (err) {
+        failures.push(`instance ${this.index} start ${tries}: ${(err as Error).message.slice(0, 4000)}`);
+        await this.kill();
+        await sleep(1_000);
+      }
+    }
+    return failures;
+  }
+
   async kill(): Promise<void> {
     if (this.running) this.child?.kill('SIGKILL');
     this.stopped = false;
@@ -176,10 +192,16 @@ export class Cluster {
     return cluster;
   }
 
-  /** Every instance running and not paused (paused ones continued, dead ones restarted). */
-  async ensureAllUp(): Promise<void> {
+  /**
+   * Every instance running and not paused (paused ones continued, dead ones restarted, three
+   * tries each). Resolves with the failures: an instance that cannot start is a finding to
+   * report, not a reason to abandon the run.
+   */
+  async ensureAllUp(): Promise<string[]> {
     for (const inst of this.instances) if (inst.stopped) inst.resume();
-    await Promise.all(this.instances.filter((inst) => !inst.running).map((inst) => inst.start()));
+    const failures: string[] = [];
+    await Promise.all(this.instances.filter((inst) => !inst.running).map(async (inst) => failures.push(...(await inst.startWithRetries()))));
+    return failures;
   }
 
   private readonly killNow = (): void => {

@@ -148,7 +148,7 @@ export function hostileRequests(
       return post('huge-run', `/v1/sessions/${known()}/search`, { query: hugeRun() });
     },
     () => {
-      const id = pick(['..', '.', '%2e%2e', '%2E%2E%2F%2E%2E', '.hidden', '..%2f..%2fetc', 'a%2Fb', '%00', 'a%0Ab', '%7F', '%C3%A9', '%ED%A0%80', '%ZZ', 'x'.repeat(129), 'y'.repeat(5000), '%20', 'a%20b', '~', '*', 'CON']);
+      const id = pick(['..', '.', '%2e%2e', '%2E%2E%2F%2E%2E', '.hidden', '..%2f..%2fetc', 'a%2Fb', '%00', 'a%0Ab', '%7F', '%C3%A9', '%ED%A0%80', '%ZZ', 'x'.repeat(129), 'y'.repeat(5000), '%20', 'a%20b', '~', '*', 'a:b', '%7B%7D']);
       const route = pick([
         (): HostileRequest => post('weird-session-id', `/v1/sessions/${id}/messages`, { role: 'user', content: 'hi' }),
         (): HostileRequest => ({ kind: 'weird-session-id', method: 'GET', url: `/v1/sessions/${id}/messages`, headers: { ...auth } }),

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliIo } from '../io.js';
 import { registerBenchHttp } from './bench-http.js';
+import { registerChaos } from './chaos.js';
 import { registerCompact } from './compact.js';
 import { registerContext } from './context.js';
 import { registerExport } from './export.js';
@@ -28,7 +29,7 @@ import { registerEvalRetrieval } from './eval-retrieval.js';
 export type RegisterCommand = (parent: Command, io: CliIo) => void;
 
 /** Top-level commands (`strata <name>`). */
-export const commands: RegisterCommand[] = [registerServe, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats];
+export const commands: RegisterCommand[] = [registerServe, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats, registerChaos];
 
 /** `strata bench <name>` subcommands. */
 export const benchCommands: RegisterCommand[] = [registerBenchHttp, registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchHot, registerBenchArchive];

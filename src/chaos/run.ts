@@ -1,0 +1,126 @@
+/**
+ * A whole chaos run: start the cluster, run the workload while the scheduler injects faults,
+ * stop the faults, bring every instance up, flush and read every session back and check the
+ * invariants; then restart every instance with Redis flushed while they are down, so the data
+ * can only come back from journals and archive, and check again.
+ */
+import { Cluster, TENANTS } from './cluster.js';
+import type { ServeEntry } from './cluster.js';
+import { check } from './checker.js';
+import type { Violation } from './checker.js';
+import type { FaultCounts } from './faults.js';
+import { FaultScheduler, planFaults } from './faults.js';
+import { RunLog } from './log.js';
+import { Rng, sleep } from './prng.js';
+import { flushSession, readSession } from './readback.js';
+import type { ReadResult } from './readback.js';
+import { buildReport, formatReport, serverErrorSummary } from './report.js';
+import type { ChaosReport } from './report.js';
+import { Workload, sessionKey } from './workload.js';
+import type { SessionRef } from './workload.js';
+
+export interface ChaosOptions {
+  seed: number;
+  instances: number;
+  /** How long the workload runs under faults. */
+  durationMs: number;
+  entry: ServeEntry;
+  /** Faults to inject; default: proportional to the duration (see defaultFaultCounts). */
+  faults?: FaultCounts;
+  /** Hostile requests over the duration; default 15 per second. */
+  hostile?: number;
+  writers?: number;
+  sessions?: number;
+  /** Client timeout of one attempt. */
+  timeoutMs?: number;
+  maxAttempts?: number;
+  leaseTtlMs?: number;
+  deleteEveryMs?: number;
+  /** Writes every request and fault as JSONL. */
+  logPath?: string;
+  /** Progress lines (phase changes), for a person watching. */
+  progress?: (line: string) => void;
+}
+
+export interface ChaosResult {
+  report: ChaosReport;
+  /** The table, the server errors and each violation with its events. */
+  text: string;
+}
+
+/** About one kill per 6.5 s, a pause per 25 s, a FLUSHALL and a Redis restart per 40 s. */
+export function defaultFaultCounts(durationMs: number): FaultCounts {
+  return {
+    sigkill: Math.max(1, Math.round(durationMs / 6_500)),
+    sigstop: Math.max(1, Math.ceil(durationMs / 25_000)),
+    flushall: Math.max(1, Math.ceil(durationMs / 40_000)),
+    redisRestart: Math.max(1, Math.ceil(durationMs / 40_000)),
+  };
+}
+
+async function readAll(log: RunLog, cluster: Cluster, rng: Rng, sessions: SessionRef[], flush: boolean, timeoutMs: number): Promise<{ stored: Map<string, ReadResult>; errors: Violation[] }> {
+  const stored = new Map<string, ReadResult>();
+  const errors: Violation[] = [];
+  for (const session of sessions) {
+    if (flush) {
+      const err = await flushSession(log, cluster.instances, rng, session, timeoutMs);
+      if (err !== null) errors.push({ kind: 'readError', session: sessionKey(session), subject: 'flush', detail: err, keys: [], phase: 'flush' });
+    }
+    stored.set(sessionKey(session), await readSession(log, cluster.instances, rng, session, timeoutMs));
+  }
+  return { stored, errors };
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const progress = options.progress ?? (() => {});
+  const rng = new Rng(options.seed);
+  const leaseTtlMs = options.leaseTtlMs ?? 1_000;
+  const timeoutMs = options.timeoutMs ?? 2_500;
+  const counts = options.faults ?? defaultFaultCounts(options.durationMs);
+  const log = new RunLog(options.logPath);
+  progress(`starting redis-server and ${options.instances} instances (${options.entry})`);
+  const cluster = await Cluster.start({ instances: options.instances, entry: options.entry, leaseTtlMs });
+  try {
+    const sessions: SessionRef[] = Array.from({ length: options.sessions ?? 24 }, (_, i) => ({ tenant: TENANTS[i % TENANTS.length]!, id: `chaos-s${i}` }));
+    const workload = new Workload(log, cluster.instances, rng.fork('workload'), {
+      writers: options.writers ?? 16,
+      sessions,
+      timeoutMs,
+      maxAttempts: options.maxAttempts ?? 8,
+      deleteEveryMs: options.deleteEveryMs ?? 3_000,
+      hostile: { count: options.hostile ?? Math.round((options.durationMs * 15) / 1000), durationMs: options.durationMs * 0.95, seed: options.seed },
+    });
+    const plan = planFaults(rng.fork('plan'), counts, options.durationMs, leaseTtlMs, options.instances);
+    const scheduler = new FaultScheduler(cluster, log, rng.fork('scheduler'));
+    progress(`workload and faults for ${Math.round(options.durationMs / 1000)} s: ${JSON.stringify(counts)}`);
+    const phaseStart = log.now();
+    workload.start();
+    await scheduler.run(plan);
+    const rest = phaseStart + options.durationMs - log.now();
+    if (rest > 0) await sleep(rest);
+    await workload.stop();
+
+    progress('faults over: every instance up, flush and read back');
+    const startFailures = [...scheduler.startFailures, ...(await cluster.ensureAllUp())];
+    // Idle: background compaction and recovery settle before the read-back.
+    await sleep(1_000);
+    const readRng = rng.fork('read');
+    const first = await readAll(log, cluster, readRng, sessions, true, timeoutMs * 4);
+    const violations = [...first.errors, ...check({ phase: 'after faults', writes: workload.writes, deletes: workload.deletes, stored: first.stored })];
+
+    progress('final restart of every instance with FLUSHALL while they are down, read back again');
+    const final = log.fault('finalRestart', null, 'SIGKILL all, FLUSHALL, start all');
+    await Promise.all(cluster.instances.map((inst) => inst.kill()));
+    await cluster.redis.flushall();
+    startFailures.push(...(await cluster.ensureAllUp()));
+    log.faultEnded(final);
+    const second = await readAll(log, cluster, readRng, sessions, false, timeoutMs * 4);
+    violations.push(...second.errors, ...check({ phase: 'after restart + FLUSHALL', writes: workload.writes, deletes: workload.deletes, stored: second.stored }));
+
+    const report = buildReport({ seed: options.seed, instances: options.instances, durationMs: options.durationMs, log, workload, violations, faults: scheduler.counts, startFailures });
+    return { report, text: formatReport(report, serverErrorSummary(log)) };
+  } finally {
+    await cluster.stop();
+    await log.close();
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * The client side of a chaos run: concurrent writers on a bounded set of sessions (several
+ * writers per session), deletes under fire, and a stream of hostile requests, all at random
+ * instances. Every logical write carries an Idempotency-Key and unique content (writer id +
+ * sequence), and is retried with the same key after a timeout, a cut connection or an outage
+ * answer, possibly on another instance. The ledger records what was sent and what was
+ * acknowledged; the checker compares it with what the cluster stores.
+ */
+import type { StrataInstance, Tenant } from './cluster.js';
+import { acceptableHostileStatus, hostileRequests } from './hostile.js';
+import type { RunLog } from './log.js';
+import { isSuccess, retryable, send } from './http.js';
+import type { Rng } from './prng.js';
+import { sleep } from './prng.js';
+
+export interface SessionRef {
+  readonly tenant: Tenant;
+  readonly id: string;
+}
+
+export const sessionKey = (s: { tenant: Tenant | string; id: string }): string => `${typeof s.tenant === 'string' ? s.tenant : s.tenant.name}/${s.id}`;
+
+export interface SentMessage {
+  readonly role: 'user' | 'assistant';
+  readonly content: string;
+}
+
+/** One logical append (one key), across all its attempts. */
+export interface LogicalWrite {
+  readonly key: string;
+  readonly session: SessionRef;
+  readonly messages: SentMessage[];
+  readonly firstStartMs: number;
+  lastEndMs: number;
+  attempts: number;
+  /** Set when an attempt answered 2xx with turn ids for every message. */
+  ackMs: number | null;
+  turnIds: number[] | null;
+  /** A 4xx that retrying cannot change (a bug for a well-formed write), or the last failure. */
+  finalError: string | null;
+}
+
+export interface DeleteOp {
+  readonly session: SessionRef;
+  readonly startMs: number;
+  endMs: number;
+  /** Answered 2xx (or 404: nothing to delete) by some attempt. */
+  acked: boolean;
+}
+
+export interface WorkloadOptions {
+  writers: number;
+  sessions: SessionRef[];
+  timeoutMs: number;
+  maxAttempts: number;
+  /** Mean pause between two deletes (each of a random session). */
+  deleteEveryMs: number;
+  hostile: { count: number; durationMs: number; seed: number } | null;
+}
+
+export class Workload {
+  readonly writes: LogicalWrite[] = [];
+  readonly deletes: DeleteOp[] = [];
+  /** Hostile requests that got an HTTP answer (the others met a down or paused instance). */
+  hostileAnswered = 0;
+  hostileUnexpected = 0;
+  private stopping = false;
+  private tasks: Promise<void>[] = [];
+
+  constructor(
+    private readonly log: RunLog,
+    private readonly instances: StrataInstance[],
+    private readonly rng: Rng,
+    private readonly options: WorkloadOptions,
+  ) {}
+
+  start(): void {
+    for (let w = 0; w < this.options.writers; w++) this.tasks.push(this.writer(w));
+    this.tasks.push(this.deleter());
+    if (this.options.hostile) for (let lane = 0; lane < 2; lane++) this.tasks.push(this.hostile(lane, 2));
+  }
+
+  /** Stops issuing new operations and waits for those in flight to finish their retries. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.tasks);
+  }
+
+  private async writer(w: number): Promise<void> {
+    const rng = this.rng.fork(`writer-${w}`);
+    for (let n = 0; !this.stopping; n++) {
+      const session = rng.pick(this.options.sessions);
+      const size = rng.chance(0.6) ? 1 : rng.int(2, 4);
+      // Unique content: the writer, its sequence number and the message's place in the batch
+      // name the message; the filler varies the size so segments and pages differ.
+      const messages: SentMessage[] = Array.from({ length: size }, (_, j) => ({
+        role: (n + j) % 2 === 0 ? 'user' : 'assistant',
+        content: `w${w} n${n} m${j} ${'lorem ipsum '.repeat(rng.int(0, 20))}`.trimEnd(),
+      }));
+      const single = size === 1 && rng.chance(0.7);
+      const body = JSON.stringify(single ? messages[0] : { messages });
+      await this.append({ key: `chaos-${this.rng.seed}-w${w}-n${n}`, session, messages, firstStartMs: this.log.now(), lastEndMs: -1, attempts: 0, ackMs: null, turnIds: null, finalError: null }, body, rng);
+      await sleep(rng.int(0, 15));
+    }
+  }
+
+  private async append(write: LogicalWrite, body: string, rng: Rng): Promise<void> {
+    this.writes.push(write);
+    for (let attempt = 1; attempt <= this.options.maxAttempts; attempt++) {
+      const { attempt: a } = await send(this.log, {
+        op: 'append',
+        method: 'POST',
+        path: `/v1/sessions/${write.session.id}/messages`,
+        instance: rng.pick(this.instances),
+        tenant: write.session.tenant,
+        session: write.session.id,
+        key: write.key,
+        attempt,
+        headers: { 'content-type': 'application/json', 'idempotency-key': write.key },
+        body,
+        timeoutMs: this.options.timeoutMs,
+      });
+      write.attempts = attempt;
+      write.lastEndMs = a.endMs;
+      if (isSuccess(a)) {
+        if (a.turnIds !== null && a.turnIds.length === write.messages.length) {
+          write.ackMs = a.endMs;
+          write.turnIds = a.turnIds;
+          write.finalError = null;
+        } else write.finalError = `2xx without ${write.messages.length} turn ids`;
+        return;
+      }
+      write.finalError = a.status !== null ? `${a.status} ${a.code ?? ''}`.trim() : (a.error ?? 'no answer');
+      if (!retryable(a)) return;
+      // Exponential backoff with jitter, capped: outages last seconds, not minutes.
+      await sleep(Math.min(800, 25 * 2 ** attempt) * (0.5 + rng.float()));
+    }
+  }
+
+  private async deleter(): Promise<void> {
+    const rng = this.rng.fork('deleter');
+    for (;;) {
+      // Sleep in slices so stop() does not wait out a whole pause.
+      const pause = rng.int(this.options.deleteEveryMs / 2, (this.options.deleteEveryMs * 3) / 2);
+      for (let slept = 0; slept < pause && !this.stopping; slept += 100) await sleep(100);
+      if (this.stopping) return;
+      const session = rng.pick(this.options.sessions);
+      const op: DeleteOp = { session, startMs: this.log.now(), endMs: -1, acked: false };
+      this.deletes.push(op);
+      // A delete is retried until answered: its effect window is [first try, answer], and an
+      // unanswered delete would leave that window open.
+      for (let attempt = 1; attempt <= this.options.maxAttempts * 2; attempt++) {
+        const { attempt: a } = await send(this.log, {
+          op: 'delete',
+          method: 'DELETE',
+          path: `/v1/sessions/${session.id}`,
+          instance: rng.pick(this.instances),
+          tenant: session.tenant,
+          session: session.id,
+          key: null,
+          attempt,
+          timeoutMs: this.options.timeoutMs * 2,
+        });
+        op.endMs = a.endMs;
+        if (isSuccess(a) || a.status === 404) {
+          op.acked = true;
+          break;
+        }
+        if (!retryable(a)) break;
+        await sleep(Math.min(800, 25 * 2 ** attempt) * (0.5 + rng.float()));
+      }
+    }
+  }
+
+  /** Hostile requests in `lanes` parallel lanes, paced to spread `count` over `durationMs`. */
+  private async hostile(lane: number, lanes: number): Promise<void> {
+    const spec = this.options.hostile;
+    if (spec === null) return;
+    const rng = this.rng.fork(`hostile-${lane}`);
+    const tenants = [...new Set(this.options.sessions.map((s) => s.tenant))];
+    const own = tenants[lane % tenants.length]!;
+    const other = tenants[(lane + 1) % tenants.length]!;
+    const requests = hostileRequests(spec.seed + lane, Math.ceil(spec.count / lanes), {
+      // Hostile sessions never collide with the checked ones (`chaos-s…`).
+      sessionPrefix: `hostile-${lane}-`,
+      authHeader: { authorization: `Bearer ${own.key}` },
+      otherTenantAuthHeader: { authorization: `Bearer ${other.key}` },
+      // The instances run with the default 1 MiB body limit; 64 MiB bodies would only load the machine.
+      bodyLimitBytes: 1024 * 1024,
+    });
+    const gapMs = spec.durationMs / Math.max(1, requests.length);
+    for (const req of requests) {
+      if (this.stopping) return;
+      const started = performance.now();
+      const { attempt: a } = await send(this.log, {
+        op: 'hostile',
+        method: req.method,
+        path: req.url,
+        instance: rng.pick(this.instances),
+        tenant: null,
+        session: null,
+        key: req.kind,
+        attempt: 1,
+        headers: req.headers,
+        ...(req.body !== undefined ? { body: req.body } : {}),
+        timeoutMs: this.options.timeoutMs * 2,
+      });
+      if (a.status !== null) this.hostileAnswered++;
+      if (a.status !== null && a.status !== 503 && !acceptableHostileStatus(a.status)) this.hostileUnexpected++;
+      const wait = gapMs - (performance.now() - started);
+      if (wait > 0) await sleep(wait);
+    }
+  }
+}

@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+import { StrataError } from '../../errors.js';
+import { printJson } from '../io.js';
+import type { CliIo } from '../io.js';
+import { parseNonNegativeInt, parsePositiveInt, parsePositiveNumber } from './common.js';
+
+interface ChaosFlags {
+  instances: number;
+  minutes?: number;
+  seconds?: number;
+  seed: number;
+  entry: string;
+  log?: string;
+  json?: boolean;
+}
+
+export function registerChaos(parent: Command, io: CliIo): void {
+  parent
+    .command('chaos')
+    .description('black-box durability test: real instances, a private Redis, SIGKILL/SIGSTOP/FLUSHALL/Redis restarts under concurrent writes, deletes and hostile requests; checks that nothing acknowledged is lost, duplicated or resurrected')
+    .option('--instances <n>', 'strata serve processes', parsePositiveInt('--instances'), 3)
+    .option('--minutes <n>', 'minutes of faults', parsePositiveNumber('--minutes'))
+    .option('--seconds <n>', 'seconds of faults (short runs)', parsePositiveNumber('--seconds'))
+    .option('--seed <n>', 'seed of every random choice', parseNonNegativeInt('--seed'), 1)
+    .option('--entry <kind>', 'how instances start: auto (built when dist/ exists), built, sources (tsx)', 'auto')
+    .option('--log <file>', 'write every request and fault as JSONL')
+    .option('--json', 'print one JSON object')
+    .action(async (flags: ChaosFlags) => {
+      if (flags.minutes !== undefined && flags.seconds !== undefined) throw new StrataError('STRATA_ERR_VALIDATION', '--minutes and --seconds: give one of them');
+      if (!['auto', 'built', 'sources'].includes(flags.entry)) throw new StrataError('STRATA_ERR_VALIDATION', `--entry: expected auto, built or sources, received ${JSON.stringify(flags.entry)}`);
+      const { runChaos } = await import('../../chaos/run.js');
+      const { detectEntry } = await import('../../chaos/cluster.js');
+      const durationMs = Math.round(flags.seconds !== undefined ? flags.seconds * 1000 : (flags.minutes ?? 10) * 60_000);
+      const entry = flags.entry === 'auto' ? detectEntry() : (flags.entry as 'built' | 'sources');
+      const { report, text } = await runChaos({
+        seed: flags.seed,
+        instances: flags.instances,
+        durationMs,
+        entry,
+        ...(flags.log !== undefined ? { logPath: flags.log } : {}),
+        progress: (line) => io.stderr.write(`chaos: ${line}\n`),
+      });
+      if (flags.json) printJson(io, { ...report, serverErrors: report.serverErrors });
+      else io.stdout.write(text);
+      if (!report.ok) io.exitCode = 1;
+    });
+}
