@@ -54,6 +54,9 @@ export function buildServer(options: BuildServerOptions): FastifyInstance {
     // "hi"). Query strings, which are text by nature, are converted where the route declares an
     // integer (registerV1Routes).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    // Errors the router raises before any route (an undecodable URL, an over-long path
+    // parameter) get the same coded body as every other error instead of fastify's own.
+    frameworkErrors: errorHandler,
     // One log line per request only at debug/trace: at info it would dominate the output and the cost.
     logController: new LogController({ disableRequestLogging: !['debug', 'trace'].includes(config.server.logLevel) }),
     // Graceful close: idle keep-alive connections are closed at once, requests in flight finish

@@ -36,6 +36,9 @@ type Id = { Params: { id: string } };
  */
 export function registerV1Routes(app: FastifyInstance, memory: ConversationMemory, importLimitBytes: number): void {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: importLimitBytes }, (_request, body, done) => done(null, body));
+  app.addHook('preParsing', async (request) => {
+    checkCharset(request);
+  });
   app.addHook('preValidation', async (request) => {
     coerceIntegerQuery(request);
   });
@@ -112,6 +115,15 @@ export function registerV1Routes(app: FastifyInstance, memory: ConversationMemor
     });
     return reply.status(201).send(info);
   });
+}
+
+/**
+ * JSON bodies are UTF-8 (RFC 8259) and parsed as such; a body declared in another charset would
+ * be stored as mis-decoded text, so it is refused instead of acknowledged.
+ */
+function checkCharset(request: FastifyRequest): void {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') throw new StrataError('STRATA_ERR_INPUT_FORMAT', `unsupported charset ${JSON.stringify(charset)}: send UTF-8`);
 }
 
 /** Strictly decimal integers (no exponent, hex, blanks or leading zeros) of at most 16 digits. */
