@@ -29,8 +29,12 @@ function describeValidation(err: FastifyError): { message: string; issues: Array
     const extra = issue.params?.additionalProperty ? ` '${String(issue.params.additionalProperty)}'` : issue.params?.allowedValues ? ` (${(issue.params.allowedValues as unknown[]).join(', ')})` : '';
     return { path: `${context}${issue.instancePath ?? ''}`, message: `${issue.message ?? 'is invalid'}${extra}` };
   });
-  // anyOf failures report every branch; the most specific issue comes first, "must match a schema in anyOf" last.
-  const first = issues.find((i) => !/anyOf/.test(i.message)) ?? issues[0];
+  // anyOf failures report every branch and "must match a schema in anyOf" last. The branch the
+  // client meant is the one that got furthest into the body, so the deepest issue is named
+  // ("body/messages/0/content must be string", not "body must have required property 'role'").
+  const specific = issues.filter((i) => !/anyOf/.test(i.message));
+  const depth = (i: { path: string }) => i.path.split('/').length;
+  const first = specific.reduce<(typeof issues)[number] | undefined>((best, i) => (best === undefined || depth(i) > depth(best) ? i : best), undefined) ?? issues[0];
   return { message: first ? `${first.path} ${first.message}` : err.message, issues };
 }
 

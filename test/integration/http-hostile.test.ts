@@ -76,3 +76,59 @@ test('the generator is deterministic and its 5xx check is strict', () => {
   assert.ok(a.filter((r) => r.kind === 'oversized-body').every((r) => Buffer.byteLength(r.body ?? '') > 4096));
   assert.deepEqual([200, 201, 204, 400, 404, 413, 499, 500, 502, 503, 599, 302].map(acceptableHostileStatus), [true, true, true, true, true, true, true, false, false, false, false, false]);
 });
+
+test('strict types over HTTP: numbers, booleans, arrays and objects are not text; lone surrogates are refused; query integers still parse', async (t) => {
+  const h = await startHarness(t);
+  const post = (url: string, payload: string) => h.app.inject({ method: 'POST', url, headers: { ...authA, 'content-type': 'application/json' }, payload });
+  const expectError = (res: { statusCode: number; body: string }, status: number, code: string, mention: string) => {
+    assert.equal(res.statusCode, status, res.body);
+    const body = JSON.parse(res.body) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, code);
+    assert.match(body.error.message, new RegExp(mention));
+  };
+  for (const content of ['123', 'true', '["hi"]', 'null', '{"type":"text","text":"hi"}']) {
+    expectError(await post('/v1/sessions/strict/messages', `{"role":"user","content":${content}}`), 400, 'STRATA_ERR_VALIDATION', 'content');
+    expectError(await post('/v1/sessions/strict/messages', `{"messages":[{"role":"user","content":${content}}]}`), 400, 'STRATA_ERR_VALIDATION', 'content');
+  }
+  expectError(await post('/v1/sessions/strict/context', '{"type":"smart","maxTokens":"10"}'), 400, 'STRATA_ERR_VALIDATION', 'maxTokens');
+  expectError(await post('/v1/sessions/strict/messages', '{"role":"user","content":"a\\ud800"}'), 400, 'STRATA_ERR_TEXT_INVALID', 'content');
+  expectError(await post('/v1/sessions/strict/messages', '{"role":"user","content":"ok","metadata":{"\\udc00":1}}'), 400, 'STRATA_ERR_TEXT_INVALID', 'metadata');
+  expectError(await post('/v1/sessions/strict/messages', '{"role":"user","content":"ok","userId":"\\ud800"}'), 400, 'STRATA_ERR_TEXT_INVALID', 'user id');
+  expectError(await post('/v1/sessions/strict/messages', '{"role":"user","content":"ok","metadata":{"k":"\\udbff"}}'), 400, 'STRATA_ERR_TEXT_INVALID', 'metadata.k');
+  assert.equal((await h.memory.listSessions({ tenant: 'tenantA' })).sessions.length, 0);
+
+  const added = await post('/v1/sessions/strict/messages', '{"messages":[{"role":"user","content":"one 🦀"},{"role":"assistant","content":"two"},{"role":"user","content":"three"}]}');
+  assert.equal(added.statusCode, 201, added.body);
+  const page = await h.app.inject({ method: 'GET', url: '/v1/sessions/strict/messages?after=1&limit=1', headers: authA });
+  assert.equal(page.statusCode, 200, page.body);
+  assert.deepEqual((JSON.parse(page.body) as { messages: Array<{ content: string }> }).messages.map((m) => m.content), ['two']);
+  for (const query of ['after=abc', 'limit=1e2', 'limit=0', 'after=-1', 'limit=1&limit=2']) {
+    const res = await h.app.inject({ method: 'GET', url: `/v1/sessions/strict/messages?${query}`, headers: authA });
+    expectError(res, 400, 'STRATA_ERR_VALIDATION', query.startsWith('after') ? 'after' : 'limit');
+  }
+});
+
+test('POST /v1/import: empty, garbage and JSON uploads are coded 400s and create no session', async (t) => {
+  const h = await startHarness(t);
+  await h.memory.addMessage('source', 'user', 'to export', { tenant: 'tenantA' });
+  const exported = await h.app.inject({ method: 'GET', url: '/v1/sessions/source/export', headers: authA });
+  const file = exported.rawPayload;
+  const bodies: Array<[string, Buffer | string, string]> = [
+    ['empty', Buffer.alloc(0), 'application/octet-stream'],
+    ['magic only', Buffer.from('STRA'), 'application/octet-stream'],
+    ['truncated export', file.subarray(0, Math.floor(file.length / 2)), 'application/octet-stream'],
+    ['flipped byte', Buffer.from(file.map((b, i) => (i === file.length - 5 ? b ^ 0xff : b))), 'application/octet-stream'],
+    ['random bytes', Buffer.from(Array.from({ length: 2048 }, (_, i) => (i * 131 + 7) & 255)), 'application/octet-stream'],
+    ['sessions JSON', '[{"session_id":"x","turns":[{"role":"user","content":"hi"}]}]', 'application/json'],
+    ['openai JSONL', '{"messages":[{"role":"user","content":"hi"}]}', 'application/x-ndjson'],
+  ];
+  for (const [name, payload, type] of bodies) {
+    const res = await h.app.inject({ method: 'POST', url: '/v1/import?sessionId=imported', headers: { ...authA, 'content-type': type }, payload });
+    assert.equal(res.statusCode, 400, `${name}: ${res.body}`);
+    assert.match((JSON.parse(res.body) as { error: { code: string } }).error.code, /^STRATA_ERR_(INPUT_FORMAT|VALIDATION)$/, name);
+  }
+  assert.deepEqual((await h.memory.listSessions({ tenant: 'tenantA' })).sessions.map((s) => s.sessionId), ['source']);
+  // The intact export still imports: the checks refuse damage, not archives.
+  const ok = await h.app.inject({ method: 'POST', url: '/v1/import?sessionId=imported', headers: { ...authA, 'content-type': 'application/octet-stream' }, payload: file });
+  assert.equal(ok.statusCode, 201, ok.body);
+});
