@@ -46,6 +46,18 @@ function expectation(write: LogicalWrite, deletes: DeleteOp[]): Expect {
   return 'present';
 }
 
+/**
+ * The writes around a gap: the neighbours holding the ids on either side, and the writes of
+ * the session that were in flight between them and took more than one attempt (the likely
+ * holders of the missing ids).
+ */
+function gapSuspects(writes: LogicalWrite[], before: LogicalWrite | undefined, after: LogicalWrite | undefined): string[] {
+  const from = before?.firstStartMs ?? 0;
+  const to = after?.ackMs ?? Infinity;
+  const inFlight = writes.filter((w) => w !== before && w !== after && w.attempts > 1 && w.firstStartMs <= to && w.lastEndMs >= from);
+  return [...(before ? [before.key] : []), ...inFlight.slice(0, 4).map((w) => w.key), ...(after ? [after.key] : [])];
+}
+
 export interface CheckInput {
   phase: string;
   writes: LogicalWrite[];
@@ -129,7 +141,7 @@ export function check(input: CheckInput): Violation[] {
     for (const t of turns) {
       if (t.turnId > prev + 1 && t.turnId - 1 > horizon) {
         const from = Math.max(prev + 1, horizon + 1);
-        add('gap', session, `${from}-${t.turnId - 1}`, `turn ids ${from}..${t.turnId - 1} missing before ${t.turnId}${deletes.length ? ` (deletes explain ids up to ${horizon})` : ' (never deleted)'}`);
+        add('gap', session, `${from}-${t.turnId - 1}`, `turn ids ${from}..${t.turnId - 1} missing before ${t.turnId}${deletes.length ? ` (deletes explain ids up to ${horizon})` : ' (never deleted)'}`, gapSuspects(writes, ackedAt.get(prev), ackedAt.get(t.turnId)));
       }
       prev = Math.max(prev, t.turnId);
     }

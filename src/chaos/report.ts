@@ -30,7 +30,8 @@ export interface ChaosReport {
   serverErrors: number;
   /** 503 answers: an instance said it could not serve (closing, hot store down, recovering). */
   outageAnswers: number;
-  hostile: { answered: number; unexpected: number };
+  /** Sent (fetch accepted them), answered (an instance was there), answered outside 2xx/4xx/503. */
+  hostile: { sent: number; answered: number; unexpected: number };
   /** Restarts that failed (the instance did not become ready). */
   startFailures: number;
   faults: Record<string, number>;
@@ -60,7 +61,8 @@ function recoveryTimes(log: RunLog): number[] {
 /** The attempts of the writes involved, the deletes of the session and the faults around them. */
 function explain(v: Violation, log: RunLog): string[] {
   const [tenant, session] = v.session.split('/');
-  const own = log.attempts.filter((a) => (a.key !== null && v.keys.includes(a.key)) || (a.op === 'delete' && a.tenant === tenant && a.session === session));
+  const keys = new Set(v.keys);
+  const own = log.attempts.filter((a) => (a.op === 'append' && keys.has(a.key ?? '')) || (a.op === 'delete' && a.tenant === tenant && a.session === session));
   const relevant: Array<Attempt | FaultEvent> = [...own];
   const keyed = own.filter((a) => a.op === 'append');
   if (keyed.length > 0) {
@@ -97,7 +99,7 @@ export function buildReport(args: { seed: number; instances: number; durationMs:
     readErrors: count('readError'),
     serverErrors: log.attempts.filter((a) => a.status !== null && a.status >= 500 && a.status !== 503).length,
     outageAnswers: log.attempts.filter((a) => a.status === 503).length,
-    hostile: { answered: workload.hostileAnswered, unexpected: workload.hostileUnexpected },
+    hostile: { sent: workload.hostileSent, answered: workload.hostileAnswered, unexpected: workload.hostileUnexpected },
     startFailures: args.startFailures.length,
     faults: args.faults,
     recoveryMs: { p50: percentile(recovery, 50), p99: percentile(recovery, 99), max: recovery.at(-1) ?? null },
@@ -135,7 +137,7 @@ export function formatReport(r: ChaosReport, serverErrors: string[], maxExamples
     ['read errors', r.readErrors],
     ['5xx (not 503)', r.serverErrors],
     ['503 outage answers', r.outageAnswers],
-    ['hostile answered / unexpected', `${r.hostile.answered} / ${r.hostile.unexpected}`],
+    ['hostile sent / answered / unexpected', `${r.hostile.sent} / ${r.hostile.answered} / ${r.hostile.unexpected}`],
     ['failed restarts', r.startFailures],
     ...Object.entries(r.faults).map(([k, v]): [string, number] => [`faults: ${k}`, v]),
     ['recovery p50 / p99 / max (ms)', `${r.recoveryMs.p50 ?? '-'} / ${r.recoveryMs.p99 ?? '-'} / ${r.recoveryMs.max ?? '-'}`],

@@ -61,6 +61,7 @@ export interface WorkloadOptions {
 export class Workload {
   readonly writes: LogicalWrite[] = [];
   readonly deletes: DeleteOp[] = [];
+  hostileSent = 0;
   /** Hostile requests that got an HTTP answer (the others met a down or paused instance). */
   hostileAnswered = 0;
   hostileUnexpected = 0;
@@ -205,6 +206,7 @@ export class Workload {
         ...(req.body !== undefined ? { body: req.body } : {}),
         timeoutMs: this.options.timeoutMs * 2,
       });
+      if (a.error === null || !a.error.startsWith('unsendable')) this.hostileSent++;
       if (a.status !== null) this.hostileAnswered++;
       if (a.status !== null && a.status !== 503 && !acceptableHostileStatus(a.status)) this.hostileUnexpected++;
       const wait = gapMs - (performance.now() - started);
