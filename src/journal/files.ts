@@ -1,4 +1,4 @@
-import { open, readFile, readdir } from 'node:fs/promises';
+import { copyFile, open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeCheckpoint } from './format.js';
 import type { Lsn } from './types.js';
@@ -48,4 +48,21 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Copies a damaged journal file to `<file>.corrupt-<ms>` before the journal works around its
+ * damage. One copy per file: a process restarting again before the file is checkpointed away
+ * finds the copy already there and does not fill the disk with identical ones.
+ */
+export async function keepCopy(dir: string, seq: number): Promise<string> {
+  const name = walFileName(seq);
+  const existing = (await readdir(dir)).find((n) => n.startsWith(`${name}${CORRUPT_SUFFIX}`));
+  if (existing) return join(dir, existing);
+  const copy = join(dir, `${name}${CORRUPT_SUFFIX}${Date.now()}`);
+  await copyFile(join(dir, name), copy);
+  const fh = await open(copy, 'r');
+  await fh.sync().finally(() => fh.close());
+  await fsyncDir(dir);
+  return copy;
 }

@@ -1,9 +1,9 @@
 import { close as closeFd, ftruncate, open as openFd } from 'node:fs';
-import { copyFile, mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import { decodePayload, encodeCheckpoint, encodeFileHeader, encodeFrame, FILE_HEADER_BYTES } from './format.js';
-import { CHECKPOINT_FILE, CORRUPT_SUFFIX, fsyncDir, listWalFiles, readCheckpoint, walFileName } from './files.js';
+import { CHECKPOINT_FILE, fsyncDir, keepCopy, listWalFiles, readCheckpoint, walFileName } from './files.js';
 import { acquireLock } from './lock.js';
 import { nodeJournalIo, resolveJournalOptions } from './options.js';
 import type { JournalOptions, ResolvedJournalOptions } from './options.js';
@@ -537,21 +537,4 @@ export class Journal {
       await this.releaseLock();
     }
   }
-}
-
-/**
- * Copies a damaged journal file to `<file>.corrupt-<ms>` before the journal works around its
- * damage. One copy per file: a process restarting again before the file is checkpointed away
- * finds the copy already there and does not fill the disk with identical ones.
- */
-async function keepCopy(dir: string, seq: number): Promise<string> {
-  const name = walFileName(seq);
-  const existing = (await readdir(dir)).find((n) => n.startsWith(`${name}${CORRUPT_SUFFIX}`));
-  if (existing) return join(dir, existing);
-  const copy = join(dir, `${name}${CORRUPT_SUFFIX}${Date.now()}`);
-  await copyFile(join(dir, name), copy);
-  const fh = await open(copy, 'r');
-  await fh.sync().finally(() => fh.close());
-  await fsyncDir(dir);
-  return copy;
 }

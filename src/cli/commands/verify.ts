@@ -2,6 +2,8 @@ import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { inspectBytes } from '../../archive/file.js';
+import { verifyJournals } from '../../journal/verify.js';
+import type { JournalFileReport } from '../../journal/verify.js';
 import { formatTable, printJson } from '../io.js';
 import type { CliIo } from '../io.js';
 import type { CommonFlags } from './common.js';
@@ -92,24 +94,43 @@ export async function verifyDirectory(dir: string, options: { repair?: boolean; 
   return results;
 }
 
+/** Damage that remains: unrepaired damage. A torn journal tail is not damage (open cuts it quietly). */
+function journalDamaged(r: JournalFileReport): boolean {
+  return r.damage.length > 0 && !r.repaired;
+}
+
 export function registerVerify(parent: Command, io: CliIo): void {
-  addCommonOptions(parent.command('verify').description('check every archive file (CRC, lengths); exit 2 on damage'))
-    .option('--repair', 'cut torn tails (incomplete last records); run while the service is stopped')
+  addCommonOptions(parent.command('verify').description('check every archive file and every instance journal (CRC, lengths); exit 2 on damage'))
+    .option('--repair', 'cut torn tails; rewrite damaged journals keeping every intact record (the original is kept as <file>.corrupt-<ms>); run while the service is stopped')
     .option('--json', 'print JSON')
     .action(async (flags: CommonFlags & { repair?: boolean }) => {
       const config = configFromFlags(io, flags);
-      const results = await verifyDirectory(config.dataDir, { repair: flags.repair ?? false, io });
+      const repair = flags.repair ?? false;
+      const results = await verifyDirectory(config.dataDir, { repair, io });
+      const journals = await verifyJournals(join(config.dataDir, 'journal'), { repair });
       const damaged = results.filter((r) => !r.ok || (r.tornBytes > 0 && !r.repaired));
+      const damagedJournals = journals.filter(journalDamaged);
       if (flags.json) {
-        printJson(io, { files: results.length, damaged: damaged.length, results });
+        printJson(io, { files: results.length, damaged: damaged.length, results, journalFiles: journals.length, damagedJournals: damagedJournals.length, journals });
       } else {
         const shown = results.filter((r) => !r.ok || r.tornBytes > 0);
         if (shown.length > 0) {
           io.stdout.write(formatTable(['file', 'bytes', 'segments', 'status'], shown.map((r) => [r.file, r.bytes, r.segments, [r.ok ? '' : `${r.damage.length} damaged record(s)`, r.tornBytes > 0 ? `torn tail ${r.tornBytes} B${r.repaired ? ' (cut)' : ''}` : ''].filter(Boolean).join('; ')])));
           for (const r of shown) for (const d of r.damage) io.stdout.write(`${r.file} @${d.offset}: ${d.code} ${d.message}\n`);
         }
+        const shownJournals = journals.filter((r) => r.damage.length > 0 || r.torn !== null);
+        if (shownJournals.length > 0) {
+          io.stdout.write(formatTable(['journal file', 'bytes', 'records', 'status'], shownJournals.map((r) => [r.file, r.bytes, r.frames, [
+            r.damage.length > 0 ? `${r.damage.length} damaged stretch(es)` : '',
+            r.torn ? `torn tail ${r.torn.bytes} B` : '',
+            r.repaired ? `repaired${r.copy ? `, original kept as ${r.copy}` : ''}` : '',
+            r.note ?? '',
+          ].filter(Boolean).join('; ')])));
+          for (const r of shownJournals) for (const d of r.damage) io.stdout.write(`${r.file} @${d.offset}: STRATA_ERR_JOURNAL_CORRUPT ${d.bytes} B: ${d.why}\n`);
+        }
         io.stdout.write(`${results.length} archive file(s) checked, ${damaged.length} damaged\n`);
+        io.stdout.write(`${journals.length} journal file(s) checked, ${damagedJournals.length} damaged${repair ? '' : damagedJournals.length > 0 ? ' (strata verify --repair rewrites them keeping every intact record)' : ''}\n`);
       }
-      if (damaged.length > 0) io.exitCode = 2;
+      if (damaged.length > 0 || damagedJournals.length > 0) io.exitCode = 2;
     });
 }
