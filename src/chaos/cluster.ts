@@ -59,6 +59,10 @@ export class StrataInstance {
   private tail = '';
   /** True between SIGSTOP and SIGCONT. */
   stopped = false;
+  /** True once /readyz answered 200, until the process is killed. */
+  ready = false;
+  // The child the harness itself killed: its exit during start() is a fault, not a failure.
+  private killed: ChildProcess | null = null;
 
   constructor(
     readonly index: number,
@@ -81,10 +85,15 @@ export class StrataInstance {
     return this.tail;
   }
 
-  async start(timeoutMs = 60_000): Promise<void> {
+  /**
+   * Spawns the process and waits for /readyz. Resolves false when the harness killed it
+   * before it was ready (a SIGKILL during recovery); throws when it died or hung by itself.
+   */
+  async start(timeoutMs = 60_000): Promise<boolean> {
     const child = spawn(process.execPath, serveArgv(this.entry), { cwd: this.cwd, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.stopped = false;
+    this.ready = false;
     const keep = (chunk: Buffer): void => {
       this.tail = (this.tail + chunk.toString()).slice(-OUTPUT_TAIL);
     };
@@ -93,11 +102,15 @@ export class StrataInstance {
     this.exitedPromise = new Promise((resolve) => child.once('exit', () => resolve()));
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`instance ${this.index} exited before it was ready:\n${this.tail.slice(-4000)}`);
+      if (this.killed === child) return false;
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`instance ${this.index} exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${this.tail.slice(-4000)}`);
       try {
         const res = await fetch(`${this.base}/readyz`, { signal: AbortSignal.timeout(2_000) });
         await res.arrayBuffer();
-        if (res.status === 200) return;
+        if (res.status === 200 && this.child === child && this.killed !== child) {
+          this.ready = true;
+          return true;
+        }
       } catch {
         // Not listening yet.
       }
@@ -114,6 +127,7 @@ export class StrataInstance {
         await this.start();
         return failures;
       } catch (err) {
+        if (this.killed === this.child) return failures;
         failures.push(`instance ${this.index} start ${tries}: ${(err as Error).message.slice(0, 4000)}`);
         await this.kill();
         await sleep(1_000);
@@ -123,8 +137,12 @@ export class StrataInstance {
   }
 
   async kill(): Promise<void> {
-    if (this.running) this.child?.kill('SIGKILL');
+    if (this.running) {
+      this.killed = this.child;
+      this.child?.kill('SIGKILL');
+    }
     this.stopped = false;
+    this.ready = false;
     await this.exitedPromise;
   }
 

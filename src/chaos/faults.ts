@@ -47,11 +47,16 @@ export function planFaults(rng: Rng, counts: FaultCounts, durationMs: number, le
   }));
 }
 
+/** How long a kill or pause waits for another instance to be serving before it is skipped. */
+const MAX_WAIT_MS = 30_000;
+
 export class FaultScheduler {
-  readonly counts: Record<string, number> = { sigkill: 0, sigstop: 0, flushall: 0, redisRestart: 0, flushallWhileDown: 0 };
+  readonly counts: Record<string, number> = { sigkill: 0, sigstop: 0, flushall: 0, redisRestart: 0, flushallWhileDown: 0, skipped: 0 };
   /** Instances that failed to start again (with their last output): a finding of its own. */
   readonly startFailures: string[] = [];
-  private readonly busy = new Set<number>();
+  /** Instance → the fault (log seq) holding it: paused, or down and restarting. */
+  private readonly busy = new Map<number, number>();
+  private readonly restarting = new Set<number>();
   private readonly background: Promise<void>[] = [];
   // Redis faults never overlap: a FLUSHALL during a restart would fail instead of flushing.
   private redisChain: Promise<void> = Promise.resolve();
@@ -81,44 +86,60 @@ export class FaultScheduler {
     this.stopping = true;
   }
 
+  /** Serving: ready, not paused, no fault of ours in progress. */
   private healthy(inst: StrataInstance): boolean {
-    return inst.running && !inst.stopped && !this.busy.has(inst.index);
+    return inst.running && inst.ready && !inst.stopped && !this.busy.has(inst.index);
   }
 
   private async instanceFault(fault: PlannedFault): Promise<void> {
     const all = this.cluster.instances;
+    const order = all.map((_, k) => all[(fault.target + k) % all.length]!);
     let target: StrataInstance | undefined;
+    let waited = 0;
     for (;;) {
-      // The planned target, or the next healthy one, provided another instance stays healthy.
-      const order = all.map((_, k) => all[(fault.target + k) % all.length]!);
-      const healthy = order.filter((inst) => this.healthy(inst));
-      if (healthy.length >= 2) {
-        target = healthy[0]!;
-        break;
-      }
-      if (this.stopping) return;
+      // A kill may also land on an instance that is still restarting (a crash during recovery,
+      // and restarts do not serialize the kills); a pause only on a serving one. Either way
+      // another instance must stay serving.
+      const candidates = order.filter((inst) => this.healthy(inst) || (fault.kind === 'sigkill' && this.restarting.has(inst.index) && !inst.stopped));
+      target = candidates.find((inst) => all.some((other) => other !== inst && this.healthy(other)));
+      if (target !== undefined || this.stopping || waited >= MAX_WAIT_MS) break;
       await sleep(100);
+      waited += 100;
+    }
+    if (target === undefined) {
+      // Instances that failed to restart are reported as such; the plan goes on without them.
+      this.counts.skipped!++;
+      return;
     }
     const inst = target;
-    this.busy.add(inst.index);
     if (fault.kind === 'sigkill') {
-      const event = this.log.fault('sigkill', inst.index, `down ${fault.downMs} ms${fault.flushWhileDown ? ', FLUSHALL while down' : ''}`);
+      const event = this.log.fault('sigkill', inst.index, `down ${fault.downMs} ms${fault.flushWhileDown ? ', FLUSHALL while down' : ''}${this.restarting.has(inst.index) ? ', killed while restarting' : ''}`);
       this.counts.sigkill!++;
+      this.busy.set(inst.index, event.seq);
+      this.restarting.add(inst.index);
       await inst.kill();
       this.background.push(this.restartLater(inst, event, fault));
     } else {
       const event = this.log.fault('sigstop', inst.index, `paused ${fault.downMs} ms`);
       this.counts.sigstop!++;
+      this.busy.set(inst.index, event.seq);
       inst.pause();
       this.background.push(
         (async () => {
           await sleep(fault.downMs);
           inst.resume();
           this.log.faultEnded(event);
-          this.busy.delete(inst.index);
+          this.release(inst, event);
         })(),
       );
     }
+  }
+
+  /** Ends `event`'s hold on the instance unless a later fault took it over. */
+  private release(inst: StrataInstance, event: FaultEvent): void {
+    if (this.busy.get(inst.index) !== event.seq) return;
+    this.busy.delete(inst.index);
+    this.restarting.delete(inst.index);
   }
 
   private async restartLater(inst: StrataInstance, event: FaultEvent, fault: PlannedFault): Promise<void> {
@@ -127,9 +148,10 @@ export class FaultScheduler {
       await this.redis('flushallWhileDown', null, () => this.cluster.redis.flushall());
       await sleep(fault.downMs / 2);
     } else await sleep(fault.downMs);
-    this.startFailures.push(...(await inst.startWithRetries()));
+    // A later kill of the same instance owns its restart from then on.
+    if (this.busy.get(inst.index) === event.seq) this.startFailures.push(...(await inst.startWithRetries()));
     this.log.faultEnded(event);
-    this.busy.delete(inst.index);
+    this.release(inst, event);
   }
 
   private redis(kind: 'flushall' | 'redisRestart' | 'flushallWhileDown', instance: number | null, act: () => Promise<void>): Promise<void> {

@@ -11,7 +11,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos } from '../../src/chaos/run.js';
 
-// A fixed seed: a failure here is replayed with `strata chaos --seed 20261124 --seconds 100`.
+// A fixed seed: the same plan runs with
+// `strata chaos --entry sources --seed 20261124 --seconds 100 --kills 22 --pauses 6 --flushes 4 --redis-restarts 4 --hostile 2200`.
 const SEED = 20261124;
 
 test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, deletes and hostile requests lose, duplicate and resurrect nothing acknowledged', { timeout: 295_000 }, async () => {
@@ -22,6 +23,8 @@ test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, delet
     entry: 'sources',
     faults: { sigkill: 22, sigstop: 6, flushall: 4, redisRestart: 4 },
     hostile: 2_200,
+    // Phase changes on stderr: a slow CI machine shows where the time went.
+    progress: (line) => process.stderr.write(`chaos: ${line}\n`),
   });
 
   // The faults really happened, and the workload really ran through them.

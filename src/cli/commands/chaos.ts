@@ -12,7 +12,15 @@ interface ChaosFlags {
   entry: string;
   log?: string;
   json?: boolean;
+  kills?: number;
+  pauses?: number;
+  flushes?: number;
+  redisRestarts?: number;
+  hostile?: number;
 }
+
+/** Violations printed in full in --json (each with its events); the counts cover all of them. */
+const JSON_VIOLATIONS = 100;
 
 export function registerChaos(parent: Command, io: CliIo): void {
   parent
@@ -23,24 +31,33 @@ export function registerChaos(parent: Command, io: CliIo): void {
     .option('--seconds <n>', 'seconds of faults (short runs)', parsePositiveNumber('--seconds'))
     .option('--seed <n>', 'seed of every random choice', parseNonNegativeInt('--seed'), 1)
     .option('--entry <kind>', 'how instances start: auto (built when dist/ exists), built, sources (tsx)', 'auto')
+    .option('--kills <n>', 'SIGKILL + restart faults (default: one per 6.5 s)', parseNonNegativeInt('--kills'))
+    .option('--pauses <n>', 'SIGSTOP longer than the lease TTL, then SIGCONT (default: one per 25 s)', parseNonNegativeInt('--pauses'))
+    .option('--flushes <n>', 'Redis FLUSHALL faults (default: one per 40 s)', parseNonNegativeInt('--flushes'))
+    .option('--redis-restarts <n>', 'redis-server SIGKILL + restart faults (default: one per 40 s)', parseNonNegativeInt('--redis-restarts'))
+    .option('--hostile <n>', 'hostile requests over the run (default: 15 per second)', parseNonNegativeInt('--hostile'))
     .option('--log <file>', 'write every request and fault as JSONL')
     .option('--json', 'print one JSON object')
     .action(async (flags: ChaosFlags) => {
       if (flags.minutes !== undefined && flags.seconds !== undefined) throw new StrataError('STRATA_ERR_VALIDATION', '--minutes and --seconds: give one of them');
       if (!['auto', 'built', 'sources'].includes(flags.entry)) throw new StrataError('STRATA_ERR_VALIDATION', `--entry: expected auto, built or sources, received ${JSON.stringify(flags.entry)}`);
-      const { runChaos } = await import('../../chaos/run.js');
+      const { defaultFaultCounts, runChaos } = await import('../../chaos/run.js');
       const { detectEntry } = await import('../../chaos/cluster.js');
       const durationMs = Math.round(flags.seconds !== undefined ? flags.seconds * 1000 : (flags.minutes ?? 10) * 60_000);
       const entry = flags.entry === 'auto' ? detectEntry() : (flags.entry as 'built' | 'sources');
+      const planned = defaultFaultCounts(durationMs);
+      const faults = { sigkill: flags.kills ?? planned.sigkill, sigstop: flags.pauses ?? planned.sigstop, flushall: flags.flushes ?? planned.flushall, redisRestart: flags.redisRestarts ?? planned.redisRestart };
       const { report, text } = await runChaos({
         seed: flags.seed,
         instances: flags.instances,
         durationMs,
         entry,
+        faults,
+        ...(flags.hostile !== undefined ? { hostile: flags.hostile } : {}),
         ...(flags.log !== undefined ? { logPath: flags.log } : {}),
         progress: (line) => io.stderr.write(`chaos: ${line}\n`),
       });
-      if (flags.json) printJson(io, { ...report, serverErrors: report.serverErrors });
+      if (flags.json) printJson(io, { ...report, violations: report.violations.slice(0, JSON_VIOLATIONS), violationsOmitted: Math.max(0, report.violations.length - JSON_VIOLATIONS) });
       else io.stdout.write(text);
       if (!report.ok) io.exitCode = 1;
     });
