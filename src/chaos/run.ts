@@ -72,12 +72,12 @@ async function readAll(log: RunLog, cluster: Cluster, rng: Rng, sessions: Sessio
 }
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
-  const progress = options.progress ?? (() => {});
   const rng = new Rng(options.seed);
   const leaseTtlMs = options.leaseTtlMs ?? 1_000;
   const timeoutMs = options.timeoutMs ?? 2_500;
   const counts = options.faults ?? defaultFaultCounts(options.durationMs);
   const log = new RunLog(options.logPath);
+  const progress = (line: string): void => options.progress?.(`t=${Math.round(log.now() / 1000)}s ${line}`);
   progress(`starting redis-server and ${options.instances} instances (${options.entry})`);
   const cluster = await Cluster.start({ instances: options.instances, entry: options.entry, leaseTtlMs });
   try {

@@ -58,6 +58,9 @@ export interface WorkloadOptions {
   hostile: { count: number; durationMs: number; seed: number } | null;
 }
 
+/** Parallel hostile streams: one stuck on a paused instance must not starve the count. */
+const HOSTILE_LANES = 4;
+
 export class Workload {
   readonly writes: LogicalWrite[] = [];
   readonly deletes: DeleteOp[] = [];
@@ -78,7 +81,7 @@ export class Workload {
   start(): void {
     for (let w = 0; w < this.options.writers; w++) this.tasks.push(this.writer(w));
     this.tasks.push(this.deleter());
-    if (this.options.hostile) for (let lane = 0; lane < 2; lane++) this.tasks.push(this.hostile(lane, 2));
+    if (this.options.hostile) for (let lane = 0; lane < HOSTILE_LANES; lane++) this.tasks.push(this.hostile(lane, HOSTILE_LANES));
   }
 
   /** Stops issuing new operations and waits for those in flight to finish their retries. */
@@ -190,8 +193,9 @@ export class Workload {
       bodyLimitBytes: 1024 * 1024,
     });
     const gapMs = spec.durationMs / Math.max(1, requests.length);
+    // Every generated request is sent: paced over the fault phase, and whatever is left when
+    // the phase ends goes out at once (the count is part of what the run promises).
     for (const req of requests) {
-      if (this.stopping) return;
       const started = performance.now();
       const { attempt: a } = await send(this.log, {
         op: 'hostile',
@@ -204,13 +208,13 @@ export class Workload {
         attempt: 1,
         headers: req.headers,
         ...(req.body !== undefined ? { body: req.body } : {}),
-        timeoutMs: this.options.timeoutMs * 2,
+        timeoutMs: this.options.timeoutMs,
       });
       if (a.error === null || !a.error.startsWith('unsendable')) this.hostileSent++;
       if (a.status !== null) this.hostileAnswered++;
       if (a.status !== null && a.status !== 503 && !acceptableHostileStatus(a.status)) this.hostileUnexpected++;
       const wait = gapMs - (performance.now() - started);
-      if (wait > 0) await sleep(wait);
+      if (wait > 0 && !this.stopping) await sleep(wait);
     }
   }
 }
