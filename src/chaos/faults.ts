@@ -65,7 +65,6 @@ export class FaultScheduler {
   constructor(
     private readonly cluster: Cluster,
     private readonly log: RunLog,
-    private readonly rng: Rng,
   ) {}
 
   /** Runs the plan from now; resolves when the last fault is injected and lifted. */

@@ -91,7 +91,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       hostile: { count: options.hostile ?? Math.round((options.durationMs * 15) / 1000), durationMs: options.durationMs * 0.95, seed: options.seed },
     });
     const plan = planFaults(rng.fork('plan'), counts, options.durationMs, leaseTtlMs, options.instances);
-    const scheduler = new FaultScheduler(cluster, log, rng.fork('scheduler'));
+    const scheduler = new FaultScheduler(cluster, log);
     progress(`workload and faults for ${Math.round(options.durationMs / 1000)} s: ${JSON.stringify(counts)}`);
     const phaseStart = log.now();
     workload.start();

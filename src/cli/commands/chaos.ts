@@ -47,6 +47,10 @@ export function registerChaos(parent: Command, io: CliIo): void {
       const entry = flags.entry === 'auto' ? detectEntry() : (flags.entry as 'built' | 'sources');
       const planned = defaultFaultCounts(durationMs);
       const faults = { sigkill: flags.kills ?? planned.sigkill, sigstop: flags.pauses ?? planned.sigstop, flushall: flags.flushes ?? planned.flushall, redisRestart: flags.redisRestarts ?? planned.redisRestart };
+      // Ctrl-C: exit through process.exit so the run's exit hook SIGKILLs every child it started
+      // (a paused instance would otherwise stay stopped forever).
+      const interrupt = (): never => process.exit(130);
+      process.once('SIGINT', interrupt);
       const { report, text } = await runChaos({
         seed: flags.seed,
         instances: flags.instances,
@@ -57,6 +61,7 @@ export function registerChaos(parent: Command, io: CliIo): void {
         ...(flags.log !== undefined ? { logPath: flags.log } : {}),
         progress: (line) => io.stderr.write(`chaos: ${line}\n`),
       });
+      process.off('SIGINT', interrupt);
       if (flags.json) printJson(io, { ...report, violations: report.violations.slice(0, JSON_VIOLATIONS), violationsOmitted: Math.max(0, report.violations.length - JSON_VIOLATIONS) });
       else io.stdout.write(text);
       if (!report.ok) io.exitCode = 1;
