@@ -10,6 +10,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos } from '../../src/chaos/run.js';
+import { main } from '../../src/cli/main.js';
+import { captureIo } from '../helpers/io.js';
 
 // A fixed seed: the same plan runs with
 // `strata chaos --entry sources --seed 20261124 --seconds 100 --kills 22 --pauses 6 --flushes 4 --redis-restarts 4 --hostile 2200`.
@@ -51,4 +53,17 @@ test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, delet
   };
   const zero = Object.fromEntries(Object.keys(counts).map((k) => [k, 0]));
   assert.deepEqual(counts, zero, text);
+});
+
+test('strata chaos refuses contradictory or unknown options before starting anything', async () => {
+  for (const argv of [
+    ['chaos', '--minutes', '1', '--seconds', '30'],
+    ['chaos', '--seconds', '30', '--entry', 'docker'],
+    ['chaos', '--seconds', '0'],
+    ['chaos', '--instances', 'three'],
+  ]) {
+    const io = captureIo();
+    assert.equal(await main(argv, io), 1, argv.join(' '));
+    assert.match(io.err(), /STRATA_ERR_VALIDATION/, argv.join(' '));
+  }
 });

@@ -27,7 +27,7 @@ export function registerChaos(parent: Command, io: CliIo): void {
     .command('chaos')
     .description('black-box durability test: real instances, a private Redis, SIGKILL/SIGSTOP/FLUSHALL/Redis restarts under concurrent writes, deletes and hostile requests; checks that nothing acknowledged is lost, duplicated or resurrected')
     .option('--instances <n>', 'strata serve processes', parsePositiveInt('--instances'), 3)
-    .option('--minutes <n>', 'minutes of faults', parsePositiveNumber('--minutes'))
+    .option('--minutes <n>', 'minutes of faults (default: 10)', parsePositiveNumber('--minutes'))
     .option('--seconds <n>', 'seconds of faults (short runs)', parsePositiveNumber('--seconds'))
     .option('--seed <n>', 'seed of every random choice', parseNonNegativeInt('--seed'), 1)
     .option('--entry <kind>', 'how instances start: auto (built when dist/ exists), built, sources (tsx)', 'auto')
