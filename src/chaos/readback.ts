@@ -19,18 +19,21 @@ export interface StoredTurn {
 
 export type ReadResult = { ok: true; turns: StoredTurn[] } | { ok: false; error: string };
 
-// About 10 s of retries: after the faults, an instance that still answers 503 is not recovering.
-const MAX_TRIES = 20;
+// Outage answers are retried for this long per request: recovery after the final restart
+// re-seeds sessions from journals and archive on a loaded machine, but a session that still
+// answers 503 after it is stuck, not recovering.
+const RETRY_BUDGET_MS = 20_000;
 
 async function call(log: RunLog, instances: StrataInstance[], rng: Rng, op: Op, method: string, path: string, session: SessionRef, timeoutMs: number): Promise<{ status: number | null; json: unknown; error: string }> {
   let last = '';
-  for (let attempt = 1; attempt <= MAX_TRIES; attempt++) {
+  const deadline = performance.now() + RETRY_BUDGET_MS;
+  for (let attempt = 1; performance.now() < deadline; attempt++) {
     const { attempt: a, json } = await send(log, { op, method, path, instance: rng.pick(instances), tenant: session.tenant, session: session.id, key: null, attempt, timeoutMs });
     if (isSuccess(a) || a.status === 404 || !retryable(a)) return { status: a.status, json, error: '' };
     last = a.status !== null ? `${a.status} ${a.code ?? ''}` : (a.error ?? '');
     await sleep(Math.min(500, 50 * attempt));
   }
-  return { status: null, json: null, error: `no answer after ${MAX_TRIES} tries (last: ${last})` };
+  return { status: null, json: null, error: `no answer within ${RETRY_BUDGET_MS} ms of retries (last: ${last})` };
 }
 
 /** POST flush: every unarchived turn of the session goes to the archive now. */
