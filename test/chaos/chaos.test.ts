@@ -27,6 +27,8 @@ test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, delet
     hostile: 2_200,
     // Phase changes on stderr: a slow CI machine shows where the time went.
     progress: (line) => process.stderr.write(`chaos: ${line}\n`),
+    // Every request and fault as JSONL, for a post-mortem of a failed CI run.
+    ...(process.env.STRATA_CHAOS_LOG ? { logPath: process.env.STRATA_CHAOS_LOG } : {}),
   });
 
   // The faults really happened, and the workload really ran through them.
