@@ -13,6 +13,12 @@ export interface StrataMetrics {
   eviction?(reason: 'lru' | 'idle' | 'explicit'): void;
   embedBatch?(seconds: number, texts: number): void;
   tierBytes?(tier: 'hot' | 'archive', bytes: number): void;
+  /** A recovery after the hot tier lost its data: time to read every journal, sessions found in them. */
+  recovery?(seconds: number, sessions: number): void;
+  /** Turns whose id the hot tier lost before the writer could confirm it (voided and appended again). */
+  appendRetry?(turns: number): void;
+  /** A background (maintenance) failure, by error code; the session is retried with backoff. */
+  backgroundError?(code: string): void;
 }
 
 export const noMetrics: StrataMetrics = Object.freeze({});

@@ -14,7 +14,8 @@ import { MemoryHotStore } from './hot/memory/memory-store.js';
 import { RedisHotStore } from './hot/redis/redis-store.js';
 import type { HotStore } from './hot/store.js';
 import { Journal } from './journal/journal.js';
-import type { DeleteRecord, TurnRecord } from './journal/types.js';
+import type { JournalRecord } from './journal/types.js';
+import type { JournalPort } from './cache/ports.js';
 import type { StrataMetrics } from './metrics.js';
 import { ArchiveRetrieval } from './retrieval/archive-retrieval.js';
 import { createEmbedder } from './retrieval/create-embedder.js';
@@ -27,6 +28,7 @@ import { systemClock } from './types.js';
 export interface StrataLogger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
+  error?(obj: object, msg?: string): void;
 }
 
 export interface CreateStrataExtras {
@@ -39,6 +41,12 @@ export interface CreateStrataExtras {
   hotStore?: HotStore;
   /** Tuning of the hybrid search (fusion weights, smoothing, …). Default: the tuned defaults of `RetrieverOptions`. */
   retriever?: RetrieverOptions;
+  /**
+   * Opens the data directory for reading while another process (a running `strata serve`)
+   * owns it: no journal of its own, no lock, no maintenance, no compaction; unarchived turns
+   * are read from every instance's journal. Writes answer STRATA_ERR_NOT_AVAILABLE. Default false.
+   */
+  readOnly?: boolean;
 }
 
 export type CreateStrataOptions = DeepPartial<CoreConfig> & CreateStrataExtras;
@@ -55,7 +63,7 @@ export type Strata = HybridConversationCache;
  * environment: pass what you want).
  */
 export async function createStrata(options: CreateStrataOptions = {}): Promise<Strata> {
-  const { clock, metrics, logger, embedderInstance, hotStore, retriever, ...configInput } = options as CreateStrataOptions & Record<string, unknown>;
+  const { clock, metrics, logger, embedderInstance, hotStore, retriever, readOnly, ...configInput } = options as CreateStrataOptions & Record<string, unknown>;
   const config = loadConfig({ file: null, env: {}, flags: configInput as DeepPartial<CoreConfig> });
   const time = clock ?? systemClock;
   await mkdir(config.dataDir, { recursive: true });
@@ -74,11 +82,18 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
   const archive = new FsArchiveStore({ dataDir: config.dataDir, clock: time, lock: new InProcessSessionLock(), embeddingEncoding: config.archive.embeddingEncoding });
   let journal: Journal | null = null;
   try {
-    journal = await Journal.open({ dataDir: config.dataDir, instanceId: config.instanceId, durability: config.durability, ...(metrics ? { metrics } : {}) });
-    const replayed: Array<TurnRecord | DeleteRecord> = [];
-    for await (const entry of journal.replay()) replayed.push(entry.record);
-    if (journal.recovery.tornTail) logger?.warn({ tornTail: journal.recovery.tornTail }, 'journal: cut a torn tail (a write that was never acknowledged)');
-    if (replayed.length > 0) logger?.info({ records: replayed.length }, 'journal: replaying records of the previous run');
+    const replayed: JournalRecord[] = [];
+    let journalPort: JournalPort;
+    if (readOnly === true) {
+      journalPort = readOnlyJournal;
+    } else {
+      journal = await openJournal(config, configInput.instanceId === undefined, metrics);
+      journalPort = journal;
+      for await (const entry of journal.replay()) replayed.push(entry.record);
+      if (journal.recovery.tornTail) logger?.warn({ tornTail: journal.recovery.tornTail }, 'journal: cut a torn tail (a write that was never acknowledged)');
+      for (const damage of journal.recovery.corrupt ?? []) logger?.error?.({ journalDamage: damage }, 'journal: damaged records found; every intact record was replayed, run `strata verify` (and `--repair`)');
+      if (replayed.length > 0) logger?.info({ records: replayed.length }, 'journal: replaying records of the previous run');
+    }
     const retrieval = new ArchiveRetrieval({
       archive,
       embedder,
@@ -91,9 +106,10 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
     const cache = new HybridConversationCache({
       hot,
       archive,
-      journal,
+      journal: journalPort,
       lock,
       replayed,
+      readOnly: readOnly === true,
       clock: time,
       embedder,
       tokenizer,
@@ -122,6 +138,34 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
     await hot.close().catch(() => undefined);
     await archive.close().catch(() => undefined);
     throw err;
+  }
+}
+
+/** What a read-only core has instead of a journal: nothing to replay, nothing to write. */
+const readOnlyJournal: JournalPort = {
+  appendMany: () => Promise.reject(new StrataError('STRATA_ERR_NOT_AVAILABLE', 'this Strata instance was opened read-only')),
+  markArchived: () => undefined,
+  markDeleteApplied: () => undefined,
+  markReplayed: () => undefined,
+  safeCheckpoint: () => ({ file: 0, offset: 0 }),
+  checkpoint: () => Promise.resolve(),
+  close: () => Promise.resolve(),
+};
+
+/**
+ * Opens this instance's journal. When the instance id was not given and another process (or
+ * another core in this process) holds the default one, the next free `<id>-2`, `<id>-3`, … is
+ * taken, so several instances on one host need no configuration; their journals all live in
+ * the shared directory, where recovery reads every one of them.
+ */
+async function openJournal(config: CoreConfig, defaultedId: boolean, metrics: StrataMetrics | undefined): Promise<Journal> {
+  for (let n = 1; ; n++) {
+    const instanceId = n === 1 ? config.instanceId : `${config.instanceId}-${n}`;
+    try {
+      return await Journal.open({ dataDir: config.dataDir, instanceId, durability: config.durability, ...(metrics ? { metrics } : {}) });
+    } catch (err) {
+      if (!defaultedId || n >= 64 || !(err instanceof StrataError) || err.code !== 'STRATA_ERR_JOURNAL_LOCKED') throw err;
+    }
   }
 }
 

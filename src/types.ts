@@ -35,8 +35,21 @@ export interface ArchivedTurn extends Turn {
  * instances. The archive never assumes it owns the directory: it writes under this lock.
  */
 export interface SessionLock {
-  withLock<T>(ref: SessionRef, fn: () => Promise<T>): Promise<T>;
+  withLock<T>(ref: SessionRef, fn: (held: HeldLock) => Promise<T>): Promise<T>;
 }
+
+/**
+ * What a holder of a session lock carries to the commits it makes: the lease token (checked by
+ * the hot tier when compaction marks turns archived) and the fencing number (checked by the
+ * archive at the point of commit). Both null under a single-process lock, where no other
+ * holder can exist.
+ */
+export interface HeldLock {
+  readonly token: string | null;
+  readonly fence: number | null;
+}
+
+export const UNFENCED: HeldLock = Object.freeze({ token: null, fence: null });
 
 /** Injected time source (milliseconds since epoch) so TTL and intervals are testable without sleeping. */
 export interface Clock {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readControl, withCommit } from './control.js';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
@@ -22,6 +23,7 @@ import type {
   ArchiveStats,
   ArchiveStore,
   DeleteReceipt,
+  DeleteSessionOptions,
   EmbeddingHit,
   ListOptions,
   SearchScope,
@@ -117,6 +119,18 @@ export class FsArchiveStore implements ArchiveStore {
 
   /** Opens the file and returns its index (from the cache when inode, size and mtime match). Null when absent. */
   private async snapshot(path: string, flags: 'r' | 'r+' = 'r'): Promise<Snapshot | null> {
+    const snap = await this.rawSnapshot(path, flags);
+    if (snap === null || snap.index.highWater === 0) return snap;
+    // A deletion whose unlink did not happen yet (crash between the floor and the unlink): the
+    // floor says the file's turns are deleted, so nobody may read them.
+    if ((await readControl(path)).deletedUpTo >= snap.index.highWater) {
+      await snap.fh.close();
+      return null;
+    }
+    return snap;
+  }
+
+  private async rawSnapshot(path: string, flags: 'r' | 'r+' = 'r'): Promise<Snapshot | null> {
     let fh: FileHandle;
     try {
       fh = await open(path, flags);
@@ -303,10 +317,26 @@ export class FsArchiveStore implements ArchiveStore {
       const highWater = await this.withSnapshot(path, async (snap) => snap.index.highWater);
       if (highWater !== null && highWater !== undefined) return { appended: 0, skipped: 0, highWater };
     }
-    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, async () => {
+    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () =>
+      withCommit(path, options.fence ?? null, this.options.commitWaitMs, async (control) => ({ result: await this.appendCommitted(ref, path, turns.filter((t) => t.turnId > control.deletedUpTo), userId, embedderId, dims, control.deletedUpTo) })),
+    );
+  }
+
+  /** The append itself, under the session's commit lock, with turns of a deleted range removed. */
+  private async appendCommitted(ref: SessionRef, path: string, turns: readonly ArchivedTurn[], userId: string | undefined, embedderId: string | null, dims: number, deletedUpTo: number): Promise<AppendResult> {
+    {
       await mkdir(resolve(path, '..'), { recursive: true }).catch((err: unknown) => {
         throw ioError(err, 'creating directory for', path);
       });
+      if (deletedUpTo > 0) {
+        // A file left behind by a deletion interrupted before its unlink: finish the deletion
+        // before new turns (above the floor) start a new file.
+        const left = await this.rawSnapshot(path);
+        if (left) {
+          await left.fh.close();
+          if (left.index.highWater <= deletedUpTo) await this.deleteSessionLocked(ref, path);
+        }
+      }
       const fh = await open(path, 'a+').catch((err: unknown) => {
         throw ioError(err, 'opening', path);
       });
@@ -329,7 +359,7 @@ export class FsArchiveStore implements ArchiveStore {
           for (const chunk of chunks(fresh, this.options.maxSegmentTurns)) parts.push(encodeRecord(RECORD_TYPES.segment, this.encode(chunk, embedderId)));
           segmentsAfter = index.segments.length + (parts.length - (parts.length > 0 && (index.validEnd === 0 || newUser) ? 1 : 0));
           if (parts.length > 0) await this.appendBytes(snap.fh, path, index, concat(parts));
-          result = { appended: fresh.length, skipped: turns.length - fresh.length, highWater: Math.max(index.highWater, fresh.length ? fresh[fresh.length - 1]!.turnId : 0) };
+          result = { appended: fresh.length, skipped: turns.length - fresh.length, highWater: Math.max(index.highWater, deletedUpTo, fresh.length ? fresh[fresh.length - 1]!.turnId : 0) };
         } finally {
           await snap.fh.close();
         }
@@ -339,7 +369,21 @@ export class FsArchiveStore implements ArchiveStore {
       }
       if (segmentsAfter > this.options.compactAfterSegments) await this.compactLocked(path);
       return result;
-    });
+    }
+  }
+
+  /**
+   * Runs a change of the session's file holding the in-process lock and the cross-process
+   * commit lock (control.ts), so no other process's append or rewrite interleaves with it.
+   */
+  private exclusive<T>(ref: SessionRef, path: string, fn: () => Promise<T>): Promise<T> {
+    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () => withCommit(path, null, this.options.commitWaitMs, async () => ({ result: await fn() })));
+  }
+
+  /** Highest turn id deleted with the session (its deletion floor); 0 when never deleted. */
+  async deletedUpTo(ref: SessionRef): Promise<number> {
+    this.check();
+    return (await readControl(this.pathOf(ref))).deletedUpTo;
   }
 
   private encode(turns: readonly ArchivedTurn[], embedderId: string | null): Uint8Array {
@@ -365,7 +409,7 @@ export class FsArchiveStore implements ArchiveStore {
     this.check();
     const path = this.pathOf(ref);
     const s = validateSummary(summary);
-    await this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, async () => {
+    await this.exclusive(ref, path, async () => {
       await mkdir(resolve(path, '..'), { recursive: true });
       await (await open(path, 'a')).close();
       const snap = (await this.snapshot(path, 'r+'))!;
@@ -385,7 +429,7 @@ export class FsArchiveStore implements ArchiveStore {
   async compact(ref: SessionRef): Promise<void> {
     this.check();
     const path = this.pathOf(ref);
-    await this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () => this.compactLocked(path).then(() => undefined));
+    await this.exclusive(ref, path, () => this.compactLocked(path).then(() => undefined));
   }
 
   /** Rewrites the file as: metadata, merged segments, current summaries. Caller holds the lock. */
@@ -435,7 +479,7 @@ export class FsArchiveStore implements ArchiveStore {
   async reembed(ref: SessionRef, embedderId: string, embed: (texts: string[]) => Promise<Float32Array[]>): Promise<{ turns: number }> {
     this.check();
     const path = this.pathOf(ref);
-    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, async () => {
+    return this.exclusive(ref, path, async () => {
       const state = await this.withSnapshot(path, async (snap) => {
         assertWritable(snap.index, true);
         return { index: snap.index, turns: await this.allTurnsWithEmbedder(snap) };
@@ -469,7 +513,7 @@ export class FsArchiveStore implements ArchiveStore {
     const path = this.pathOf(ref);
     if (!Array.isArray(turnIds) || !turnIds.every((id) => Number.isInteger(id) && id >= 1)) throw new StrataError('STRATA_ERR_VALIDATION', 'turnIds: expected an array of positive integers');
     if (turnIds.length === 0) return { ...EMPTY_RECEIPT };
-    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, async () => {
+    return this.exclusive(ref, path, async () => {
       const existing = await this.withSnapshot(path, async (snap) => {
         assertWritable(snap.index, true);
         const drop = new Set(turnIds);
@@ -482,14 +526,26 @@ export class FsArchiveStore implements ArchiveStore {
     });
   }
 
-  async deleteSession(ref: SessionRef): Promise<DeleteReceipt> {
+  async deleteSession(ref: SessionRef, options: DeleteSessionOptions = {}): Promise<DeleteReceipt> {
     this.check();
     const path = this.pathOf(ref);
-    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () => this.deleteSessionLocked(ref, path));
+    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () =>
+      withCommit(path, options.fence ?? null, this.options.commitWaitMs, async (control, save) => {
+        const current = await this.rawSnapshot(path);
+        const highWater = current ? current.index.highWater : 0;
+        await current?.fh.close();
+        // The floor is durable before anything is unlinked: from then on no reader, no replay
+        // and no other instance's journal can bring these turns back, whatever crashes next.
+        const floor = Math.max(control.deletedUpTo, options.upTo ?? 0, highWater);
+        if (floor > control.deletedUpTo) await save({ fence: control.fence, deletedUpTo: floor });
+        return { result: await this.deleteSessionLocked(ref, path) };
+      }),
+    );
   }
 
   private async deleteSessionLocked(ref: SessionRef, path: string): Promise<DeleteReceipt> {
-    const snapInfo = await this.withSnapshot(path, async (snap) => ({ index: snap.index, vectors: await this.countVectors(snap) }));
+    const raw = await this.rawSnapshot(path);
+    const snapInfo = raw ? { index: raw.index, vectors: await this.countVectors(raw).finally(() => raw.fh.close()) } : null;
     if (!snapInfo) return { ...EMPTY_RECEIPT };
     const { index } = snapInfo;
     try {
@@ -534,7 +590,7 @@ export class FsArchiveStore implements ArchiveStore {
     for (const tenant of await this.tenants()) {
       for await (const f of this.walkTenant(tenant, null)) {
         const ref = { tenant: f.tenant, sessionId: f.sessionId };
-        const gone = await this.options.lock.withLock(ref, async () => {
+        const gone = await this.exclusive(ref, f.path, async () => {
           const last = await this.withSnapshot(f.path, async (snap) => snap.index.lastTurnAt ?? snap.index.meta.createdAt ?? (await snap.fh.stat()).mtimeMs);
           if (last === null || last >= cutoff) return false;
           return (await this.deleteSessionLocked(ref, f.path)).sessions > 0;
@@ -559,7 +615,7 @@ export class FsArchiveStore implements ArchiveStore {
     await readTurns(index, {}, async (s) => file.subarray(s.bodyOffset, s.bodyOffset + s.bodyLength), { maxDecodedBytes: this.options.maxDecodedBytes });
     const owner = userId ?? index.meta.userId ?? null;
     const bytes = userId !== undefined && userId !== index.meta.userId ? concat([file, encodeMetaRecord({ userId })]) : file;
-    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, async () => {
+    return this.exclusive(ref, path, async () => {
       try {
         await stat(path);
         throw new StrataError('STRATA_ERR_CONFLICT', `session ${ref.tenant}/${ref.sessionId} already has an archive`);
@@ -585,7 +641,9 @@ export class FsArchiveStore implements ArchiveStore {
     for (const tenant of tenants) {
       for await (const f of this.walkTenant(tenant, null)) {
         const ref = { tenant, sessionId: f.sessionId };
-        const r = await this.options.lock.withLock(ref, async () => {
+        // Checking only reads (it must work while a server runs); repairing writes, under the locks.
+        const guard = <T>(fn: () => Promise<T>): Promise<T> => (options.repair ? this.exclusive(ref, f.path, fn) : fn());
+        const r = await guard(async () => {
           const snap = await this.snapshot(f.path, options.repair ? 'r+' : 'r');
           if (!snap) return null;
           try {

@@ -1,4 +1,5 @@
-import type { SessionLock, SessionRef } from '../types.js';
+import { UNFENCED } from '../types.js';
+import type { HeldLock, SessionLock, SessionRef } from '../types.js';
 
 /**
  * The single-process `SessionLock`: one FIFO mutex per session, released entries are dropped so
@@ -8,7 +9,7 @@ import type { SessionLock, SessionRef } from '../types.js';
 export class InProcessSessionLock implements SessionLock {
   private readonly tails = new Map<string, Promise<void>>();
 
-  async withLock<T>(ref: SessionRef, fn: () => Promise<T>): Promise<T> {
+  async withLock<T>(ref: SessionRef, fn: (held: HeldLock) => Promise<T>): Promise<T> {
     const key = `${ref.tenant}\u0000${ref.sessionId}`;
     const previous = this.tails.get(key) ?? Promise.resolve();
     let release!: () => void;
@@ -17,7 +18,7 @@ export class InProcessSessionLock implements SessionLock {
     this.tails.set(key, tail);
     await previous;
     try {
-      return await fn();
+      return await fn(UNFENCED);
     } finally {
       release();
       if (this.tails.get(key) === tail) this.tails.delete(key);

@@ -41,6 +41,8 @@ export interface ArchiveOptions {
   maxSegmentTurns?: number;
   /** Parsed file indexes kept in memory (LRU). Default 1000. */
   indexCacheSize?: number;
+  /** How long a commit waits for another process's commit lock on the same session (ms). Default 30000. */
+  commitWaitMs?: number;
   /** Fault injection for tests: called before each durable write step. */
   writeHook?: WriteHook;
 }
@@ -56,6 +58,7 @@ export interface ResolvedArchiveOptions {
   readonly compactAfterSegments: number;
   readonly maxSegmentTurns: number;
   readonly indexCacheSize: number;
+  readonly commitWaitMs: number;
   readonly writeHook: WriteHook | undefined;
 }
 
@@ -85,7 +88,7 @@ export function defaultTextCodec(): Codec {
 export function resolveArchiveOptions(input: unknown): ResolvedArchiveOptions {
   if (typeof input !== 'object' || input === null) throw invalid('options', 'an object', input);
   const o = input as Record<string, unknown>;
-  const known = new Set(['dataDir', 'clock', 'lock', 'textCodec', 'textLayout', 'embeddingEncoding', 'maxDecodedBytes', 'compactAfterSegments', 'maxSegmentTurns', 'indexCacheSize', 'writeHook']);
+  const known = new Set(['dataDir', 'clock', 'lock', 'textCodec', 'textLayout', 'embeddingEncoding', 'maxDecodedBytes', 'compactAfterSegments', 'maxSegmentTurns', 'indexCacheSize', 'commitWaitMs', 'writeHook']);
   for (const key of Object.keys(o)) if (!known.has(key)) throw invalid(key, `one of the known options (${[...known].join(', ')})`, 'an unknown option');
   if (typeof o.dataDir !== 'string' || o.dataDir.length === 0 || o.dataDir.includes('\0')) throw invalid('dataDir', 'a non-empty path string', o.dataDir);
   if (o.clock !== undefined && (typeof o.clock !== 'object' || o.clock === null || typeof (o.clock as Clock).now !== 'function')) throw invalid('clock', 'an object with now()', o.clock);
@@ -122,6 +125,7 @@ export function resolveArchiveOptions(input: unknown): ResolvedArchiveOptions {
     compactAfterSegments: intOption(o, 'compactAfterSegments', 32, 1, 1_000_000),
     maxSegmentTurns: intOption(o, 'maxSegmentTurns', 4096, 1, 1_000_000),
     indexCacheSize: intOption(o, 'indexCacheSize', 1000, 0, 10_000_000),
+    commitWaitMs: intOption(o, 'commitWaitMs', 30_000, 0, 3_600_000),
     writeHook: o.writeHook as WriteHook | undefined,
   });
 }

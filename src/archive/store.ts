@@ -29,7 +29,14 @@ export interface ArchiveStore {
   loadSummaries(ref: SessionRef): Promise<Summary[]>;
   /** Rewrites the file without these turns (atomic: temp + fsync + rename + dir fsync); also drops summaries covering them. */
   deleteTurns(ref: SessionRef, turnIds: readonly number[]): Promise<DeleteReceipt>;
-  deleteSession(ref: SessionRef): Promise<DeleteReceipt>;
+  /**
+   * Deletes the session's archive. The deletion floor (`upTo`, at least the highest archived id)
+   * is made durable first: turns at or below it are never read or archived again, whoever
+   * still holds them. Refused with STRATA_ERR_FENCED for a `fence` below one already committed.
+   */
+  deleteSession(ref: SessionRef, options?: DeleteSessionOptions): Promise<DeleteReceipt>;
+  /** Highest turn id deleted with the session (its deletion floor); 0 when never deleted. */
+  deletedUpTo(ref: SessionRef): Promise<number>;
   deleteUser(tenant: string, userId: string): Promise<DeleteReceipt>;
   /** Deletes sessions whose last turn is older than `maxAgeDays` (by the store's clock); returns how many. */
   cleanupExpiredSessions(maxAgeDays: number): Promise<number>;
@@ -48,7 +55,19 @@ export interface ArchiveStore {
   close(): Promise<void>;
 }
 
+export interface DeleteSessionOptions {
+  /** Every turn id ≤ upTo is deleted, also ids not archived yet (they sit in journals). */
+  upTo?: number;
+  /** The deleting lease's fencing number (null or absent: unfenced, single process). */
+  fence?: number | null;
+}
+
 export interface AppendOptions {
+  /**
+   * Fencing number of the lease under which the turns were read from the hot tier. A commit
+   * below the highest one already committed for the session is refused (STRATA_ERR_FENCED).
+   */
+  fence?: number | null;
   /** Recorded in the per-tenant user index on first sight. */
   userId?: string;
   /** Id of the embedder that produced the turns' embeddings (stored in the segment header). */

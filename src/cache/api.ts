@@ -11,6 +11,13 @@ export interface AddMessageOptions extends TenantOption {
   metadata?: Metadata;
   /** Owner of the session; recorded on the first message and used for user-scope search and deletion. */
   userId?: string;
+  /**
+   * Makes the call idempotent (1-255 printable ASCII characters, unique per logical message or
+   * batch within the session): a retry with the same key, on any instance, answers the turn ids
+   * of the first call and stores nothing twice; reusing a key for other messages is
+   * STRATA_ERR_IDEMPOTENCY_MISMATCH. Kept for `idempotencyWindowMs` (default 24 h).
+   */
+  idempotencyKey?: string;
 }
 
 export interface NewMessage {
@@ -95,6 +102,7 @@ export interface HealthReport {
   ok: boolean;
   hot: { ok: boolean; driver: 'redis' | 'memory'; error?: string };
   dataDir: { ok: boolean; path: string; error?: string };
+  journal: { ok: boolean; error?: string; code?: string };
 }
 
 /**

@@ -1,14 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import { access, constants as fsConstants } from 'node:fs/promises';
 import type { ArchiveStore } from '../archive/store.js';
 import type { Tokenizer } from '../context/tokenizer.js';
 import { StrataError } from '../errors.js';
 import type { HotStore, NewHotTurn } from '../hot/store.js';
 import { toSessionRef, validateId } from '../ids.js';
-import type { DeleteRecord, TurnRecord } from '../journal/types.js';
+import type { DeleteRecord, TurnRecord, VoidRecord } from '../journal/types.js';
 import type { StrataMetrics } from '../metrics.js';
 import { noMetrics } from '../metrics.js';
 import type { Embedder } from '../retrieval/embedder.js';
-import type { ArchivedTurn, Clock, Role, SessionLock, SessionRef, Turn } from '../types.js';
+import type { ArchivedTurn, Clock, HeldLock, Role, SessionLock, SessionRef, Turn } from '../types.js';
 import { systemClock } from '../types.js';
 import type {
   AddMessageOptions,
@@ -25,7 +26,8 @@ import type {
 } from './api.js';
 import type { CacheTuning } from './options.js';
 import { resolveTuning } from './options.js';
-import { PendingIndex, sessionKey } from './pending.js';
+import { PendingIndex, recordToTurn, sessionKey } from './pending.js';
+import { RecoveryIndex, allocateEpoch, isClientKey, messageHash } from './recovery.js';
 import type { JournalPort } from './ports.js';
 import type { RetrievalPort } from './retrieval-port.js';
 import { validateMessage } from './validate.js';
@@ -37,7 +39,7 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
   /** Serialises writers of one session's archive file (a Redis lease when instances share a Redis). */
   lock: SessionLock;
   /** Records replayed from the journal at start that are not archived yet. */
-  replayed?: Iterable<TurnRecord | DeleteRecord>;
+  replayed?: Iterable<TurnRecord | DeleteRecord | VoidRecord>;
   clock?: Clock;
   /** Computes embeddings at compaction; none means turns are archived without vectors. */
   embedder?: Embedder | null;
@@ -50,6 +52,8 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
    * left behind when it was killed are released. Default none.
    */
   leaseOwner?: string;
+  /** No writes, no compaction, no maintenance (see `createStrata({ readOnly })`). Default false. */
+  readOnly?: boolean;
   /** For health reports. */
   hotDriver?: 'redis' | 'memory';
   dataDir?: string;
@@ -86,20 +90,28 @@ export class HybridConversationCache implements ConversationMemory {
   private readonly metrics: StrataMetrics;
   private readonly pending = new PendingIndex();
   private readonly hotDriver: 'redis' | 'memory';
+  private readonly readOnly: boolean;
   private readonly dataDir: string | undefined;
   private readonly leaseOwner: string | null;
   /** Sessions with an add since their last compaction check, by key → count of adds. */
   private readonly addsSinceCheck = new Map<string, { ref: SessionRef; adds: number }>();
   private timer: NodeJS.Timeout | null = null;
   private maintenanceRunning: Promise<void> | null = null;
-  private lastEpoch: string | null = null;
   private lastRetentionRun = 0;
   private lastArchiveStats = 0;
   private closed = false;
   private readonly inflightCompactions = new Map<string, Promise<number>>();
+  /** The hot tier's epoch this instance recovered in (null: not yet). */
+  private epochValue: number | null = null;
+  private recovering: Promise<number> | null = null;
+  private recoveryIndex: RecoveryIndex = new RecoveryIndex();
+  /** Per session: consecutive maintenance failures and when to try again (backoff). */
+  private readonly failures = new Map<string, { count: number; retryAt: number }>();
+  private lastMaintenanceError: { code: string; message: string; at: number } | null = null;
 
   constructor(options: HybridCacheOptions) {
-    const { hot, archive, journal, lock, replayed, clock, embedder, tokenizer, retrieval, metrics, hotDriver, dataDir, leaseOwner, ...tuning } = options;
+    const { hot, archive, journal, lock, replayed, clock, embedder, tokenizer, retrieval, metrics, hotDriver, dataDir, leaseOwner, readOnly, ...tuning } = options;
+    this.readOnly = readOnly ?? false;
     this.tuning = resolveTuning(tuning);
     this.hot = hot;
     this.archive = archive;
@@ -116,9 +128,37 @@ export class HybridConversationCache implements ConversationMemory {
     for (const record of replayed ?? []) {
       const ref = { tenant: record.tenant, sessionId: record.sessionId };
       if (record.type === 'turn') this.pending.add(ref, record);
+      else if (record.type === 'void') this.pending.dropVoided(ref, record.turnId, record.key);
       else if (record.turnIds) this.pending.dropTurns(ref, record.turnIds);
       else this.pending.dropSession(ref);
     }
+  }
+
+  // ---------------------------------------------------------------- epochs and recovery
+
+  /** The epoch this instance works in, recovering first when it has none yet. */
+  private async currentEpoch(): Promise<number> {
+    return this.epochValue ?? this.recover();
+  }
+
+  /**
+   * Called at start and whenever the hot tier answers with another epoch (or none): makes sure
+   * the tier has an epoch, and when it is not the one this instance recovered in, reads every
+   * instance's journal (docs/consistency.md, "Redis loss"). Concurrent callers share one run.
+   */
+  private recover(): Promise<number> {
+    this.recovering ??= (async () => {
+      let epoch = await this.hot.epoch();
+      if (epoch === null) epoch = await this.hot.initEpoch(this.dataDir ? await allocateEpoch(this.dataDir) : (this.epochValue ?? 0) + 1);
+      if (epoch !== this.epochValue) {
+        const started = performance.now();
+        this.recoveryIndex = await RecoveryIndex.build(this.dataDir, this.dataDir ? [] : this.pending.records());
+        this.epochValue = epoch;
+        this.metrics.recovery?.((performance.now() - started) / 1000, this.recoveryIndex.sessionCount);
+      }
+      return epoch;
+    })().finally(() => (this.recovering = null));
+    return this.recovering;
   }
 
   /**
@@ -127,17 +167,25 @@ export class HybridConversationCache implements ConversationMemory {
    * sessions it lost are archived straight from the journal records.
    */
   async start(): Promise<void> {
-    this.lastEpoch = await this.hot.epoch();
+    await this.recover();
+    if (this.readOnly) return;
     for (const ref of this.pending.refs()) {
       if (this.leaseOwner) await this.hot.releaseOwnerLease(ref, this.leaseOwner);
-      if (await this.hot.meta(ref)) await this.compactSession(ref);
-      else await this.archiveFromPending(ref);
+      await this.compactSession(ref);
     }
     // Everything replayed is archived now; the journal may checkpoint past previous runs.
     this.journal.markReplayed();
     await this.checkpoint();
     if (this.tuning.maintenanceIntervalMs > 0) {
-      this.timer = setInterval(() => void this.runMaintenance().catch(() => undefined), this.tuning.maintenanceIntervalMs);
+      this.timer = setInterval(
+        () =>
+          void this.runMaintenance().catch((err: unknown) => {
+            const code = err instanceof StrataError ? err.code : 'STRATA_ERR_INTERNAL';
+            this.lastMaintenanceError = { code, message: (err as Error).message, at: this.clock.now() };
+            this.metrics.backgroundError?.(code);
+          }),
+        this.tuning.maintenanceIntervalMs,
+      );
       this.timer.unref();
     }
   }
@@ -147,14 +195,16 @@ export class HybridConversationCache implements ConversationMemory {
   async addMessage(sessionId: string, role: Role, content: string, options: AddMessageOptions = {}): Promise<{ turnId: number }> {
     const ref = toSessionRef(sessionId, options.tenant);
     const userId = options.userId === undefined ? undefined : validateId('user', options.userId);
+    const idempotencyKey = validateIdempotencyKey(options.idempotencyKey);
     const message = validateMessage(role, content, options.metadata, this.tuning);
-    const [turnId] = await this.appendValidated(ref, [message], userId);
+    const [turnId] = await this.appendValidated(ref, [message], userId, idempotencyKey);
     return { turnId: turnId! };
   }
 
   async addMessages(sessionId: string, messages: readonly NewMessage[], options: Omit<AddMessageOptions, 'metadata'> = {}): Promise<{ turnIds: number[] }> {
     const ref = toSessionRef(sessionId, options.tenant);
     const userId = options.userId === undefined ? undefined : validateId('user', options.userId);
+    const idempotencyKey = validateIdempotencyKey(options.idempotencyKey);
     if (!Array.isArray(messages) || messages.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'messages must be a non-empty array');
     if (messages.length > MAX_PAGE) throw new StrataError('STRATA_ERR_VALIDATION', `at most ${MAX_PAGE} messages per call; received ${messages.length}`);
     // Validate every message before writing any, so a bad one changes nothing.
@@ -166,68 +216,162 @@ export class HybridConversationCache implements ConversationMemory {
         throw err;
       }
     });
-    return { turnIds: await this.appendValidated(ref, validated, userId) };
+    return { turnIds: await this.appendValidated(ref, validated, userId, idempotencyKey) };
   }
 
-  private async appendValidated(ref: SessionRef, messages: ReturnType<typeof validateMessage>[], userId: string | undefined): Promise<number[]> {
+  /**
+   * The write path (docs/consistency.md, "Acknowledging a turn"): the hot tier assigns ids under
+   * the current epoch (a known idempotency key answers its id instead); the records are
+   * journaled (durable); the hot tier confirms that each id still holds this writer's turn. A
+   * turn the hot tier lost in between (Redis loss while this call ran) is voided in the journal
+   * and appended again, so the caller only ever sees ids that hold its messages.
+   */
+  private async appendValidated(ref: SessionRef, messages: ReturnType<typeof validateMessage>[], userId: string | undefined, idempotencyKey: string | undefined): Promise<number[]> {
     this.assertOpen();
     if (this.pending.size + messages.length > this.tuning.maxPendingTurns) {
       throw new StrataError('STRATA_ERR_BACKPRESSURE', `${this.pending.size} turns are waiting for compaction (limit ${this.tuning.maxPendingTurns}); retry later`);
     }
-    const now = this.clock.now();
-    const records: TurnRecord[] = [];
-    for (const m of messages) {
-      const turn: NewHotTurn = { role: m.role, content: m.content, createdAt: now };
-      if (m.metadata !== undefined) turn.metadata = m.metadata;
-      if (userId !== undefined) turn.userId = userId;
-      if (this.tokenizer) turn.tokens = this.tokenizer.count(m.content);
-      const turnId = await this.hotAppend(ref, turn, now);
-      const record: TurnRecord = { type: 'turn', tenant: ref.tenant, sessionId: ref.sessionId, turnId, role: m.role, content: m.content, createdAt: now };
-      if (m.metadata !== undefined) record.metadata = m.metadata;
-      if (userId !== undefined) record.userId = userId;
-      records.push(record);
+    const ids: Array<number | undefined> = new Array(messages.length).fill(undefined);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const epoch = await this.currentEpoch();
+      const now = this.clock.now();
+      const records: TurnRecord[] = [];
+      const slots: number[] = [];
+      let epochChanged = false;
+      for (let i = 0; i < messages.length; i++) {
+        if (ids[i] !== undefined) continue;
+        const m = messages[i]!;
+        const key = idempotencyKey === undefined ? `n:${randomBytes(9).toString('base64url')}` : `k:${idempotencyKey}#${i}`;
+        const turn: NewHotTurn = { role: m.role, content: m.content, createdAt: now, key };
+        if (this.tokenizer) turn.tokens = this.tokenizer.count(m.content);
+        if (m.metadata !== undefined) turn.metadata = m.metadata;
+        if (userId !== undefined) turn.userId = userId;
+        const idem = idempotencyKey === undefined ? undefined : { key, hash: messageHash(m, userId), windowMs: this.tuning.idempotencyWindowMs };
+        const result = await this.hotAppend(ref, turn, now, epoch, idem);
+        if (result === 'epochChanged') {
+          epochChanged = true;
+          break;
+        }
+        let record: TurnRecord = { type: 'turn', tenant: ref.tenant, sessionId: ref.sessionId, turnId: result.turnId, role: m.role, content: m.content, createdAt: now, key, epoch };
+        if (m.metadata !== undefined) record.metadata = m.metadata;
+        if (userId !== undefined) record.userId = userId;
+        if (result.known) {
+          // A retry: the first call's turn may not be durable yet (its instance may have died
+          // before journaling it). Journal the turn as the hot tier holds it; archived = durable.
+          const held = (await this.hot.range(ref, result.turnId, result.turnId))[0];
+          const meta = await this.hot.meta(ref);
+          if (!held && meta && result.turnId <= meta.archivedUpTo) {
+            ids[i] = result.turnId;
+            continue;
+          }
+          if (held) record = { ...record, createdAt: held.createdAt, ...(held.metadata !== undefined ? { metadata: held.metadata } : {}) };
+        }
+        records.push(record);
+        slots.push(i);
+      }
+      if (records.length > 0) {
+        const started = performance.now();
+        await this.journal.appendMany(records);
+        this.metrics.journalFsync?.((performance.now() - started) / 1000, records.length);
+      }
+      if (epochChanged) {
+        // Records journaled in this attempt are confirmed (or voided) like any other.
+        await this.recover();
+      }
+      const confirmed = records.length === 0 ? [] : await this.hot.confirm(ref, records[0]!.epoch!, records.map((r) => ({ turnId: r.turnId, key: r.key! })));
+      const voids: VoidRecord[] = [];
+      records.forEach((r, j) => {
+        if (confirmed[j]) {
+          ids[slots[j]!] = r.turnId;
+          this.pending.add(ref, r);
+        } else {
+          voids.push({ type: 'void', tenant: r.tenant, sessionId: r.sessionId, turnId: r.turnId, key: r.key! });
+        }
+      });
+      if (voids.length > 0) {
+        await this.journal.appendMany(voids);
+        this.metrics.appendRetry?.(voids.length);
+      }
+      if (ids.every((id) => id !== undefined)) {
+        this.retrieval?.invalidate(ref);
+        this.noteAdds(ref, records.length);
+        return ids as number[];
+      }
     }
-    const started = performance.now();
-    await this.journal.appendMany(records);
-    this.metrics.journalFsync?.((performance.now() - started) / 1000, records.length);
-    for (const record of records) this.pending.add(ref, record);
-    this.retrieval?.invalidate(ref);
-    this.noteAdds(ref, records.length);
-    return records.map((r) => r.turnId);
+    throw new StrataError('STRATA_ERR_RECOVERING', `the hot tier kept losing session ${ref.sessionId} while appending; nothing was acknowledged, retry`, { details: { sessionId: ref.sessionId } });
   }
 
   /** Appends to the hot store, seeding the session first when the store does not know it. */
-  private async hotAppend(ref: SessionRef, turn: NewHotTurn, now: number): Promise<number> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const result = await this.hot.append(ref, turn, now);
-      if ('turnId' in result) return result.turnId;
-      await this.seedHot(ref, turn.userId, true);
+  private async hotAppend(ref: SessionRef, turn: NewHotTurn, now: number, epoch: number, idempotency: { key: string; hash: string; windowMs: number } | undefined): Promise<{ turnId: number; known?: true } | 'epochChanged'> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const result = await this.hot.append(ref, turn, now, { epoch, ...(idempotency ? { idempotency } : {}) });
+      if ('turnId' in result) return result;
+      if ('epochChanged' in result) return 'epochChanged';
+      if ('mismatch' in result) {
+        throw new StrataError('STRATA_ERR_IDEMPOTENCY_MISMATCH', `idempotency key was used for another message in session ${ref.sessionId} (turn ${result.knownTurnId})`, { details: { sessionId: ref.sessionId, turnId: result.knownTurnId } });
+      }
+      const seeded = await this.seedHot(ref, turn.userId, true);
+      if (seeded === 'epochChanged') return 'epochChanged';
     }
-    throw new StrataError('STRATA_ERR_HOT_UNAVAILABLE', `the hot store keeps losing session ${ref.sessionId} while seeding it`);
+    throw new StrataError('STRATA_ERR_RECOVERING', `the hot store keeps losing session ${ref.sessionId} while seeding it`, { details: { sessionId: ref.sessionId } });
   }
 
   /**
-   * Creates the hot state of a session from the archive and this instance's pending journal
-   * records. Returns false when the session exists nowhere and `create` is false.
+   * What a seed of the session holds: every turn any instance journaled above the archive's
+   * high-water mark and the deletion floor (the recovery index, plus this instance's pending
+   * records), the next id, and the owner.
    */
-  private async seedHot(ref: SessionRef, userId: string | undefined, create: boolean): Promise<boolean> {
-    const info = await this.archive.info(ref);
-    const pendingTurns = this.pending.turns(ref);
-    if (!info && pendingTurns.length === 0 && !create) return false;
+  private async planSeed(ref: SessionRef): Promise<{ info: Awaited<ReturnType<ArchiveStore['info']>>; floor: number; unarchived: Array<Turn & { key?: string }>; unarchivedRecords: TurnRecord[]; nextTurnId: number; owner: string | undefined }> {
+    const [info, archiveFloor, hotFloor] = await Promise.all([this.archive.info(ref), this.archive.deletedUpTo(ref), this.hot.floor(ref)]);
     const highWater = info?.highWater ?? 0;
-    const unarchived = pendingTurns.filter((t) => t.turnId > highWater);
-    const nextTurnId = Math.max(highWater, unarchived.at(-1)?.turnId ?? 0) + 1;
-    const recentArchived = highWater > 0 ? await this.archive.read(ref, { fromTurn: Math.max(1, highWater - this.tuning.recentTurns + 1), toTurn: highWater }) : [];
-    const owner = userId ?? info?.userId ?? this.pending.userId(ref);
-    const seed = { nextTurnId, archivedUpTo: highWater, turns: [...recentArchived.map(stripEmbedding), ...unarchived], ...(owner ? { userId: owner } : {}) };
-    await this.hot.seed(ref, seed, this.clock.now());
-    if (!info) {
-      // Registers the session (and its owner) in the archive right away, so listing and user
-      // deletion see sessions that have not been compacted yet.
-      await this.lock.withLock(ref, () => this.archive.append(ref, [], owner ? { userId: owner } : {}));
+    const known = this.recoveryIndex.turns(ref, Math.max(archiveFloor, hotFloor));
+    const floor = Math.max(archiveFloor, hotFloor, known.deletedUpTo);
+    const byId = new Map<number, TurnRecord>();
+    for (const r of known.turns) byId.set(r.turnId, r);
+    for (const r of this.pending.records(ref)) {
+      const other = byId.get(r.turnId);
+      if (!other || (r.epoch ?? 0) > (other.epoch ?? 0)) byId.set(r.turnId, r);
     }
-    this.metrics.rehydration?.();
-    return true;
+    const unarchivedRecords = [...byId.values()].filter((r) => r.turnId > Math.max(highWater, floor)).sort((a, b) => a.turnId - b.turnId);
+    const unarchived = unarchivedRecords.map((r) => ({ ...recordToTurn(r), ...(r.key !== undefined ? { key: r.key } : {}) }));
+    const nextTurnId = Math.max(highWater, floor, unarchived.at(-1)?.turnId ?? 0) + 1;
+    const owner = info?.userId ?? unarchivedRecords.find((r) => r.userId)?.userId ?? this.pending.userId(ref);
+    return { info, floor, unarchived, unarchivedRecords, nextTurnId, owner };
+  }
+
+  /**
+   * Creates the hot state of a session from the archive and every instance's unarchived journal
+   * records (see `planSeed`). Returns false when the session exists nowhere and `create` is
+   * false; 'epochChanged' when the hot tier lost its data meanwhile (the caller recovers).
+   */
+  private async seedHot(ref: SessionRef, userId: string | undefined, create: boolean): Promise<boolean | 'epochChanged'> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const epoch = await this.currentEpoch();
+      const plan = await this.planSeed(ref);
+      if (!plan.info && plan.unarchived.length === 0 && !create) return false;
+      const highWater = plan.info?.highWater ?? 0;
+      const archivedUpTo = Math.max(highWater, plan.floor);
+      const recentArchived = highWater > plan.floor ? await this.archive.read(ref, { fromTurn: Math.max(plan.floor + 1, highWater - this.tuning.recentTurns + 1), toTurn: highWater }) : [];
+      const owner = userId ?? plan.owner;
+      const idempotency = plan.unarchivedRecords
+        .filter((r) => isClientKey(r.key))
+        .map((r) => ({ key: r.key!, turnId: r.turnId, hash: messageHash(r, r.userId), createdAt: r.createdAt }));
+      const seed = { nextTurnId: plan.nextTurnId, archivedUpTo, turns: [...recentArchived.map(stripEmbedding), ...plan.unarchived], ...(owner ? { userId: owner } : {}) };
+      const outcome = await this.hot.seed(ref, seed, this.clock.now(), { epoch, idempotency, windowMs: this.tuning.idempotencyWindowMs });
+      if (outcome === 'epochChanged') {
+        await this.recover();
+        continue;
+      }
+      if (outcome === 'conflict') continue;
+      if (outcome === true) this.metrics.rehydration?.();
+      if (!plan.info) {
+        // Registers the session (and its owner) in the archive right away, so listing and user
+        // deletion see sessions that have not been compacted yet.
+        await this.lock.withLock(ref, (held) => this.archive.append(ref, [], { ...(owner ? { userId: owner } : {}), fence: held.fence }));
+      }
+      return true;
+    }
+    throw new StrataError('STRATA_ERR_RECOVERING', `session ${ref.sessionId} could not be re-seeded (its deletion floor or void markers kept changing); retry`, { details: { sessionId: ref.sessionId } });
   }
 
   private noteAdds(ref: SessionRef, adds: number): void {
@@ -469,6 +613,7 @@ export class HybridConversationCache implements ConversationMemory {
 
   /** Compacts one session; concurrent calls for the same session share one run. */
   compactSession(ref: SessionRef): Promise<number> {
+    if (this.readOnly) return Promise.resolve(0);
     const key = sessionKey(ref);
     const running = this.inflightCompactions.get(key);
     if (running) return running.then(() => this.compactSessionNow(ref));
@@ -479,16 +624,24 @@ export class HybridConversationCache implements ConversationMemory {
 
   private async compactSessionNow(ref: SessionRef): Promise<number> {
     if (!(await this.hot.meta(ref))) {
-      // The hot tier lost the session (flush, restart): archive from the journal records.
-      return this.archiveFromPending(ref);
+      // The hot tier does not hold the session (lost, dropped or deleted). Turns are archived
+      // only through it: re-seed when some journal still holds unarchived turns of it (ids are
+      // then known to the hot tier before anyone archives), else what this instance holds is
+      // archived or deleted already.
+      const plan = await this.planSeed(ref);
+      if (plan.unarchived.length === 0) {
+        this.markArchived(ref, Math.max(plan.info?.highWater ?? 0, plan.floor));
+        return 0;
+      }
+      await this.seedHot(ref, undefined, false);
     }
-    return this.lock.withLock(ref, async () => {
+    return this.lock.withLock(ref, async (held) => {
       let total = 0;
       const started = performance.now();
       let raw = 0;
       let bytesBefore: number | null = null;
       const meta = await this.hot.meta(ref);
-      const appendOptions = { ...(meta?.userId ? { userId: meta.userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}) };
+      const appendOptions = { ...(meta?.userId ? { userId: meta.userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}), fence: held.fence };
       while (true) {
         const turns = await this.hot.unarchived(ref, UNARCHIVED_BATCH);
         if (turns.length === 0) break;
@@ -499,7 +652,8 @@ export class HybridConversationCache implements ConversationMemory {
         const prepared = await this.prepareForArchive(turns);
         const result = await this.archive.append(ref, prepared, appendOptions);
         const upTo = turns.at(-1)!.turnId;
-        await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns);
+        // Fenced: a holder whose lease expired meanwhile must not trim what the next holder owns.
+        await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns, held.token ?? undefined);
         this.markArchived(ref, Math.max(upTo, result.highWater));
         total += turns.length;
         for (const t of turns) raw += Buffer.byteLength(t.content);
@@ -518,20 +672,6 @@ export class HybridConversationCache implements ConversationMemory {
         await this.retrieval?.afterCompaction?.(ref);
       }
       return total;
-    });
-  }
-
-  /** Archives this instance's pending journal records of a session the hot tier does not know. */
-  private async archiveFromPending(ref: SessionRef): Promise<number> {
-    return this.lock.withLock(ref, async () => {
-      const turns = this.pending.turns(ref);
-      if (turns.length === 0) return 0;
-      const prepared = await this.prepareForArchive(turns);
-      const userId = this.pending.userId(ref);
-      const result = await this.archive.append(ref, prepared, { ...(userId ? { userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}) });
-      this.markArchived(ref, Math.max(result.highWater, turns.at(-1)!.turnId));
-      this.retrieval?.invalidate(ref);
-      return result.appended;
     });
   }
 
@@ -596,13 +736,14 @@ export class HybridConversationCache implements ConversationMemory {
     if (this.closed) return;
     const now = this.clock.now();
     const epoch = await this.hot.epoch();
-    if (this.lastEpoch !== null && epoch !== this.lastEpoch) {
-      // The hot tier lost its state: archive everything this instance still holds.
-      for (const ref of this.pending.refs()) await this.archiveFromPending(ref);
+    if (epoch !== this.epochValue) {
+      // The hot tier lost its state: recover, then re-seed every session this instance holds
+      // unarchived turns of (other instances' sessions are re-seeded on first use).
+      await this.recover();
     }
-    this.lastEpoch = epoch;
-    for (const ref of await this.hot.sessionsToCompact(this.tuning.maxUnarchivedTurns, now - this.tuning.maxUnarchivedAgeMs, 1000)) await this.compactSession(ref);
-    for (const ref of await this.hot.idleSessions(now - this.tuning.sessionIdleTtlMs, 1000)) await this.evict(ref, 'idle');
+    for (const ref of this.pending.refs()) if (!(await this.hot.meta(ref))) await this.isolated(ref, () => this.compactSession(ref));
+    for (const ref of await this.hot.sessionsToCompact(this.tuning.maxUnarchivedTurns, now - this.tuning.maxUnarchivedAgeMs, 1000)) await this.isolated(ref, () => this.compactSession(ref));
+    for (const ref of await this.hot.idleSessions(now - this.tuning.sessionIdleTtlMs, 1000)) await this.isolated(ref, () => this.evict(ref, 'idle'));
     await this.evictToDiskLru();
     await this.checkpoint();
     if (this.tuning.retentionDays !== null && now - this.lastRetentionRun > 24 * 3600 * 1000) {
@@ -617,6 +758,28 @@ export class HybridConversationCache implements ConversationMemory {
     }
   }
 
+  /**
+   * Runs one session's background work so that its failure (a damaged file, a lost lease, a
+   * full disk) is counted and retried later with backoff, and never stops the pass for the
+   * other sessions.
+   */
+  private async isolated(ref: SessionRef, work: () => Promise<unknown>): Promise<void> {
+    const key = sessionKey(ref);
+    const failed = this.failures.get(key);
+    if (failed && failed.retryAt > this.clock.now()) return;
+    try {
+      await work();
+      this.failures.delete(key);
+    } catch (err) {
+      const code = err instanceof StrataError ? err.code : 'STRATA_ERR_INTERNAL';
+      const count = (failed?.count ?? 0) + 1;
+      // 1 s, 2 s, 4 s … capped at 5 minutes.
+      this.failures.set(key, { count, retryAt: this.clock.now() + Math.min(300_000, 1000 * 2 ** (count - 1)) });
+      this.lastMaintenanceError = { code, message: (err as Error).message, at: this.clock.now() };
+      this.metrics.backgroundError?.(code);
+    }
+  }
+
   private markArchived(ref: SessionRef, upTo: number): void {
     this.pending.markArchived(ref, upTo);
     this.journal.markArchived(ref.tenant, ref.sessionId, upTo);
@@ -628,19 +791,31 @@ export class HybridConversationCache implements ConversationMemory {
 
   // ---------------------------------------------------------------- deletion and lifecycle
 
+  /**
+   * Crash-safe deletion (docs/consistency.md, "Deletion"): under the session's lease, the hot
+   * tier drops the session and raises its deletion floor to the last id it ever gave (so no id is
+   * reused and no seed brings those turns back); the archive makes that floor durable, then
+   * unlinks the file. From the floor's fsync on, no crash, replay or other instance's journal can
+   * bring a deleted turn back; the call returns after it.
+   */
   async deleteSession(sessionId: string, options: TenantOption = {}): Promise<DeletionReceipt> {
     const ref = toSessionRef(sessionId, options.tenant);
+    this.assertOpen();
+    await this.currentEpoch();
     const [meta, info] = await Promise.all([this.hot.meta(ref), this.archive.info(ref)]);
-    if (!meta && !info && !this.pending.has(ref)) throw notFound(ref);
-    return this.lock.withLock(ref, async () => {
-      // The tombstone is durable first, so a crash in the middle never resurrects the session on replay.
-      await this.journal.appendMany([{ type: 'delete', tenant: ref.tenant, sessionId: ref.sessionId, at: this.clock.now() }]);
-      this.pending.dropSession(ref);
-      const hotTurns = await this.hot.deleteSession(ref);
-      const archived = await this.archive.deleteSession(ref);
+    if (!meta && !info && !this.pending.has(ref) && !this.recoveryIndex.has(ref)) throw notFound(ref);
+    return this.lock.withLock(ref, async (held) => {
+      const hot = await this.hot.deleteSession(ref);
+      const known = this.recoveryIndex.turns(ref, 0).turns.at(-1)?.turnId ?? 0;
+      const upTo = Math.max(hot.lastTurnId, this.pending.maxTurnId(ref), known, info?.highWater ?? 0);
+      const archived = await this.archive.deleteSession(ref, { upTo, fence: held.fence });
+      this.recoveryIndex.forget(ref);
+      this.markArchived(ref, upTo);
+      // For this instance's replay: its own records of the session are gone for good.
+      await this.journal.appendMany([{ type: 'delete', tenant: ref.tenant, sessionId: ref.sessionId, at: this.clock.now(), upTo }]);
       this.journal.markDeleteApplied(ref.tenant, ref.sessionId);
       this.retrieval?.invalidate(ref);
-      return { tenant: ref.tenant, sessionIds: [ref.sessionId], hotTurns, journalTombstones: 1, ...archived };
+      return { tenant: ref.tenant, sessionIds: [ref.sessionId], hotTurns: hot.turns, journalTombstones: 1, ...archived };
     });
   }
 
@@ -705,7 +880,8 @@ export class HybridConversationCache implements ConversationMemory {
           (err: unknown) => ({ ok: false, path, error: (err as Error).message }),
         )
       : { ok: true, path };
-    return { ok: hot.ok && dataDir.ok && !this.closed, hot, dataDir };
+    const journal = this.journal.health?.() ?? { ok: true };
+    return { ok: hot.ok && dataDir.ok && journal.ok && !this.closed, hot, dataDir, journal };
   }
 
   async close(): Promise<void> {
@@ -714,7 +890,7 @@ export class HybridConversationCache implements ConversationMemory {
     this.timer = null;
     await this.maintenanceRunning;
     try {
-      await this.flush();
+      if (!this.readOnly) await this.flush();
     } finally {
       this.closed = true;
       await this.journal.close();
@@ -730,7 +906,17 @@ export class HybridConversationCache implements ConversationMemory {
 
   private assertOpen(): void {
     if (this.closed) throw new StrataError('STRATA_ERR_CLOSED', 'this Strata instance is closed');
+    if (this.readOnly) throw new StrataError('STRATA_ERR_NOT_AVAILABLE', 'this Strata instance was opened read-only');
   }
+}
+
+/** Idempotency keys: 1-255 printable ASCII characters (they travel in an HTTP header and in Lua). */
+function validateIdempotencyKey(key: unknown): string | undefined {
+  if (key === undefined) return undefined;
+  if (typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw new StrataError('STRATA_ERR_VALIDATION', `idempotencyKey must be 1-255 printable ASCII characters without spaces; received ${typeof key === 'string' ? `${key.length} characters` : typeof key}`, { details: { field: 'idempotencyKey' } });
+  }
+  return key;
 }
 
 /** Lets pending I/O callbacks (requests) run between slices of CPU-bound work. */

@@ -26,6 +26,8 @@ export interface CacheTuning {
   retentionDays: number | null;
   /** Milestone summary every this many turns (0 disables). Default 50. */
   summaryEveryTurns: number;
+  /** How long an idempotency key answers its first call's turn ids (ms). Default 86,400,000 (24 h). */
+  idempotencyWindowMs: number;
 }
 
 export const DEFAULT_TUNING: Readonly<CacheTuning> = Object.freeze({
@@ -41,9 +43,10 @@ export const DEFAULT_TUNING: Readonly<CacheTuning> = Object.freeze({
   maxPendingTurns: 200_000,
   retentionDays: null,
   summaryEveryTurns: 50,
+  idempotencyWindowMs: 24 * 3600 * 1000,
 });
 
-const POSITIVE_INTEGER: ReadonlySet<keyof CacheTuning> = new Set(['recentTurns', 'maxUnarchivedTurns', 'maxMessageBytes', 'maxMetadataBytes', 'embedBatchSize', 'maxPendingTurns']);
+const POSITIVE_INTEGER: ReadonlySet<keyof CacheTuning> = new Set(['recentTurns', 'maxUnarchivedTurns', 'maxMessageBytes', 'maxMetadataBytes', 'embedBatchSize', 'maxPendingTurns', 'idempotencyWindowMs']);
 
 /** Merges with defaults, validates eagerly (naming option, expectation and value) and freezes. */
 export function resolveTuning(input: Partial<CacheTuning> = {}): Readonly<CacheTuning> {

@@ -54,6 +54,20 @@ export class PendingIndex {
     if (session.records.size === 0) this.sessions.delete(sessionKey(ref));
   }
 
+  /** Forgets the record at `turnId` if it is the voided one (same append key). */
+  dropVoided(ref: SessionRef, turnId: number, key: string): void {
+    const session = this.sessions.get(sessionKey(ref));
+    if (session?.records.get(turnId)?.key === key) this.dropTurns(ref, [turnId]);
+  }
+
+  /** The records of one session (or of all), in no particular order. */
+  records(ref?: SessionRef): TurnRecord[] {
+    if (ref !== undefined) return [...(this.sessions.get(sessionKey(ref))?.records.values() ?? [])];
+    const out: TurnRecord[] = [];
+    for (const session of this.sessions.values()) for (const r of session.records.values()) out.push(r);
+    return out;
+  }
+
   dropSession(ref: SessionRef): number {
     const key = sessionKey(ref);
     const n = this.sessions.get(key)?.records.size ?? 0;

@@ -10,15 +10,30 @@ import type { Metadata, Role, Turn } from '../types.js';
  * The header is ~12 bytes against ~60 for `{"role":"user","createdAt":…}`, and the Lua scripts
  * only ever read the createdAt at the front (`^.([0-9a-z]+),`). The metadata length counts UTF-16
  * code units because only JavaScript slices it. Content is stored verbatim after the header.
+ *
+ * A turn written with an append key (docs/consistency.md) has an upper-case role character and
+ * one more header field, the key's length, followed by the key (printable ASCII, so its length
+ * is the same in bytes and in UTF-16 units; the confirm script reads it in Lua):
+ *
+ *   <ROLE char><createdAt>,<tokens>,<metaLen>,<keyLen base36>,<key><metadata JSON><content>
  */
 const ROLE_TO_CHAR: Readonly<Record<Role, string>> = { system: 's', user: 'u', assistant: 'a', tool: 't' };
 const CHAR_TO_ROLE: Readonly<Record<string, Role>> = { s: 'system', u: 'user', a: 'assistant', t: 'tool' };
 
-export function encodeTurn(turn: { role: Role; content: string; createdAt: number; tokens?: number; metadata?: Metadata }): string {
+export function encodeTurn(turn: { role: Role; content: string; createdAt: number; tokens?: number; metadata?: Metadata; key?: string }): string {
   const meta = turn.metadata === undefined ? '' : JSON.stringify(turn.metadata);
   const tokens = turn.tokens === undefined ? '' : turn.tokens.toString(36);
   const metaLen = turn.metadata === undefined ? '' : meta.length.toString(36);
-  return `${ROLE_TO_CHAR[turn.role]}${turn.createdAt.toString(36)},${tokens},${metaLen},${meta}${turn.content}`;
+  if (turn.key === undefined) return `${ROLE_TO_CHAR[turn.role]}${turn.createdAt.toString(36)},${tokens},${metaLen},${meta}${turn.content}`;
+  return `${ROLE_TO_CHAR[turn.role].toUpperCase()}${turn.createdAt.toString(36)},${tokens},${metaLen},${turn.key.length.toString(36)},${turn.key}${meta}${turn.content}`;
+}
+
+/** The append key of an encoded turn, or null when it was written without one. */
+export function encodedTurnKey(encoded: string): string | null {
+  const m = /^[SUAT][0-9a-z]+,[0-9a-z]*,[0-9a-z]*,([0-9a-z]+),/.exec(encoded);
+  if (!m) return null;
+  const start = m[0].length;
+  return encoded.slice(start, start + parseInt(m[1]!, 36));
 }
 
 function corrupt(turnId: number, why: string): StrataError {
@@ -32,7 +47,9 @@ function base36(text: string): number | null {
 }
 
 export function decodeTurn(turnId: number, encoded: string): Turn {
-  const role = CHAR_TO_ROLE[encoded.charAt(0)];
+  const roleChar = encoded.charAt(0);
+  const keyed = roleChar >= 'A' && roleChar <= 'Z';
+  const role = CHAR_TO_ROLE[roleChar.toLowerCase()];
   if (role === undefined) throw corrupt(turnId, 'unknown role');
   const c1 = encoded.indexOf(',', 1);
   const c2 = c1 < 0 ? -1 : encoded.indexOf(',', c1 + 1);
@@ -47,6 +64,12 @@ export function decodeTurn(turnId: number, encoded: string): Turn {
     turn.tokens = tokens;
   }
   let contentStart = c3 + 1;
+  if (keyed) {
+    const c4 = encoded.indexOf(',', c3 + 1);
+    const keyLen = c4 < 0 ? null : base36(encoded.slice(c3 + 1, c4));
+    if (keyLen === null || c4 + 1 + keyLen > encoded.length) throw corrupt(turnId, 'bad key length');
+    contentStart = c4 + 1 + keyLen;
+  }
   if (c3 > c2 + 1) {
     const metaLen = base36(encoded.slice(c2 + 1, c3));
     if (metaLen === null || contentStart + metaLen > encoded.length) throw corrupt(turnId, 'bad metadata length');

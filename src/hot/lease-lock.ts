@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { StrataError } from '../errors.js';
 import { systemClock } from '../types.js';
-import type { Clock, SessionLock, SessionRef } from '../types.js';
+import type { Clock, HeldLock, SessionLock, SessionRef } from '../types.js';
 import type { HotStore } from './store.js';
 
 export interface LeaseLockOptions {
@@ -18,8 +18,9 @@ export interface LeaseLockOptions {
 }
 
 /** What the guarded function can see of the lease it runs under. */
-export interface HeldLease {
+export interface HeldLease extends HeldLock {
   readonly token: string;
+  readonly fence: number;
   /** Aborted (reason: a STRATA_ERR_LEASE_LOST error) as soon as a renewal finds the lease lost. */
   readonly signal: AbortSignal;
   /** Checks with the store now; throws STRATA_ERR_LEASE_LOST when the lease is no longer ours. Call before committing work. */
@@ -64,11 +65,11 @@ export class LeaseSessionLock implements SessionLock {
     this.#clock = clock;
   }
 
-  withLock<T>(ref: SessionRef, fn: () => Promise<T>): Promise<T> {
-    return this.withLease(ref, () => fn());
+  withLock<T>(ref: SessionRef, fn: (held: HeldLock) => Promise<T>): Promise<T> {
+    return this.withLease(ref, (lease) => fn(lease));
   }
 
-  async #acquire(ref: SessionRef): Promise<string> {
+  async #acquire(ref: SessionRef): Promise<{ token: string; fence: number }> {
     const started = performance.now();
     let delay = this.retryMs;
     while (true) {
@@ -84,7 +85,7 @@ export class LeaseSessionLock implements SessionLock {
   }
 
   async withLease<T>(ref: SessionRef, fn: (lease: HeldLease) => Promise<T>): Promise<T> {
-    const token = await this.#acquire(ref);
+    const { token, fence } = await this.#acquire(ref);
     const controller = new AbortController();
     const lostError = (): StrataError =>
       new StrataError('STRATA_ERR_LEASE_LOST', `the lease of session ${ref.tenant}/${ref.sessionId} was lost before the work finished`, { details: { tenant: ref.tenant, sessionId: ref.sessionId } });
@@ -108,6 +109,7 @@ export class LeaseSessionLock implements SessionLock {
     timer.unref();
     const lease: HeldLease = {
       token,
+      fence,
       signal: controller.signal,
       assertHeld: async () => {
         if (controller.signal.aborted || !(await renew())) throw lostError();

@@ -32,9 +32,13 @@ export const MAX_FRAME_PAYLOAD = 64 * 1024 * 1024;
 
 const RECORD_TURN = 1;
 const RECORD_DELETE = 2;
+const RECORD_VOID = 3;
 const TURN_HAS_METADATA = 1;
 const TURN_HAS_USER = 2;
+const TURN_HAS_KEY = 4;
+const TURN_HAS_EPOCH = 8;
 const DELETE_HAS_TURNS = 1;
+const DELETE_HAS_UPTO = 2;
 
 const ROLE_CODES: Record<Role, number> = { system: 0, user: 1, assistant: 2, tool: 3 };
 
@@ -119,7 +123,7 @@ class Writer {
 function writeRecord(w: Writer, r: JournalRecord): void {
   if (r.type === 'turn') {
     w.u8(RECORD_TURN);
-    w.u8((r.metadata !== undefined ? TURN_HAS_METADATA : 0) | (r.userId !== undefined ? TURN_HAS_USER : 0));
+    w.u8((r.metadata !== undefined ? TURN_HAS_METADATA : 0) | (r.userId !== undefined ? TURN_HAS_USER : 0) | (r.key !== undefined ? TURN_HAS_KEY : 0) | (r.epoch !== undefined ? TURN_HAS_EPOCH : 0));
     w.str(r.tenant);
     w.str(r.sessionId);
     w.varint(r.turnId);
@@ -128,9 +132,18 @@ function writeRecord(w: Writer, r: JournalRecord): void {
     w.str(r.content);
     if (r.metadata !== undefined) w.str(JSON.stringify(r.metadata));
     if (r.userId !== undefined) w.str(r.userId);
+    if (r.key !== undefined) w.str(r.key);
+    if (r.epoch !== undefined) w.varint(r.epoch);
+  } else if (r.type === 'void') {
+    w.u8(RECORD_VOID);
+    w.u8(0);
+    w.str(r.tenant);
+    w.str(r.sessionId);
+    w.varint(r.turnId);
+    w.str(r.key);
   } else {
     w.u8(RECORD_DELETE);
-    w.u8(r.turnIds !== undefined ? DELETE_HAS_TURNS : 0);
+    w.u8((r.turnIds !== undefined ? DELETE_HAS_TURNS : 0) | (r.upTo !== undefined ? DELETE_HAS_UPTO : 0));
     w.str(r.tenant);
     w.str(r.sessionId);
     w.varint(r.at);
@@ -138,6 +151,7 @@ function writeRecord(w: Writer, r: JournalRecord): void {
       w.varint(r.turnIds.length);
       for (const id of r.turnIds) w.varint(id);
     }
+    if (r.upTo !== undefined) w.varint(r.upTo);
   }
 }
 
@@ -204,8 +218,11 @@ function readRecord(r: Reader): JournalRecord {
     const turn: TurnRecord = { type: 'turn', tenant, sessionId, turnId, role, content, createdAt };
     if (flags & TURN_HAS_METADATA) turn.metadata = JSON.parse(r.str()) as TurnRecord['metadata'];
     if (flags & TURN_HAS_USER) turn.userId = r.str();
+    if (flags & TURN_HAS_KEY) turn.key = r.str();
+    if (flags & TURN_HAS_EPOCH) turn.epoch = r.varint();
     return turn;
   }
+  if (type === RECORD_VOID) return { type: 'void', tenant, sessionId, turnId: r.varint(), key: r.str() };
   if (type === RECORD_DELETE) {
     const del: DeleteRecord = { type: 'delete', tenant, sessionId, at: r.varint() };
     if (flags & DELETE_HAS_TURNS) {
@@ -215,6 +232,7 @@ function readRecord(r: Reader): JournalRecord {
       for (let i = 0; i < n; i++) ids.push(r.varint());
       del.turnIds = ids;
     }
+    if (flags & DELETE_HAS_UPTO) del.upTo = r.varint();
     return del;
   }
   throw new RangeError(`unknown record type ${type}`);

@@ -71,6 +71,15 @@ export async function replayInto(journal: Journal, sink: ReplaySink, options: Re
         if (++buffered >= maxBuffered) for (const k of [...buffers.keys()]) await flush(k);
         continue;
       }
+      if (record.type === 'void') {
+        const entry = buffers.get(key);
+        if (entry) {
+          const kept = entry.turns.filter((t) => !(t.turnId === record.turnId && t.key === record.key));
+          buffered -= entry.turns.length - kept.length;
+          entry.turns = kept;
+        }
+        continue;
+      }
       summary.deletes++;
       const ref = { tenant: record.tenant, sessionId: record.sessionId };
       const entry = buffers.get(key);

@@ -38,6 +38,11 @@ export class ArchiveTracker {
   add(record: JournalRecord, lsn: Lsn): void {
     const key = sessionKey(record.tenant, record.sessionId);
     let list = this.sessions.get(key);
+    if (record.type === 'void') {
+      // The voided turn will never be archived; the void itself needs no archiving either.
+      this.remove(record.tenant, record.sessionId, (p) => p.turnId === record.turnId);
+      return;
+    }
     if (record.type === 'delete') {
       if (list) {
         const ids = record.turnIds === undefined ? null : new Set(record.turnIds);

@@ -25,11 +25,19 @@ export function validateRecord(record: JournalRecord): void {
       throw new StrataError('STRATA_ERR_METADATA_INVALID', 'journal record: metadata must be a plain JSON object');
     }
     if (record.userId !== undefined) validateId('user', record.userId);
+    if (record.key !== undefined && (typeof record.key !== 'string' || record.key.length === 0 || record.key.length > 512)) throw bad('key must be a string of 1-512 characters');
+    if (record.epoch !== undefined && !isSafeCount(record.epoch, 0)) throw bad(`epoch must be a non-negative integer, received ${String(record.epoch)}`);
+    return;
+  }
+  if (record.type === 'void') {
+    if (!isSafeCount(record.turnId, 1)) throw bad(`turnId must be a positive safe integer, received ${String(record.turnId)}`);
+    if (typeof record.key !== 'string' || record.key.length === 0 || record.key.length > 512) throw bad('key must be a string of 1-512 characters');
     return;
   }
   if (record.type === 'delete') {
     if (!isSafeCount(record.at, 0)) throw bad(`at must be a non-negative integer, received ${String(record.at)}`);
     if (record.turnIds !== undefined && (!Array.isArray(record.turnIds) || !record.turnIds.every((id) => isSafeCount(id, 1)))) throw bad('turnIds must be an array of positive integers');
+    if (record.upTo !== undefined && !isSafeCount(record.upTo, 0)) throw bad(`upTo must be a non-negative integer, received ${String(record.upTo)}`);
     return;
   }
   throw bad(`unknown type ${JSON.stringify((record as { type?: unknown }).type)}`);

@@ -52,6 +52,10 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
   const journalRecords = new Counter({ name: 'strata_journal_records_total', help: 'Records made durable by the journal', registers });
   const journalCorrupt = new Counter({ name: 'strata_journal_corrupt_total', help: 'Damaged journal stretches found at open (records around them were replayed)', registers });
   const tierBytes = new Gauge({ name: 'strata_tier_bytes', help: 'Bytes held per tier', labelNames: ['tier'], registers });
+  const recoveries = new Counter({ name: 'strata_recoveries_total', help: 'Recoveries after the hot tier lost its data (every journal read)', registers });
+  const recoverySeconds = new Histogram({ name: 'strata_recovery_seconds', help: 'Time to read every journal after a loss of the hot tier', registers, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30] });
+  const appendRetries = new Counter({ name: 'strata_append_retries_total', help: 'Turns whose id the hot tier lost before confirmation (voided and appended again)', registers });
+  const backgroundErrors = new Counter({ name: 'strata_background_errors_total', help: 'Background (maintenance) failures by error code; the session is retried with backoff', labelNames: ['code'], registers });
   const evictions = new Counter({ name: 'strata_evictions_total', help: 'Sessions dropped from the hot tier', labelNames: ['reason'], registers });
   const embedSeconds = new Histogram({ name: 'strata_embedding_batch_duration_seconds', help: 'Latency of one embedding batch', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers });
   const embeddedTexts = new Counter({ name: 'strata_embedded_texts_total', help: 'Texts embedded', registers });
@@ -66,6 +70,16 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
     },
     hotAccess(hit: boolean) {
       hotAccess.inc({ result: hit ? 'hit' : 'miss' });
+    },
+    recovery(seconds: number) {
+      recoveries.inc();
+      recoverySeconds.observe(seconds);
+    },
+    appendRetry(turns: number) {
+      appendRetries.inc(turns);
+    },
+    backgroundError(code: string) {
+      backgroundErrors.inc({ code });
     },
     rehydration() {
       rehydrations.inc();

@@ -216,8 +216,10 @@ for (const driver of ['memory', 'redis'] as const) {
       await assert.rejects(() => s.getSession('d2'), (err) => isStrataError(err, 'STRATA_ERR_NOT_FOUND'));
       assert.equal((await s.getSession('d3')).turns, 1, 'another user is untouched');
       assert.equal((await s.getSession('d1', { tenant: 'other' })).turns, 1, 'another tenant is untouched');
-      // A new message starts a fresh session.
-      assert.deepEqual(await s.addMessage('d1', 'user', 'new life'), { turnId: 1 });
+      // A new message starts a fresh session; its ids continue above the deleted ones, so an id
+      // never names two messages (docs/consistency.md, "Deletion").
+      assert.deepEqual(await s.addMessage('d1', 'user', 'new life'), { turnId: 34 });
+      assert.deepEqual((await s.getMessages('d1')).messages.map((m) => [m.turnId, m.content]), [[34, 'new life']]);
     });
 
     test('smart context and search: hits come from older turns, never from the recent window', async (t) => {

@@ -1,3 +1,4 @@
+import type { HeldLock } from '../../src/types.js';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -188,7 +189,7 @@ test('the cache notices another writer: appends by a second store instance are s
 test('writers go through the SessionLock given at construction', async () => {
   const calls: string[] = [];
   const inner = new InProcessSessionLock();
-  const lock = { withLock: <T>(r: { tenant: string; sessionId: string }, fn: () => Promise<T>) => (calls.push(`${r.tenant}/${r.sessionId}`), inner.withLock(r, fn)) };
+  const lock = { withLock: <T>(r: { tenant: string; sessionId: string }, fn: (held: HeldLock) => Promise<T>) => (calls.push(`${r.tenant}/${r.sessionId}`), inner.withLock(r, fn)) };
   const store = new FsArchiveStore({ dataDir: tempDir(), lock });
   await store.append(ref, makeTurns(1, 2));
   await store.saveSummary(ref, { fromTurn: 1, toTurn: 2, text: 'x', createdAt: 1 });

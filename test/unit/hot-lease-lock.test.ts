@@ -40,7 +40,7 @@ describe('LeaseSessionLock on the memory store (injected clock)', () => {
 
   test('waits for a lease released by its holder', async () => {
     const store = new MemoryHotStore();
-    const token = (await store.acquireLease(REF, 'holder', 60_000, 1000))!;
+    const token = (await store.acquireLease(REF, 'holder', 60_000, 1000))!.token;
     const lock = new LeaseSessionLock(store, { clock: { now: () => 1000 }, waitMs: 2000, retryMs: 5 });
     setTimeout(() => void store.releaseLease(REF, token), 30);
     assert.equal(await lock.withLock(REF, async () => 'got it'), 'got it');

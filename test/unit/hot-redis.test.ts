@@ -69,7 +69,7 @@ describe('RedisHotStore on a real Redis', () => {
     try {
       await store.seed(REF, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0);
       await store.append(REF, { role: 'user', content: 'hi', createdAt: T0 }, T0);
-      await store.epoch();
+      await store.initEpoch(1);
       assert.ok(await store.acquireLease(REF, 'me', 10_000, T0));
       const s = store.keys.session(REF);
       for (const key of [s.meta, s.turns, ...Object.values(store.keys.global)]) {

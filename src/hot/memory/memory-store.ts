@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { StrataError } from '../../errors.js';
 import type { SessionRef, Turn } from '../../types.js';
-import { decodeTurn, encodeTurn, turnBytes } from '../encoding.js';
-import type { HotSeed, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
+import { decodeTurn, encodeTurn, encodedTurnKey, turnBytes } from '../encoding.js';
+import type { HotAppendOptions, HotAppendResult, HotSeed, HotSeedOptions, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
 import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
 
 interface Session {
@@ -35,7 +35,12 @@ const keyOf = (ref: SessionRef): string => `${ref.tenant}:${ref.sessionId}`;
 export class MemoryHotStore implements HotStore {
   readonly #sessions = new Map<string, Session>();
   readonly #leases = new Map<string, { token: string; expiresAt: number }>();
-  readonly #epoch = randomBytes(8).toString('hex');
+  readonly #fences = new Map<string, number>();
+  /** Per session: client idempotency key → turn id and message hash (kept while the process lives). */
+  readonly #idem = new Map<string, Map<string, { turnId: number; hash: string }>>();
+  readonly #voids = new Map<string, Set<string>>();
+  readonly #floors = new Map<string, number>();
+  #epoch: number | null = null;
   #totalBytes = 0;
   #closed = false;
 
@@ -59,9 +64,15 @@ export class MemoryHotStore implements HotStore {
     }
   }
 
-  async append(ref: SessionRef, turn: NewHotTurn, now: number): Promise<{ turnId: number } | { needsSeed: true }> {
+  async append(ref: SessionRef, turn: NewHotTurn, now: number, options: HotAppendOptions = {}): Promise<HotAppendResult> {
     checkNewTurn(turn);
     checkTime('now', now);
+    if (options.epoch !== undefined && options.epoch !== this.#epoch) return { epochChanged: true };
+    const idem = options.idempotency;
+    if (idem !== undefined) {
+      const known = this.#idem.get(keyOf(checkRef(ref)))?.get(idem.key);
+      if (known !== undefined) return known.hash === idem.hash ? { turnId: known.turnId, known: true } : { mismatch: true, knownTurnId: known.turnId };
+    }
     const s = this.#get(ref);
     if (s === undefined) return { needsSeed: true };
     const turnId = s.nextTurnId;
@@ -75,13 +86,47 @@ export class MemoryHotStore implements HotStore {
     this.#totalBytes += size;
     s.lastAccess = Math.max(s.lastAccess, now);
     if (s.userId === null && turn.userId !== undefined) s.userId = turn.userId;
+    if (idem !== undefined) this.#remember(ref, idem.key, turnId, idem.hash);
     return { turnId };
   }
 
-  async seed(ref: SessionRef, seed: HotSeed, now: number): Promise<boolean> {
+  #remember(ref: SessionRef, key: string, turnId: number, hash: string): void {
+    const k = keyOf(ref);
+    let map = this.#idem.get(k);
+    if (map === undefined) this.#idem.set(k, (map = new Map()));
+    if (!map.has(key)) map.set(key, { turnId, hash });
+  }
+
+  async confirm(ref: SessionRef, epoch: number, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
+    const k = keyOf(checkRef(ref));
+    this.#open();
+    return turns.map(({ turnId, key }) => {
+      if (epoch === this.#epoch) return true;
+      const enc = this.#sessions.get(k)?.turns.get(turnId);
+      if (enc !== undefined && encodedTurnKey(enc) === key) return true;
+      if (this.#idem.get(k)?.get(key)?.turnId === turnId) return true;
+      let voids = this.#voids.get(k);
+      if (voids === undefined) this.#voids.set(k, (voids = new Set()));
+      voids.add(`${key}#${turnId}`);
+      return false;
+    });
+  }
+
+  async floor(ref: SessionRef): Promise<number> {
+    this.#open();
+    return this.#floors.get(keyOf(checkRef(ref))) ?? 0;
+  }
+
+  async seed(ref: SessionRef, seed: HotSeed, now: number, options: HotSeedOptions = {}): Promise<boolean | 'epochChanged' | 'conflict'> {
     const { unarchived, oldestUnarchivedAt } = checkSeed(seed);
     checkTime('now', now);
+    if (options.epoch !== undefined && options.epoch !== this.#epoch) return 'epochChanged';
     if (this.#get(ref) !== undefined) return false;
+    const floor = this.#floors.get(keyOf(ref)) ?? 0;
+    const voids = this.#voids.get(keyOf(ref));
+    if (seed.nextTurnId <= floor || (seed.turns[0] !== undefined && seed.turns[0].turnId <= floor)) return 'conflict';
+    if (voids !== undefined && seed.turns.some((t) => t.turnId > seed.archivedUpTo && t.key !== undefined && voids.has(`${t.key}#${t.turnId}`))) return 'conflict';
+    for (const e of options.idempotency ?? []) this.#remember(ref, e.key, e.turnId, e.hash);
     const s: Session = {
       ref: { tenant: ref.tenant, sessionId: ref.sessionId },
       turns: new Map(),
@@ -144,9 +189,12 @@ export class MemoryHotStore implements HotStore {
     return out;
   }
 
-  async markArchived(ref: SessionRef, upTo: number, keepRecent: number): Promise<void> {
+  async markArchived(ref: SessionRef, upTo: number, keepRecent: number, leaseToken?: string): Promise<void> {
     checkInt('upTo', upTo, 0);
     checkInt('keepRecent', keepRecent, 0);
+    if (leaseToken !== undefined && this.#leases.get(keyOf(checkRef(ref)))?.token !== leaseToken) {
+      throw new StrataError('STRATA_ERR_FENCED', `the compaction lease of session ${ref.sessionId} is no longer held by this token`);
+    }
     const s = this.#get(ref);
     // A session dropped or deleted while it was being compacted: nothing left to mark.
     if (s === undefined) return;
@@ -207,9 +255,15 @@ export class MemoryHotStore implements HotStore {
     return true;
   }
 
-  async deleteSession(ref: SessionRef): Promise<number> {
+  async deleteSession(ref: SessionRef): Promise<{ turns: number; lastTurnId: number }> {
     const s = this.#get(ref);
-    return s === undefined ? 0 : this.#remove(s);
+    const k = keyOf(ref);
+    const floor = this.#floors.get(k) ?? 0;
+    if (s === undefined) return { turns: 0, lastTurnId: floor };
+    const lastTurnId = Math.max(floor, s.nextTurnId - 1);
+    this.#floors.set(k, lastTurnId);
+    this.#idem.delete(k);
+    return { turns: this.#remove(s), lastTurnId };
   }
 
   async deleteTurns(ref: SessionRef, turnIds: readonly number[]): Promise<number> {
@@ -280,7 +334,7 @@ export class MemoryHotStore implements HotStore {
     return this.#totalBytes;
   }
 
-  async acquireLease(ref: SessionRef, owner: string, ttlMs: number, now: number): Promise<string | null> {
+  async acquireLease(ref: SessionRef, owner: string, ttlMs: number, now: number): Promise<{ token: string; fence: number } | null> {
     if (typeof owner !== 'string' || owner.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'owner: expected a non-empty string');
     checkInt('ttlMs', ttlMs, 1);
     checkTime('now', now);
@@ -290,7 +344,9 @@ export class MemoryHotStore implements HotStore {
     if (held !== undefined && held.expiresAt > now) return null;
     const token = `${owner}:${randomBytes(12).toString('hex')}`;
     this.#leases.set(key, { token, expiresAt: now + ttlMs });
-    return token;
+    const counter = (this.#fences.get(key) ?? 0) + 1;
+    this.#fences.set(key, counter);
+    return { token, fence: (this.#epoch ?? 0) * 2 ** 32 + counter };
   }
 
   async renewLease(ref: SessionRef, token: string, ttlMs: number, now: number): Promise<boolean> {
@@ -322,8 +378,15 @@ export class MemoryHotStore implements HotStore {
     return true;
   }
 
-  async epoch(): Promise<string> {
+  async epoch(): Promise<number | null> {
     this.#open();
+    return this.#epoch;
+  }
+
+  async initEpoch(candidate: number): Promise<number> {
+    checkInt('epoch', candidate, 1);
+    this.#open();
+    this.#epoch ??= candidate;
     return this.#epoch;
   }
 

@@ -37,6 +37,16 @@ export interface SessionKeys {
   turns: string;
   /** String: compaction lease token, with PX expiry. */
   lease: string;
+  /** String (integer): fencing counter, incremented by every lease taken. */
+  fence: string;
+  /** Hash: client idempotency key → "turnId:hash"; expires a window after its last write. */
+  idem: string;
+  /** Sorted set: client idempotency key → createdAt, to expire keys older than the window. */
+  idemAge: string;
+  /** Set: "key#turnId" of journaled turns whose writer could not confirm them (docs/consistency.md). */
+  voids: string;
+  /** String (integer): ids at or below it were deleted with the session and are never reused. */
+  floor: string;
 }
 
 export interface GlobalKeys {
@@ -68,6 +78,6 @@ export class HotKeys {
 
   session(ref: SessionRef): SessionKeys {
     const tag = `${this.prefix}{${ref.tenant}:${ref.sessionId}}`;
-    return { meta: `${tag}:m`, turns: `${tag}:t`, lease: `${tag}:lease` };
+    return { meta: `${tag}:m`, turns: `${tag}:t`, lease: `${tag}:lease`, fence: `${tag}:fc`, idem: `${tag}:i`, idemAge: `${tag}:ia`, voids: `${tag}:v`, floor: `${tag}:f` };
   }
 }

@@ -3,7 +3,7 @@ import { createClient } from 'redis';
 import { StrataError } from '../../errors.js';
 import type { SessionRef, Turn } from '../../types.js';
 import { decodeTurn, encodeTurn, turnBytes } from '../encoding.js';
-import type { HotSeed, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
+import type { HotAppendOptions, HotAppendResult, HotSeed, HotSeedOptions, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
 import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
 import { DEFAULT_KEY_PREFIX, HotKeys, parseSessionMember, sessionMember } from './keys.js';
 import { mapRedisError, runScript } from './scripts.js';
@@ -30,6 +30,9 @@ interface OwnedClient extends RedisCommandClient {
   close(): Promise<unknown>;
   destroy(): void;
 }
+
+/** How long a void marker outlives the confirm that wrote it: far longer than any append takes. */
+const VOID_WINDOW_MS = 24 * 3600 * 1000;
 
 const META_FIELDS = ['nextTurnId', 'archivedUpTo', 'turnCount', 'unarchivedCount', 'oldestUnarchivedAt', 'bytes', 'lastAccess', 'createdAt', 'userId'] as const;
 
@@ -132,16 +135,49 @@ export class RedisHotStore implements HotStore {
     return [s.meta, s.turns, g.lru, g.backlog, g.age, g.bytes];
   }
 
-  async append(ref: SessionRef, turn: NewHotTurn, now: number): Promise<{ turnId: number } | { needsSeed: true }> {
+  async append(ref: SessionRef, turn: NewHotTurn, now: number, options: HotAppendOptions = {}): Promise<HotAppendResult> {
     checkRef(ref);
     checkNewTurn(turn);
     checkTime('now', now);
-    const reply = await this.#script('append-6', this.#sessionAndGlobal(ref), [sessionMember(ref), encodeTurn(turn), String(turn.createdAt), String(now), turn.userId ?? '']);
-    const turnId = Number(reply);
-    return turnId === 0 ? { needsSeed: true } : { turnId };
+    const s = this.keys.session(ref);
+    const idem = options.idempotency;
+    const epochKey = this.keys.global.epoch;
+    const reply = (await this.#script('append-9', [...this.#sessionAndGlobal(ref), epochKey, s.idem, s.idemAge], [
+      sessionMember(ref),
+      encodeTurn(turn),
+      String(turn.createdAt),
+      String(now),
+      turn.userId ?? '',
+      options.epoch === undefined ? '' : String(options.epoch),
+      idem?.key ?? '',
+      idem?.hash ?? '',
+      String(idem?.windowMs ?? 1),
+    ])) as unknown[];
+    const status = Number(reply[0]);
+    const turnId = Number(reply[1]);
+    if (status === 1) return { turnId };
+    if (status === 2) return { turnId, known: true };
+    if (status === 0) return { needsSeed: true };
+    if (status === -1) return { epochChanged: true };
+    return { mismatch: true, knownTurnId: turnId };
   }
 
-  async seed(ref: SessionRef, seed: HotSeed, now: number): Promise<boolean> {
+  async confirm(ref: SessionRef, epoch: number, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
+    checkRef(ref);
+    if (turns.length === 0) return [];
+    const s = this.keys.session(ref);
+    const args = [String(epoch), String(VOID_WINDOW_MS)];
+    for (const t of turns) args.push(String(t.turnId), t.key);
+    const reply = (await this.#script('confirm-4', [this.keys.global.epoch, s.turns, s.idem, s.voids], args)) as unknown[];
+    return reply.map((v) => Number(v) === 1);
+  }
+
+  async floor(ref: SessionRef): Promise<number> {
+    checkRef(ref);
+    return Number((await this.#command('floor', ['GET', this.keys.session(ref).floor])) ?? 0);
+  }
+
+  async seed(ref: SessionRef, seed: HotSeed, now: number, options: HotSeedOptions = {}): Promise<boolean | 'epochChanged' | 'conflict'> {
     checkRef(ref);
     const { unarchived, oldestUnarchivedAt } = checkSeed(seed);
     checkTime('now', now);
@@ -152,9 +188,34 @@ export class RedisHotStore implements HotStore {
       bytes += turnBytes(t.turnId, encoded);
       turnArgs.push(String(t.turnId), encoded);
     }
+    const idem = options.idempotency ?? [];
+    const idemArgs: string[] = [];
+    for (const e of idem) idemArgs.push(e.key, `${e.turnId}:${e.hash}`, String(e.createdAt));
+    const voidCandidates = seed.turns.filter((t) => t.turnId > seed.archivedUpTo && t.key !== undefined).map((t) => `${t.key}#${t.turnId}`);
     const first = seed.turns[0]?.turnId ?? seed.nextTurnId;
-    const args = [sessionMember(ref), String(now), String(seed.nextTurnId), String(seed.archivedUpTo), seed.userId ?? '', String(first), String(unarchived.length), oldestUnarchivedAt === null ? '' : String(oldestUnarchivedAt), String(bytes), ...turnArgs];
-    return Number(await this.#script('seed-6', this.#sessionAndGlobal(ref), args)) === 1;
+    const s = this.keys.session(ref);
+    const args = [
+      sessionMember(ref),
+      String(now),
+      String(seed.nextTurnId),
+      String(seed.archivedUpTo),
+      seed.userId ?? '',
+      String(first),
+      String(unarchived.length),
+      oldestUnarchivedAt === null ? '' : String(oldestUnarchivedAt),
+      String(bytes),
+      options.epoch === undefined ? '' : String(options.epoch),
+      String(options.windowMs ?? 1),
+      String(idem.length),
+      ...idemArgs,
+      String(voidCandidates.length),
+      ...voidCandidates,
+      ...turnArgs,
+    ];
+    const reply = Number(await this.#script('seed-11', [...this.#sessionAndGlobal(ref), this.keys.global.epoch, s.floor, s.voids, s.idem, s.idemAge], args));
+    if (reply === 1) return true;
+    if (reply === 0) return false;
+    return reply === -1 ? 'epochChanged' : 'conflict';
   }
 
   async recent(ref: SessionRef, count: number, now: number): Promise<Turn[]> {
@@ -180,13 +241,14 @@ export class RedisHotStore implements HotStore {
     return toTurns(await this.#script('range-2', [s.meta, s.turns], [String(fromTurn), String(toTurn), String(MAX_READ_TURNS), '']), false);
   }
 
-  async markArchived(ref: SessionRef, upTo: number, keepRecent: number): Promise<void> {
+  async markArchived(ref: SessionRef, upTo: number, keepRecent: number, leaseToken?: string): Promise<void> {
     checkRef(ref);
     checkInt('upTo', upTo, 0);
     checkInt('keepRecent', keepRecent, 0);
+    if (leaseToken !== undefined) checkToken(leaseToken);
     const s = this.keys.session(ref);
     const g = this.keys.global;
-    await this.#script('markarchived-5', [s.meta, s.turns, g.backlog, g.age, g.bytes], [sessionMember(ref), String(upTo), String(keepRecent)]);
+    await this.#script('markarchived-6', [s.meta, s.turns, g.backlog, g.age, g.bytes, s.lease], [sessionMember(ref), String(upTo), String(keepRecent), leaseToken ?? '']);
   }
 
   async meta(ref: SessionRef): Promise<HotSessionMeta | null> {
@@ -209,14 +271,16 @@ export class RedisHotStore implements HotStore {
 
   async dropIfArchived(ref: SessionRef): Promise<boolean> {
     checkRef(ref);
-    const reply = (await this.#script('remove-6', this.#sessionAndGlobal(ref), [sessionMember(ref), 'ifArchived'])) as number[];
+    const s = this.keys.session(ref);
+    const reply = (await this.#script('remove-9', [...this.#sessionAndGlobal(ref), s.floor, s.idem, s.idemAge], [sessionMember(ref), 'ifArchived'])) as number[];
     return Number(reply[0]) === 1;
   }
 
-  async deleteSession(ref: SessionRef): Promise<number> {
+  async deleteSession(ref: SessionRef): Promise<{ turns: number; lastTurnId: number }> {
     checkRef(ref);
-    const reply = (await this.#script('remove-6', this.#sessionAndGlobal(ref), [sessionMember(ref), 'always'])) as number[];
-    return Number(reply[1]);
+    const s = this.keys.session(ref);
+    const reply = (await this.#script('remove-9', [...this.#sessionAndGlobal(ref), s.floor, s.idem, s.idemAge], [sessionMember(ref), 'always'])) as number[];
+    return { turns: Number(reply[1]), lastTurnId: Number(reply[2]) };
   }
 
   async deleteTurns(ref: SessionRef, turnIds: readonly number[]): Promise<number> {
@@ -267,15 +331,18 @@ export class RedisHotStore implements HotStore {
     return Number((await this.#command('totalBytes', ['GET', this.keys.global.bytes])) ?? 0);
   }
 
-  async acquireLease(ref: SessionRef, owner: string, ttlMs: number, now: number): Promise<string | null> {
+  async acquireLease(ref: SessionRef, owner: string, ttlMs: number, now: number): Promise<{ token: string; fence: number } | null> {
     checkRef(ref);
     if (typeof owner !== 'string' || owner.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'owner: expected a non-empty string');
     checkInt('ttlMs', ttlMs, 1);
     checkTime('now', now);
     // Expiry is Redis's own clock (PX), the same for every instance; `now` is not needed here.
     const token = `${owner}:${randomBytes(12).toString('hex')}`;
-    const reply = await this.#command('acquireLease', ['SET', this.keys.session(ref).lease, token, 'NX', 'PX', String(ttlMs)]);
-    return reply === 'OK' ? token : null;
+    const s = this.keys.session(ref);
+    const reply = (await this.#script('acquirelease-3', [s.lease, s.fence, this.keys.global.epoch], [token, String(ttlMs)])) as unknown[];
+    const status = Number(reply[0]);
+    if (status === 0) return null;
+    return { token, fence: Number(reply[2]) * 2 ** 32 + Number(reply[1]) };
   }
 
   async renewLease(ref: SessionRef, token: string, ttlMs: number, now: number): Promise<boolean> {
@@ -298,8 +365,14 @@ export class RedisHotStore implements HotStore {
     return Number(await this.#script('releaseownerlease-1', [this.keys.session(ref).lease], [owner])) === 1;
   }
 
-  async epoch(): Promise<string> {
-    return String(await this.#script('epoch-1', [this.keys.global.epoch], [randomBytes(12).toString('hex')]));
+  async epoch(): Promise<number | null> {
+    const v = await this.#script('epoch-1', [this.keys.global.epoch], ['']);
+    return v === null || v === undefined || v === false ? null : Number(v);
+  }
+
+  async initEpoch(candidate: number): Promise<number> {
+    checkInt('epoch', candidate, 1);
+    return Number(await this.#script('epoch-1', [this.keys.global.epoch], [String(candidate)]));
   }
 
   async ping(): Promise<void> {

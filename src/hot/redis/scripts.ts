@@ -16,7 +16,7 @@ export interface RedisCommandClient {
   sendCommand(args: ReadonlyArray<string>): Promise<unknown>;
 }
 
-export const SCRIPT_NAMES = ['append-6', 'seed-6', 'recent-3', 'range-2', 'markarchived-5', 'deleteturns-5', 'remove-6', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1'] as const;
+export const SCRIPT_NAMES = ['append-9', 'confirm-4', 'seed-11', 'recent-3', 'range-2', 'markarchived-6', 'deleteturns-5', 'remove-9', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 interface LoadedScript {
@@ -47,6 +47,7 @@ export function loadScripts(): ReadonlyMap<ScriptName, LoadedScript> {
  */
 const SCRIPT_ERRORS: Readonly<Record<string, ErrorCode>> = {
   STRATA_UPTO_BEYOND_LAST: 'STRATA_ERR_VALIDATION',
+  STRATA_FENCED: 'STRATA_ERR_FENCED',
 };
 
 /**

@@ -1,0 +1,129 @@
+import { mkdir, open, readFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { StrataError } from '../errors.js';
+
+/**
+ * The control file of a session's archive (`<session file>.ctl`): the one place where writers
+ * of that session meet, whichever process they run in.
+ *
+ * - **Commit lock.** Every change of the session's archive file (segment append, rewrite,
+ *   deletion) happens while holding an OS lock (flock) on the control file, so a rewrite that
+ *   read the file can never rename its result over a segment appended meanwhile. The kernel
+ *   drops the lock when its process dies; a paused process keeps it, and writers wait for it
+ *   with a bounded retry instead of blocking a libuv thread.
+ * - **Fencing.** The highest lease fencing number that committed. A commit carrying a lower
+ *   number comes from a holder whose lease expired (a paused process): it is refused with
+ *   STRATA_ERR_FENCED and changes nothing (docs/consistency.md).
+ * - **Deletion floor.** Turn ids at or below `deletedUpTo` belong to a deleted session: they are
+ *   never read, listed or archived again, whoever still holds them in a journal.
+ *
+ * Content: JSON `{"fence": n, "deletedUpTo": n}`, rewritten in place; fsynced when the floor
+ * changes (an acknowledged deletion must survive a crash), not for fencing alone (losing a
+ * fencing number in a crash needs a crash and a paused stale holder at once, and the hot tier's
+ * lease check still guards the trim).
+ */
+export interface ControlState {
+  fence: number;
+  deletedUpTo: number;
+}
+
+// fs-native-extensions ships no types: the two calls used here, typed.
+const fsx = createRequire(import.meta.url)('fs-native-extensions') as { tryLock(fd: number): boolean; unlock(fd: number): void };
+
+export const CONTROL_EXTENSION = '.ctl';
+const EMPTY: ControlState = Object.freeze({ fence: 0, deletedUpTo: 0 });
+const LOCK_RETRY_MS = 5;
+
+export function controlPath(sessionPath: string): string {
+  return sessionPath + CONTROL_EXTENSION;
+}
+
+function parse(text: string): ControlState {
+  if (text.length === 0) return { ...EMPTY };
+  try {
+    const v = JSON.parse(text) as Partial<ControlState>;
+    return { fence: Number(v.fence) || 0, deletedUpTo: Number(v.deletedUpTo) || 0 };
+  } catch {
+    // A torn rewrite of the JSON (crash mid-write) is read as "no fence, no floor" only if no
+    // floor was ever durable: floors are written with fsync before the deletion is acknowledged,
+    // and a later rewrite writes the same or a larger floor in one write call.
+    return { ...EMPTY };
+  }
+}
+
+/** The control state without locking (readers). */
+export async function readControl(sessionPath: string): Promise<ControlState> {
+  try {
+    return parse(await readFile(controlPath(sessionPath), 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY };
+    throw new StrataError('STRATA_ERR_ARCHIVE_IO', `reading ${controlPath(sessionPath)} failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function lockFile(fh: FileHandle, path: string, waitMs: number): Promise<void> {
+  const started = performance.now();
+  while (!fsx.tryLock(fh.fd)) {
+    if (performance.now() - started > waitMs) {
+      throw new StrataError('STRATA_ERR_LEASE_BUSY', `the archive of ${path} is being written by another process (waited ${waitMs} ms for its commit lock)`);
+    }
+    await sleep(LOCK_RETRY_MS);
+  }
+}
+
+/**
+ * Runs `fn` holding the session's commit lock. `fence` (null = unfenced, single process) is
+ * compared with the highest committed one first; `fn` returns the result and the state to
+ * store (null: unchanged).
+ */
+export async function withCommit<T>(
+  sessionPath: string,
+  fence: number | null,
+  waitMs: number,
+  fn: (state: ControlState, save: (next: ControlState) => Promise<void>) => Promise<{ result: T; next?: ControlState | null }>,
+): Promise<T> {
+  const path = controlPath(sessionPath);
+  await mkdir(dirname(path), { recursive: true });
+  const fh = await open(path, 'a+').catch((err: unknown) => {
+    throw new StrataError('STRATA_ERR_ARCHIVE_IO', `opening ${path} failed: ${(err as Error).message}`, { cause: err });
+  });
+  try {
+    await lockFile(fh, path, waitMs);
+    const state = parse((await fh.readFile('utf8')) || '');
+    if (fence !== null && fence < state.fence) {
+      throw new StrataError('STRATA_ERR_FENCED', `a commit to ${sessionPath} carries fencing number ${fence}, below ${state.fence} already committed: its lease expired and another holder took over`, {
+        details: { fence, committed: state.fence },
+      });
+    }
+    let stored = state;
+    const save = async (next: ControlState): Promise<void> => {
+      const target: ControlState = { fence: Math.max(stored.fence, fence ?? 0, next.fence), deletedUpTo: Math.max(stored.deletedUpTo, next.deletedUpTo) };
+      if (target.fence === stored.fence && target.deletedUpTo === stored.deletedUpTo) return;
+      const text = JSON.stringify(target);
+      // 'a+' appends on write(); rewrite from the start through a second handle.
+      const w = await open(path, 'r+');
+      try {
+        await w.write(text, 0, 'utf8');
+        await w.truncate(Buffer.byteLength(text));
+        if (target.deletedUpTo !== stored.deletedUpTo) await w.sync();
+      } finally {
+        await w.close();
+      }
+      stored = target;
+    };
+    const { result, next } = await fn(state, save);
+    await save(next ?? stored);
+    return result;
+  } finally {
+    try {
+      fsx.unlock(fh.fd);
+    } catch {
+      // closing the descriptor releases the lock as well
+    }
+    await fh.close();
+  }
+}

@@ -1,0 +1,149 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StrataError } from '../errors.js';
+import { journalRoot, readAllJournals } from '../journal/read-all.js';
+import type { JournalRecord, TurnRecord } from '../journal/types.js';
+import type { SessionRef } from '../types.js';
+import { sessionKey } from './pending.js';
+
+/**
+ * Recovery after the hot tier lost its data (docs/consistency.md, "Redis loss").
+ *
+ * Epochs name the hot tier's datasets. A new dataset (first start, Redis restart without
+ * persistence, FLUSHALL) gets a number allocated here, durably, from the shared data directory:
+ * `epochs/<number>` is created exclusively, so two instances never allocate the same number and
+ * a later dataset always has a larger one. Turn records carry the epoch their id was assigned
+ * in; when two records claim one id (a writer paused across a loss journaled an id that the new
+ * dataset handed out again), the one from the later epoch wins — the earlier one can never
+ * have been acknowledged, because its writer's confirm saw the epoch change.
+ */
+export async function allocateEpoch(dataDir: string): Promise<number> {
+  const dir = join(dataDir, 'epochs');
+  await mkdir(dir, { recursive: true });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    let max = 0;
+    for (const name of await readdir(dir)) if (/^\d{1,15}$/.test(name)) max = Math.max(max, Number(name));
+    const next = max + 1;
+    try {
+      const fh = await open(join(dir, String(next)), 'wx');
+      await fh.sync();
+      await fh.close();
+      await fsyncDir(dir);
+      // Only the largest number matters to the next allocation; older markers can go.
+      for (const name of await readdir(dir)) if (/^\d{1,15}$/.test(name) && Number(name) < next - 8) await unlink(join(dir, name)).catch(() => undefined);
+      return next;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StrataError('STRATA_ERR_ARCHIVE_IO', `allocating an epoch in ${dir} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  throw new StrataError('STRATA_ERR_INTERNAL', `could not allocate an epoch in ${dir}: too many concurrent allocations`);
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The hash an idempotency key is bound to: a retry must carry the same message. */
+export function messageHash(message: { role: string; content: string; metadata?: unknown }, userId: string | undefined): string {
+  return createHash('sha256')
+    .update(JSON.stringify([message.role, message.content, message.metadata ?? null, userId ?? null]))
+    .digest('base64url')
+    .slice(0, 22);
+}
+
+/** Client keys are stored as `k:<key>#<index in batch>`; writer nonces as `n:<random>`. */
+export function isClientKey(key: string | undefined): key is string {
+  return key !== undefined && key.startsWith('k:');
+}
+
+interface SessionRecords {
+  ref: SessionRef;
+  /** turn id → candidate records (distinct keys), voided ones removed. */
+  turns: Map<number, TurnRecord[]>;
+  /** Highest `upTo` of whole-session delete records. */
+  deletedUpTo: number;
+}
+
+/**
+ * Every unarchived record of every instance's journal, read once per observed epoch change,
+ * after the change was observed: every record that could ever be acknowledged under an older
+ * epoch was journaled before its writer's confirm, and that confirm ran before the loss, so it
+ * is in this read. Records written later belong to the new epoch and live in the hot tier.
+ */
+export class RecoveryIndex {
+  private readonly sessions = new Map<string, SessionRecords>();
+
+  static async build(dataDir: string | undefined, extra: Iterable<JournalRecord> = []): Promise<RecoveryIndex> {
+    const index = new RecoveryIndex();
+    const voids = new Set<string>();
+    const all: JournalRecord[] = [];
+    if (dataDir !== undefined) for (const { records } of await readAllJournals(journalRoot(dataDir))) for (const r of records) all.push(r);
+    for (const r of extra) all.push(r);
+    for (const r of all) if (r.type === 'void') voids.add(`${sessionKey(r)}\u0000${r.turnId}\u0000${r.key}`);
+    for (const r of all) {
+      if (r.type === 'void') continue;
+      const entry = index.entry(r);
+      if (r.type === 'delete') {
+        if (r.turnIds === undefined) entry.deletedUpTo = Math.max(entry.deletedUpTo, r.upTo ?? Number.MAX_SAFE_INTEGER);
+        else for (const id of r.turnIds) entry.turns.delete(id);
+        continue;
+      }
+      if (r.key !== undefined && voids.has(`${sessionKey(r)}\u0000${r.turnId}\u0000${r.key}`)) continue;
+      const list = entry.turns.get(r.turnId);
+      if (!list) entry.turns.set(r.turnId, [r]);
+      else if (!list.some((x) => x.key !== undefined && x.key === r.key)) list.push(r);
+    }
+    return index;
+  }
+
+  private entry(ref: SessionRef): SessionRecords {
+    const key = sessionKey(ref);
+    let e = this.sessions.get(key);
+    if (!e) this.sessions.set(key, (e = { ref: { tenant: ref.tenant, sessionId: ref.sessionId }, turns: new Map(), deletedUpTo: 0 }));
+    return e;
+  }
+
+  /**
+   * The session's records above `floor`, one per id (the later epoch wins), ascending; and the
+   * deletion floor the journals know of.
+   */
+  turns(ref: SessionRef, floor: number): { turns: TurnRecord[]; deletedUpTo: number } {
+    const e = this.sessions.get(sessionKey(ref));
+    if (!e) return { turns: [], deletedUpTo: 0 };
+    const cut = Math.max(floor, e.deletedUpTo);
+    const out: TurnRecord[] = [];
+    for (const [id, list] of e.turns) {
+      if (id <= cut) continue;
+      let best = list[0]!;
+      for (const r of list) if ((r.epoch ?? 0) > (best.epoch ?? 0)) best = r;
+      out.push(best);
+    }
+    out.sort((a, b) => a.turnId - b.turnId);
+    return { turns: out, deletedUpTo: e.deletedUpTo === Number.MAX_SAFE_INTEGER ? 0 : e.deletedUpTo };
+  }
+
+  has(ref: SessionRef): boolean {
+    const e = this.sessions.get(sessionKey(ref));
+    return e !== undefined && e.turns.size > 0;
+  }
+
+  /** Sessions with records, for eager re-seeding after a loss. */
+  refs(): SessionRef[] {
+    return [...this.sessions.values()].filter((e) => e.turns.size > 0).map((e) => e.ref);
+  }
+
+  /** After the session was re-seeded or deleted, its records are in the hot tier or gone. */
+  forget(ref: SessionRef): void {
+    this.sessions.delete(sessionKey(ref));
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+}

@@ -1,0 +1,31 @@
+--[[ remove: drops a session's hot state, atomically.
+KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] global lru zset
+KEYS[4] global backlog zset    KEYS[5] global age zset      KEYS[6] global bytes counter
+KEYS[7] session deletion floor KEYS[8] session idempotency hash  KEYS[9] session idempotency zset
+ARGV[1] session member
+ARGV[2] 'ifArchived' (dropIfArchived: refuse while any turn is unarchived) or 'always' (deleteSession)
+Returns {removed (1|0), number of turns that were held, last turn id ever given (0 if unknown)}.
+'always' also raises the deletion floor to that last id and forgets the idempotency keys: ids
+at or below the floor are never handed out again, and a seed never brings them back.
+]]
+local m = redis.call('HMGET', KEYS[1], 'unarchivedCount', 'bytes', 'nextTurnId')
+local floor = tonumber(redis.call('GET', KEYS[7]) or '0')
+if not m[1] then
+  -- No metadata: clear any leftover turns (partial eviction) but report nothing held.
+  redis.call('DEL', KEYS[2])
+  return {0, 0, floor}
+end
+if ARGV[2] == 'ifArchived' and tonumber(m[1]) > 0 then return {0, 0, 0} end
+local held = redis.call('HLEN', KEYS[2])
+local last = tonumber(m[3]) - 1
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('DECRBY', KEYS[6], tonumber(m[2]))
+if ARGV[2] == 'always' then
+  if last > floor then floor = last end
+  redis.call('SET', KEYS[7], floor)
+  redis.call('DEL', KEYS[8], KEYS[9])
+end
+return {1, held, last}
