@@ -19,6 +19,11 @@ export interface ChaosReport {
   /** Writes never acknowledged after every retry: each may be stored once or not at all. */
   unacknowledged: number;
   deletes: number;
+  /**
+   * Well-formed writes refused for good (a 4xx other than 409/429, e.g. 422 for a retry with
+   * the same key and body) or answered 2xx without their turn ids: the client cannot proceed.
+   */
+  rejectedWrites: number;
   lost: number;
   duplicated: number;
   conflicts: number;
@@ -90,6 +95,7 @@ export function buildReport(args: { seed: number; instances: number; durationMs:
     acknowledgedMessages: acked.reduce((n, w) => n + w.messages.length, 0),
     unacknowledged: workload.writes.length - acked.length,
     deletes: workload.deletes.length,
+    rejectedWrites: workload.writes.filter((w) => w.ackMs === null && w.finalError !== null && /^(2xx|4(?!09|29)\d\d)/.test(w.finalError)).length,
     lost: count('lost'),
     duplicated: count('duplicated'),
     conflicts: count('conflict'),
@@ -107,7 +113,7 @@ export function buildReport(args: { seed: number; instances: number; durationMs:
     startFailureOutput: args.startFailures,
     ok: false,
   };
-  report.ok = report.lost + report.duplicated + report.conflicts + report.resurrected + report.gaps + report.foreign + report.readErrors + report.serverErrors + report.hostile.unexpected + report.startFailures === 0;
+  report.ok = report.rejectedWrites + report.lost + report.duplicated + report.conflicts + report.resurrected + report.gaps + report.foreign + report.readErrors + report.serverErrors + report.hostile.unexpected + report.startFailures === 0;
   return report;
 }
 
@@ -128,6 +134,7 @@ export function formatReport(r: ChaosReport, serverErrors: string[], maxExamples
     ['acknowledged writes (messages)', `${r.acknowledged} (${r.acknowledgedMessages})`],
     ['unacknowledged writes', r.unacknowledged],
     ['deletes', r.deletes],
+    ['rejected writes', r.rejectedWrites],
     ['lost', r.lost],
     ['duplicated', r.duplicated],
     ['id conflicts', r.conflicts],

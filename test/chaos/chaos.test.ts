@@ -42,6 +42,7 @@ test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, delet
   assert.ok(report.deletes >= 10, text);
 
   const counts = {
+    rejectedWrites: report.rejectedWrites,
     lost: report.lost,
     duplicated: report.duplicated,
     conflicts: report.conflicts,
