@@ -550,11 +550,15 @@ export class HybridConversationCache implements ConversationMemory {
   async getSession(sessionId: string, options: TenantOption = {}): Promise<SessionInfo> {
     const ref = toSessionRef(sessionId, options.tenant);
     const [meta, info] = await Promise.all([this.hot.meta(ref), this.archive.info(ref)]);
-    const pendingMax = this.pending.maxTurnId(ref);
+    // Without hot state, unarchived turns are in journals: this instance's and, after a loss of
+    // the hot tier (or in a read-only core), every instance's.
+    const journaled = meta ? [] : [...new Set([...this.pending.turns(ref).map((t) => t.turnId), ...this.recoveryIndex.turns(ref, 0).turns.map((t) => t.turnId)])].filter((id) => id > (info?.highWater ?? 0));
+    let pendingMax = this.pending.maxTurnId(ref);
+    for (const id of journaled) pendingMax = Math.max(pendingMax, id);
     if (!meta && !info && pendingMax === 0) throw notFound(ref);
     const lastTurnId = Math.max((meta?.nextTurnId ?? 1) - 1, info?.highWater ?? 0, pendingMax);
     const archivedTurns = info?.turnCount ?? 0;
-    const unarchivedTurns = meta ? meta.unarchivedCount : this.pending.turns(ref).filter((t) => t.turnId > (info?.highWater ?? 0)).length;
+    const unarchivedTurns = meta ? meta.unarchivedCount : journaled.length;
     return {
       tenant: ref.tenant,
       sessionId: ref.sessionId,

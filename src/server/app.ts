@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import type { ConversationMemory } from '../cache/api.js';
 import type { StrataConfig } from '../config.js';
 import { createAuthenticator } from './auth.js';
-import { errorBody, errorHandler } from './errors.js';
+import { errorBody, errorHandler, toErrorReply } from './errors.js';
 import { createServerMetrics } from './metrics.js';
 import type { ServerMetrics } from './metrics.js';
 import { registerV1Routes } from './routes.js';
@@ -76,7 +76,10 @@ export function buildServer(options: BuildServerOptions): FastifyInstance {
   });
 
   app.addSchema(ERROR_SCHEMA);
-  app.setErrorHandler(errorHandler);
+  app.setErrorHandler((err, request, reply) => {
+    metrics.observeError(toErrorReply(err).body.error.code, request.routeOptions.url ?? 'unknown');
+    errorHandler(err, request, reply);
+  });
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send(errorBody('STRATA_ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
   });

@@ -80,5 +80,7 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   const { status, body, unexpected } = toErrorReply(err);
   if (unexpected) request.log.error({ err }, 'unexpected error');
   else if (status >= 500) request.log.error({ code: body.error.code, err }, body.error.message);
+  // 503s are outages that end by themselves (Redis or the disk back, a recovery done): say when to retry.
+  if (status === 503) void reply.header('retry-after', '1');
   void reply.status(status).send(body);
 }

@@ -10,6 +10,8 @@ export interface ServerMetrics {
   readonly registry: Registry;
   readonly hooks: StrataMetrics;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
+  /** An error answer, by its STRATA_ERR_* code and route. */
+  observeError(code: string, route: string): void;
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -52,6 +54,7 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
   const journalRecords = new Counter({ name: 'strata_journal_records_total', help: 'Records made durable by the journal', registers });
   const journalCorrupt = new Counter({ name: 'strata_journal_corrupt_total', help: 'Damaged journal stretches found at open (records around them were replayed)', registers });
   const tierBytes = new Gauge({ name: 'strata_tier_bytes', help: 'Bytes held per tier', labelNames: ['tier'], registers });
+  const errors = new Counter({ name: 'strata_errors_total', help: 'Error answers by code and route', labelNames: ['code', 'route'], registers });
   const recoveries = new Counter({ name: 'strata_recoveries_total', help: 'Recoveries after the hot tier lost its data (every journal read)', registers });
   const recoverySeconds = new Histogram({ name: 'strata_recovery_seconds', help: 'Time to read every journal after a loss of the hot tier', registers, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30] });
   const appendRetries = new Counter({ name: 'strata_append_retries_total', help: 'Turns whose id the hot tier lost before confirmation (voided and appended again)', registers });
@@ -112,6 +115,9 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
     hooks,
     observeRequest(method, route, status, seconds) {
       requests.observe({ method, route, status: String(status) }, seconds);
+    },
+    observeError(code, route) {
+      errors.inc({ code, route });
     },
   };
 }

@@ -46,11 +46,15 @@ export function registerV1Routes(app: FastifyInstance, memory: ConversationMemor
   app.post<Id & { Body: s.AddMessagesBody }>('/v1/sessions/:id/messages', { schema: schema('Append one message, or a batch {messages: [...]} (all or nothing)', { params: s.sessionParams, body: s.addMessagesBody }) }, async (request, reply) => {
     const body = request.body;
     const tenant = request.tenant;
+    // One key per request: a retried request (any instance) answers the first one's turn ids.
+    const key = request.headers['idempotency-key'];
+    if (Array.isArray(key)) throw new StrataError('STRATA_ERR_VALIDATION', 'send one Idempotency-Key header', { details: { field: 'Idempotency-Key' } });
+    const idempotency = key === undefined ? {} : { idempotencyKey: key };
     if ('messages' in body) {
-      const result = await memory.addMessages(request.params.id, body.messages, { tenant, ...(body.userId ? { userId: body.userId } : {}) });
+      const result = await memory.addMessages(request.params.id, body.messages, { tenant, ...(body.userId ? { userId: body.userId } : {}), ...idempotency });
       return reply.status(201).send(result);
     }
-    const result = await memory.addMessage(request.params.id, body.role, body.content, { tenant, ...(body.metadata ? { metadata: body.metadata } : {}), ...(body.userId ? { userId: body.userId } : {}) });
+    const result = await memory.addMessage(request.params.id, body.role, body.content, { tenant, ...(body.metadata ? { metadata: body.metadata } : {}), ...(body.userId ? { userId: body.userId } : {}), ...idempotency });
     return reply.status(201).send(result);
   });
 

@@ -38,7 +38,7 @@ export function configFromFlags(io: CliIo, flags: CommonFlags, extra: DeepPartia
 }
 
 /** The core factory, loaded on first use so `strata --help` stays fast. */
-export async function openMemory(config: StrataConfig, options: { metrics?: StrataMetrics; logger?: Logger } = {}): Promise<ConversationMemory> {
+export async function openMemory(config: StrataConfig, options: { metrics?: StrataMetrics; logger?: Logger; readOnly?: boolean } = {}): Promise<ConversationMemory> {
   const { createStrata } = await import('../../strata.js');
   return createStrata({ ...coreConfig(config), ...options });
 }
@@ -49,10 +49,14 @@ export function cliLogger(config: StrataConfig): Logger {
   return pino({ level }, pino.destination(2));
 }
 
-/** Opens the core, runs `fn`, and always closes (close flushes). */
-export async function withMemory<T>(io: CliIo, flags: CommonFlags, fn: (memory: ConversationMemory, config: StrataConfig) => Promise<T>): Promise<T> {
+/**
+ * Opens the core, runs `fn`, and always closes (close flushes). `readOnly` commands take no
+ * journal lock and write nothing, so they work while a server owns the data directory; they see
+ * unarchived turns through every instance's journal.
+ */
+export async function withMemory<T>(io: CliIo, flags: CommonFlags, fn: (memory: ConversationMemory, config: StrataConfig) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
   const config = configFromFlags(io, flags);
-  const memory = await openMemory(config, { logger: cliLogger(config) });
+  const memory = await openMemory(config, { logger: cliLogger(config), ...(options.readOnly ? { readOnly: true } : {}) });
   try {
     return await fn(memory, config);
   } finally {

@@ -18,6 +18,7 @@ export function registerContext(parent: Command, io: CliIo): void {
       if (!TYPES.includes(flags.type as ContextType)) throw new StrataError('STRATA_ERR_VALIDATION', `--type: expected one of ${TYPES.join(', ')}, received ${JSON.stringify(flags.type)}`);
       const result = await withMemory(io, flags, (memory) =>
         memory.getContext(session, { tenant: flags.tenant ?? 'default', type: flags.type as ContextType, ...(flags.query !== undefined ? { query: flags.query } : {}), ...(flags.maxTokens !== undefined ? { maxTokens: flags.maxTokens } : {}) }),
+        { readOnly: true },
       );
       if (flags.json) return printJson(io, result);
       if (result.summary) io.stdout.write(`[summary] ${result.summary}\n\n`);

@@ -8,7 +8,7 @@ export function registerExport(parent: Command, io: CliIo): void {
   addTenantOption(addCommonOptions(parent.command('export').argument('<session>', 'session id').description('write a session as its archive file (flushed first)')))
     .option('-o, --output <file>', 'output file (default <session>.strata; - for stdout)')
     .action(async (session: string, flags: CommonFlags & { output?: string }) => {
-      const bytes = await withMemory(io, flags, (memory) => memory.exportSession(session, { tenant: flags.tenant ?? 'default' }));
+      const bytes = await withMemory(io, flags, (memory) => memory.exportSession(session, { tenant: flags.tenant ?? 'default' }), { readOnly: true });
       const output = flags.output ?? `${session}.strata`;
       if (output === '-') {
         const out = io.stdout as { write(chunk: string | Uint8Array): unknown };

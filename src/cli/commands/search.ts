@@ -15,7 +15,7 @@ export function registerSearch(parent: Command, io: CliIo): void {
       if ((flags.session === undefined) === (flags.user === undefined)) throw new StrataError('STRATA_ERR_VALIDATION', 'give exactly one of --session ID or --user ID');
       const tenant = flags.tenant ?? 'default';
       const scope = flags.session !== undefined ? { tenant, sessionId: flags.session } : { tenant, userId: flags.user! };
-      const hits = await withMemory(io, flags, (memory) => memory.searchDiskHistory(query, flags.k, scope));
+      const hits = await withMemory(io, flags, (memory) => memory.searchDiskHistory(query, flags.k, scope), { readOnly: true });
       if (flags.json) return printJson(io, { hits });
       const clip = (s: string) => (s.length > 80 ? `${s.slice(0, 79)}…` : s).replace(/\s+/g, ' ');
       io.stdout.write(formatTable(['score', 'session', 'turn', 'role', 'content'], hits.map((h) => [h.score.toFixed(4), h.sessionId, h.turnId, h.role, clip(h.content)])));

@@ -26,7 +26,7 @@ export function registerStats(parent: Command, io: CliIo): void {
           cursor = page.nextCursor;
         } while (cursor !== null);
         return t;
-      });
+      }, { readOnly: true });
       if (flags.json) return printJson(io, totals);
       io.stdout.write(formatTable(['metric', 'value'], Object.entries(totals).map(([k, v]) => [k, v])));
     });
