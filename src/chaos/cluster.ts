@@ -94,6 +94,8 @@ export class StrataInstance {
     this.child = child;
     this.stopped = false;
     this.ready = false;
+    // Output of this process only: a failed start shows its own last words.
+    this.tail = '';
     const keep = (chunk: Buffer): void => {
       this.tail = (this.tail + chunk.toString()).slice(-OUTPUT_TAIL);
     };
@@ -128,7 +130,7 @@ export class StrataInstance {
         return failures;
       } catch (err) {
         if (this.killed === this.child) return failures;
-        failures.push(`instance ${this.index} start ${tries}: ${(err as Error).message.slice(0, 4000)}`);
+        failures.push(`instance ${this.index} start ${tries}: ${(err as Error).message}`);
         await this.kill();
         await sleep(1_000);
       }

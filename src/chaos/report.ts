@@ -161,6 +161,7 @@ export function formatReport(r: ChaosReport, serverErrors: string[], maxExamples
     out += `\n${kind}: ${list.length}\n`;
     for (const v of list.slice(0, maxExamples)) out += `  [${v.phase}] ${v.session}: ${v.detail}\n${v.events.map((e) => `      ${e}`).join('\n')}\n`;
   }
-  for (const f of r.startFailureOutput.slice(0, maxExamples)) out += `\nfailed restart: ${f.slice(0, 2000)}\n`;
+  // The first line says what failed; the end of the process output says why.
+  for (const f of r.startFailureOutput.slice(0, maxExamples)) out += `\nfailed restart: ${f.split('\n')[0]}\n  …${f.slice(-1_500)}\n`;
   return out;
 }
