@@ -21,9 +21,14 @@ export const PACKAGE_ROOT = join(HERE, HERE.includes(`${join('dist', 'src', 'cha
 /** `sources`: node + tsx on src/cli/bin-dev.ts; `built`: node bin/strata.js (needs dist/). */
 export type ServeEntry = 'sources' | 'built';
 
-/** The built entry when dist/ exists, else the sources through tsx. */
+/**
+ * The instances run the same code as the caller: the built entry when this module is the
+ * built one (`npx strata chaos`), the sources through tsx when it runs from the sources, where
+ * a dist/ left from an earlier build would test stale code.
+ */
 export function detectEntry(): ServeEntry {
-  return existsSync(join(PACKAGE_ROOT, 'dist/src/cli/main.js')) ? 'built' : 'sources';
+  const fromSources = import.meta.url.endsWith('.ts');
+  return !fromSources && existsSync(join(PACKAGE_ROOT, 'bin/strata.js')) ? 'built' : 'sources';
 }
 
 function serveArgv(entry: ServeEntry): string[] {

@@ -30,7 +30,7 @@ export function registerChaos(parent: Command, io: CliIo): void {
     .option('--minutes <n>', 'minutes of faults (default: 10)', parsePositiveNumber('--minutes'))
     .option('--seconds <n>', 'seconds of faults (short runs)', parsePositiveNumber('--seconds'))
     .option('--seed <n>', 'seed of every random choice', parseNonNegativeInt('--seed'), 1)
-    .option('--entry <kind>', 'how instances start: auto (built when dist/ exists), built, sources (tsx)', 'auto')
+    .option('--entry <kind>', 'how instances start: auto (like this CLI: built from dist/, or the sources through tsx), built, sources', 'auto')
     .option('--kills <n>', 'SIGKILL + restart faults (default: one per 6.5 s)', parseNonNegativeInt('--kills'))
     .option('--pauses <n>', 'SIGSTOP longer than the lease TTL, then SIGCONT (default: one per 25 s)', parseNonNegativeInt('--pauses'))
     .option('--flushes <n>', 'Redis FLUSHALL faults (default: one per 40 s)', parseNonNegativeInt('--flushes'))
