@@ -322,13 +322,15 @@ export class HybridConversationCache implements ConversationMemory {
    * records), the next id, and the owner.
    */
   private async planSeed(ref: SessionRef): Promise<{ info: Awaited<ReturnType<ArchiveStore['info']>>; floor: number; unarchived: Array<Turn & { key?: string }>; unarchivedRecords: TurnRecord[]; nextTurnId: number; owner: string | undefined }> {
-    const [info, archiveFloor, hotFloor] = await Promise.all([this.archive.info(ref), this.archive.deletedUpTo(ref), this.hot.floor(ref)]);
+    const [info, archiveFloor, hotFloor, voided] = await Promise.all([this.archive.info(ref), this.archive.deletedUpTo(ref), this.hot.floor(ref), this.hot.voided(ref)]);
+    const voids = new Set(voided);
     const highWater = info?.highWater ?? 0;
     const known = this.recoveryIndex.turns(ref, Math.max(archiveFloor, hotFloor));
     const floor = Math.max(archiveFloor, hotFloor, known.deletedUpTo);
     const byId = new Map<number, TurnRecord>();
-    for (const r of known.turns) byId.set(r.turnId, r);
+    for (const r of known.turns) if (!voids.has(`${r.key}#${r.turnId}`)) byId.set(r.turnId, r);
     for (const r of this.pending.records(ref)) {
+      if (voids.has(`${r.key}#${r.turnId}`)) continue;
       const other = byId.get(r.turnId);
       if (!other || (r.epoch ?? 0) > (other.epoch ?? 0)) byId.set(r.turnId, r);
     }

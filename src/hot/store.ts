@@ -33,6 +33,8 @@ export interface HotStore {
   confirm(ref: SessionRef, epoch: number, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]>;
   /** Ids at or below this number were deleted with the session (0 when never deleted). */
   floor(ref: SessionRef): Promise<number>;
+  /** The session's void markers, `<key>#<turnId>` (see `confirm`): a seed leaves those records out. */
+  voided(ref: SessionRef): Promise<string[]>;
   /** The last `count` turns in ascending order (archived or not); touches last access. */
   recent(ref: SessionRef, count: number, now: number): Promise<Turn[]>;
   /** Turns with id > archivedUpTo, ascending, at most `limit`. */

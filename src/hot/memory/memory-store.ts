@@ -112,6 +112,11 @@ export class MemoryHotStore implements HotStore {
     });
   }
 
+  async voided(ref: SessionRef): Promise<string[]> {
+    this.#open();
+    return [...(this.#voids.get(keyOf(checkRef(ref))) ?? [])];
+  }
+
   async floor(ref: SessionRef): Promise<number> {
     this.#open();
     return this.#floors.get(keyOf(checkRef(ref))) ?? 0;

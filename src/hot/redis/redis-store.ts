@@ -172,6 +172,11 @@ export class RedisHotStore implements HotStore {
     return reply.map((v) => Number(v) === 1);
   }
 
+  async voided(ref: SessionRef): Promise<string[]> {
+    checkRef(ref);
+    return (await this.#command('voided', ['SMEMBERS', this.keys.session(ref).voids])) as string[];
+  }
+
   async floor(ref: SessionRef): Promise<number> {
     checkRef(ref);
     return Number((await this.#command('floor', ['GET', this.keys.session(ref).floor])) ?? 0);
