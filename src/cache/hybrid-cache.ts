@@ -9,7 +9,7 @@ import type { DeleteRecord, TurnRecord, VoidRecord } from '../journal/types.js';
 import type { StrataMetrics } from '../metrics.js';
 import { noMetrics } from '../metrics.js';
 import type { Embedder } from '../retrieval/embedder.js';
-import type { ArchivedTurn, Clock, HeldLock, Role, SessionLock, SessionRef, Turn } from '../types.js';
+import type { ArchivedTurn, Clock, Role, SessionLock, SessionRef, Turn } from '../types.js';
 import { systemClock } from '../types.js';
 import type {
   AddMessageOptions,
