@@ -49,6 +49,7 @@ export function planFaults(rng: Rng, counts: FaultCounts, durationMs: number, le
 
 /** How long a kill or pause waits for another instance to be serving before it is skipped. */
 const MAX_WAIT_MS = 30_000;
+const MIN_GAP_MS = 250;
 
 export class FaultScheduler {
   readonly counts: Record<string, number> = { sigkill: 0, sigstop: 0, flushall: 0, redisRestart: 0, flushallWhileDown: 0, skipped: 0 };
@@ -71,8 +72,10 @@ export class FaultScheduler {
   async run(plan: PlannedFault[]): Promise<void> {
     const t0 = this.log.now();
     for (const fault of plan) {
-      const wait = t0 + fault.atMs - this.log.now();
-      if (wait > 0) await sleep(wait);
+      // Behind schedule (a kill waited for a target), faults still come MIN_GAP_MS apart
+      // rather than all at once.
+      const wait = Math.max(MIN_GAP_MS, t0 + fault.atMs - this.log.now());
+      await sleep(wait);
       if (this.stopping) break;
       if (fault.kind === 'flushall') await this.redis('flushall', null, () => this.cluster.redis.flushall());
       else if (fault.kind === 'redisRestart') await this.redis('redisRestart', null, () => this.cluster.redis.restart());
@@ -99,7 +102,8 @@ export class FaultScheduler {
       // A kill may also land on an instance that is still restarting (a crash during recovery,
       // and restarts do not serialize the kills); a pause only on a serving one. Either way
       // another instance must stay serving.
-      const candidates = order.filter((inst) => this.healthy(inst) || (fault.kind === 'sigkill' && this.restarting.has(inst.index) && !inst.stopped));
+      // (A restarting instance whose process is not spawned yet is no target: the kill would be a no-op.)
+      const candidates = order.filter((inst) => this.healthy(inst) || (fault.kind === 'sigkill' && this.restarting.has(inst.index) && inst.running && !inst.stopped));
       target = candidates.find((inst) => all.some((other) => other !== inst && this.healthy(other)));
       if (target !== undefined || this.stopping || waited >= MAX_WAIT_MS) break;
       await sleep(100);
