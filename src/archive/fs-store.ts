@@ -274,12 +274,18 @@ export class FsArchiveStore implements ArchiveStore {
     return out ?? [];
   }
 
-  async exportSession(ref: SessionRef): Promise<Uint8Array> {
+  async exportSession(ref: SessionRef, extra: readonly ArchivedTurn[] = []): Promise<Uint8Array> {
     this.check();
     const path = this.pathOf(ref);
     try {
-      return new Uint8Array(await readFile(path));
+      const file = new Uint8Array(await readFile(path));
+      if (extra.length === 0) return file;
+      validateTurns(extra);
+      const highWater = indexFile(path, file).highWater;
+      const fresh = extra.filter((t) => t.turnId > highWater);
+      return fresh.length === 0 ? file : concat([file, encodeRecord(RECORD_TYPES.segment, this.encode(fresh, null))]);
     } catch (err) {
+      if (err instanceof StrataError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StrataError('STRATA_ERR_NOT_FOUND', `session ${ref.tenant}/${ref.sessionId} has no archive`);
       throw ioError(err, 'reading', path);
     }

@@ -47,8 +47,11 @@ export interface ArchiveStore {
    * the file atomically (after a model change). Returns how many turns were re-embedded.
    */
   reembed(ref: SessionRef, embedderId: string, embed: (texts: string[]) => Promise<Float32Array[]>): Promise<{ turns: number }>;
-  /** The session's archive file, byte for byte. */
-  exportSession(ref: SessionRef): Promise<Uint8Array>;
+  /**
+   * The session's archive file, byte for byte; with `extra` (turns above the archive's
+   * high-water mark that are not archived yet), followed by one more segment holding them.
+   */
+  exportSession(ref: SessionRef, extra?: readonly ArchivedTurn[]): Promise<Uint8Array>;
   /** Writes an exported file as this session's archive; fails with STRATA_ERR_CONFLICT if it exists. Verifies every block first. */
   importSession(ref: SessionRef, file: Uint8Array, options?: { userId?: string }): Promise<ArchiveSessionInfo>;
   stats(tenant?: string): Promise<ArchiveStats>;

@@ -27,7 +27,7 @@ import type {
 import type { CacheTuning } from './options.js';
 import { resolveTuning } from './options.js';
 import { PendingIndex, recordToTurn, sessionKey } from './pending.js';
-import { RecoveryIndex, allocateEpoch, isClientKey, messageHash } from './recovery.js';
+import { RecoveryIndex, allocateEpoch, clientKey, isClientKey, messageHash, parseClientKey } from './recovery.js';
 import type { JournalPort } from './ports.js';
 import type { RetrievalPort } from './retrieval-port.js';
 import { validateMessage } from './validate.js';
@@ -149,7 +149,9 @@ export class HybridConversationCache implements ConversationMemory {
   private recover(): Promise<number> {
     this.recovering ??= (async () => {
       let epoch = await this.hot.epoch();
-      if (epoch === null) epoch = await this.hot.initEpoch(this.dataDir ? await allocateEpoch(this.dataDir) : (this.epochValue ?? 0) + 1);
+      // A read-only core with its own in-process hot tier writes nothing, not even an epoch marker.
+      const durable = this.dataDir !== undefined && !(this.readOnly && this.hotDriver === 'memory');
+      if (epoch === null) epoch = await this.hot.initEpoch(durable ? await allocateEpoch(this.dataDir!) : (this.epochValue ?? 0) + 1);
       if (epoch !== this.epochValue) {
         const started = performance.now();
         this.recoveryIndex = await RecoveryIndex.build(this.dataDir, this.dataDir ? [] : this.pending.records());
@@ -241,12 +243,13 @@ export class HybridConversationCache implements ConversationMemory {
       for (let i = 0; i < messages.length; i++) {
         if (ids[i] !== undefined) continue;
         const m = messages[i]!;
-        const key = idempotencyKey === undefined ? `n:${randomBytes(9).toString('base64url')}` : `k:${idempotencyKey}#${i}`;
+        const client = idempotencyKey === undefined ? null : clientKey(idempotencyKey, i, messages.length);
+        const key = client === null ? `n:${randomBytes(9).toString('base64url')}` : client.appendKey;
         const turn: NewHotTurn = { role: m.role, content: m.content, createdAt: now, key };
         if (this.tokenizer) turn.tokens = this.tokenizer.count(m.content);
         if (m.metadata !== undefined) turn.metadata = m.metadata;
         if (userId !== undefined) turn.userId = userId;
-        const idem = idempotencyKey === undefined ? undefined : { key, hash: messageHash(m, userId), windowMs: this.tuning.idempotencyWindowMs };
+        const idem = client === null ? undefined : { key: client.entry, hash: messageHash(m, userId, messages.length), windowMs: this.tuning.idempotencyWindowMs };
         const result = await this.hotAppend(ref, turn, now, epoch, idem);
         if (result === 'epochChanged') {
           epochChanged = true;
@@ -327,6 +330,13 @@ export class HybridConversationCache implements ConversationMemory {
     const highWater = info?.highWater ?? 0;
     const known = this.recoveryIndex.turns(ref, Math.max(archiveFloor, hotFloor));
     const floor = Math.max(archiveFloor, hotFloor, known.deletedUpTo);
+    if (hotFloor > archiveFloor && !this.readOnly) {
+      // A deletion stopped between the hot tier's floor and the archive's (a crash): it was
+      // not acknowledged, but the hot tier already refuses those ids. Finish it, so the session
+      // is deleted as a whole rather than in part.
+      await this.lock.withLock(ref, (held) => this.archive.deleteSession(ref, { upTo: hotFloor, fence: held.fence }));
+      return this.planSeed(ref);
+    }
     const byId = new Map<number, TurnRecord>();
     for (const r of known.turns) if (!voids.has(`${r.key}#${r.turnId}`)) byId.set(r.turnId, r);
     for (const r of this.pending.records(ref)) {
@@ -334,7 +344,19 @@ export class HybridConversationCache implements ConversationMemory {
       const other = byId.get(r.turnId);
       if (!other || (r.epoch ?? 0) > (other.epoch ?? 0)) byId.set(r.turnId, r);
     }
-    const unarchivedRecords = [...byId.values()].filter((r) => r.turnId > Math.max(highWater, floor)).sort((a, b) => a.turnId - b.turnId);
+    // One client key names one message: when a retry stored it again at another id (its first
+    // attempt was journaled but never confirmed, and the hot tier lost it), only the copy from
+    // the later epoch (the one the retry acknowledged) is kept.
+    const byKey = new Map<string, TurnRecord>();
+    for (const r of byId.values()) {
+      if (!isClientKey(r.key)) continue;
+      const entry = parseClientKey(r.key).entry;
+      const other = byKey.get(entry);
+      if (!other || (r.epoch ?? 0) > (other.epoch ?? 0) || ((r.epoch ?? 0) === (other.epoch ?? 0) && r.turnId > other.turnId)) byKey.set(entry, r);
+    }
+    const unarchivedRecords = [...byId.values()]
+      .filter((r) => r.turnId > Math.max(highWater, floor) && (!isClientKey(r.key) || byKey.get(parseClientKey(r.key).entry) === r))
+      .sort((a, b) => a.turnId - b.turnId);
     const unarchived = unarchivedRecords.map((r) => ({ ...recordToTurn(r), ...(r.key !== undefined ? { key: r.key } : {}) }));
     const nextTurnId = Math.max(highWater, floor, unarchived.at(-1)?.turnId ?? 0) + 1;
     const owner = info?.userId ?? unarchivedRecords.find((r) => r.userId)?.userId ?? this.pending.userId(ref);
@@ -357,7 +379,10 @@ export class HybridConversationCache implements ConversationMemory {
       const owner = userId ?? plan.owner;
       const idempotency = plan.unarchivedRecords
         .filter((r) => isClientKey(r.key))
-        .map((r) => ({ key: r.key!, turnId: r.turnId, hash: messageHash(r, r.userId), createdAt: r.createdAt }));
+        .map((r) => {
+          const { entry, batchSize } = parseClientKey(r.key!);
+          return { key: entry, turnId: r.turnId, hash: messageHash(r, r.userId, batchSize), createdAt: r.createdAt };
+        });
       const seed = { nextTurnId: plan.nextTurnId, archivedUpTo, turns: [...recentArchived.map(stripEmbedding), ...plan.unarchived], ...(owner ? { userId: owner } : {}) };
       const outcome = await this.hot.seed(ref, seed, this.clock.now(), { epoch, idempotency, windowMs: this.tuning.idempotencyWindowMs });
       if (outcome === 'epochChanged') {
@@ -366,7 +391,7 @@ export class HybridConversationCache implements ConversationMemory {
       }
       if (outcome === 'conflict') continue;
       if (outcome === true) this.metrics.rehydration?.();
-      if (!plan.info) {
+      if (!plan.info && !this.readOnly) {
         // Registers the session (and its owner) in the archive right away, so listing and user
         // deletion see sessions that have not been compacted yet.
         await this.lock.withLock(ref, (held) => this.archive.append(ref, [], { ...(owner ? { userId: owner } : {}), fence: held.fence }));
@@ -554,7 +579,8 @@ export class HybridConversationCache implements ConversationMemory {
     const [meta, info] = await Promise.all([this.hot.meta(ref), this.archive.info(ref)]);
     // Without hot state, unarchived turns are in journals: this instance's and, after a loss of
     // the hot tier (or in a read-only core), every instance's.
-    const journaled = meta ? [] : [...new Set([...this.pending.turns(ref).map((t) => t.turnId), ...this.recoveryIndex.turns(ref, 0).turns.map((t) => t.turnId)])].filter((id) => id > (info?.highWater ?? 0));
+    const floor = meta ? 0 : Math.max(await this.archive.deletedUpTo(ref), await this.hot.floor(ref));
+    const journaled = meta ? [] : [...new Set([...this.pending.turns(ref).map((t) => t.turnId), ...this.recoveryIndex.turns(ref, floor).turns.map((t) => t.turnId)])].filter((id) => id > Math.max(info?.highWater ?? 0, floor));
     let pendingMax = this.pending.maxTurnId(ref);
     for (const id of journaled) pendingMax = Math.max(pendingMax, id);
     if (!meta && !info && pendingMax === 0) throw notFound(ref);
@@ -857,7 +883,12 @@ export class HybridConversationCache implements ConversationMemory {
     const ref = toSessionRef(sessionId, options.tenant);
     await this.getSession(ref.sessionId, { tenant: ref.tenant });
     await this.compactSession(ref);
-    return this.archive.exportSession(ref);
+    if (!this.readOnly) return this.archive.exportSession(ref);
+    // Read-only: nothing can be archived, so the unarchived turns (seeded from the journals) are
+    // added to the exported file as one more segment, in memory.
+    await this.ensureHot(ref);
+    const unarchived = await this.hot.unarchived(ref, MAX_PAGE * 100);
+    return this.archive.exportSession(ref, unarchived);
   }
 
   async importSession(sessionId: string, file: Uint8Array, options: TenantOption & { userId?: string } = {}): Promise<SessionInfo> {

@@ -49,17 +49,35 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** The hash an idempotency key is bound to: a retry must carry the same message. */
-export function messageHash(message: { role: string; content: string; metadata?: unknown }, userId: string | undefined): string {
+/**
+ * The hash an idempotency key is bound to: a retry must carry the same message, at the same
+ * place of a batch of the same size.
+ */
+export function messageHash(message: { role: string; content: string; metadata?: unknown }, userId: string | undefined, batchSize: number): string {
   return createHash('sha256')
-    .update(JSON.stringify([message.role, message.content, message.metadata ?? null, userId ?? null]))
+    .update(JSON.stringify([message.role, message.content, message.metadata ?? null, userId ?? null, batchSize]))
     .digest('base64url')
     .slice(0, 22);
 }
 
-/** Client keys are stored as `k:<key>#<index in batch>`; writer nonces as `n:<random>`. */
+/**
+ * Append keys: `k:<client key>#<index in batch>/<batch size>` for a client's idempotency key,
+ * `n:<random>` for a writer's nonce. The idempotency entry of a client key is the key without
+ * the batch size (so a retry with another batch size finds it, and is a mismatch).
+ */
 export function isClientKey(key: string | undefined): key is string {
   return key !== undefined && key.startsWith('k:');
+}
+
+export function clientKey(key: string, index: number, batchSize: number): { appendKey: string; entry: string } {
+  const entry = `k:${key}#${index}`;
+  return { appendKey: `${entry}/${batchSize}`, entry };
+}
+
+/** The idempotency entry and batch size of a client append key. */
+export function parseClientKey(appendKey: string): { entry: string; batchSize: number } {
+  const slash = appendKey.lastIndexOf('/');
+  return slash > appendKey.lastIndexOf('#') ? { entry: appendKey.slice(0, slash), batchSize: Number(appendKey.slice(slash + 1)) } : { entry: appendKey, batchSize: 1 };
 }
 
 interface SessionRecords {

@@ -7,7 +7,11 @@
  *    another id than the one acknowledged, two acknowledgements share an id, or ids repeat;
  *  - resurrected: a message acknowledged before a delete of its session was sent (and that
  *    delete was answered) is still there;
- *  - gap: a turn id missing between stored ones (or before the first) that no delete explains;
+ *  - gap: turn ids missing between stored ones (or before the first) that neither a delete nor
+ *    the hot tier's loss explains. docs/consistency.md: an id is lost only when its write was
+ *    never acknowledged and Redis lost its data before the turn was archived, so the missing ids
+ *    of a session may not outnumber the messages of its writes that were in flight, without an
+ *    answer, across a Redis FLUSHALL or restart;
  *  - foreign: stored content this client never sent to that session;
  *  - readError: the session could not be read back at all.
  * An unacknowledged message may be stored or not, but at most once.
@@ -62,6 +66,8 @@ export interface CheckInput {
   phase: string;
   writes: LogicalWrite[];
   deletes: DeleteOp[];
+  /** When the hot tier lost its data (FLUSHALL, Redis restart), ms on the log's clock. */
+  losses?: number[];
   stored: Map<string, { ok: true; turns: StoredTurn[] } | { ok: false; error: string }>;
 }
 
@@ -137,13 +143,27 @@ export function check(input: CheckInput): Violation[] {
       const end = d.acked ? d.endMs : Infinity;
       for (const w of writes) if (w.turnIds !== null && w.firstStartMs <= end) horizon = Math.max(horizon, ...w.turnIds);
     }
+    // Messages whose attempts went unanswered across a loss of the hot tier: each may have
+    // taken an id that the loss emptied.
+    const losses = input.losses ?? [];
+    let lostBudget = 0;
+    for (const w of writes) {
+      const unanswered = w.attempts - (w.ackMs === null ? 0 : 1);
+      if (unanswered <= 0) continue;
+      const end = w.ackMs ?? w.lastEndMs;
+      if (losses.some((at) => at >= w.firstStartMs && at <= end)) lostBudget += unanswered * w.messages.length;
+    }
     let prev = 0;
+    const gaps: Array<{ from: number; to: number; next: number; before: number }> = [];
     for (const t of turns) {
-      if (t.turnId > prev + 1 && t.turnId - 1 > horizon) {
-        const from = Math.max(prev + 1, horizon + 1);
-        add('gap', session, `${from}-${t.turnId - 1}`, `turn ids ${from}..${t.turnId - 1} missing before ${t.turnId}${deletes.length ? ` (deletes explain ids up to ${horizon})` : ' (never deleted)'}`, gapSuspects(writes, ackedAt.get(prev), ackedAt.get(t.turnId)));
-      }
+      if (t.turnId > prev + 1 && t.turnId - 1 > horizon) gaps.push({ from: Math.max(prev + 1, horizon + 1), to: t.turnId - 1, next: t.turnId, before: prev });
       prev = Math.max(prev, t.turnId);
+    }
+    const missing = gaps.reduce((n, g) => n + g.to - g.from + 1, 0);
+    if (missing > lostBudget) {
+      for (const g of gaps) {
+        add('gap', session, `${g.from}-${g.to}`, `turn ids ${g.from}..${g.to} missing before ${g.next}${deletes.length ? ` (deletes explain ids up to ${horizon})` : ' (never deleted)'}; ${missing} missing ids, ${lostBudget} unanswered messages across a Redis loss`, gapSuspects(writes, ackedAt.get(g.before), ackedAt.get(g.next)));
+      }
     }
   }
   return out;

@@ -106,7 +106,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await sleep(1_000);
     const readRng = rng.fork('read');
     const first = await readAll(log, cluster, readRng, sessions, true, timeoutMs * 4);
-    const violations = [...first.errors, ...check({ phase: 'after faults', writes: workload.writes, deletes: workload.deletes, stored: first.stored })];
+    const losses = log.faults.filter((f) => f.kind === 'flushall' || f.kind === 'redisRestart' || f.kind === 'flushallWhileDown').map((f) => f.startMs);
+    const violations = [...first.errors, ...check({ phase: 'after faults', writes: workload.writes, deletes: workload.deletes, stored: first.stored, losses })];
 
     progress('final restart of every instance with FLUSHALL while they are down, read back again');
     const final = log.fault('finalRestart', null, 'SIGKILL all, FLUSHALL, start all');
@@ -115,7 +116,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     startFailures.push(...(await cluster.ensureAllUp()));
     log.faultEnded(final);
     const second = await readAll(log, cluster, readRng, sessions, false, timeoutMs * 4);
-    violations.push(...second.errors, ...check({ phase: 'after restart + FLUSHALL', writes: workload.writes, deletes: workload.deletes, stored: second.stored }));
+    violations.push(...second.errors, ...check({ phase: 'after restart + FLUSHALL', writes: workload.writes, deletes: workload.deletes, stored: second.stored, losses }));
 
     const report = buildReport({ seed: options.seed, instances: options.instances, durationMs: options.durationMs, log, workload, violations, faults: scheduler.counts, startFailures });
     return { report, text: formatReport(report, serverErrorSummary(log)) };

@@ -104,7 +104,7 @@ export class MemoryHotStore implements HotStore {
       if (epoch === this.#epoch) return true;
       const enc = this.#sessions.get(k)?.turns.get(turnId);
       if (enc !== undefined && encodedTurnKey(enc) === key) return true;
-      if (this.#idem.get(k)?.get(key)?.turnId === turnId) return true;
+      if (this.#idem.get(k)?.get(/^(k:.*)\/\d+$/.exec(key)?.[1] ?? key)?.turnId === turnId) return true;
       let voids = this.#voids.get(k);
       if (voids === undefined) this.#voids.set(k, (voids = new Set()));
       voids.add(`${key}#${turnId}`);

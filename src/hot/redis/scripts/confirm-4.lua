@@ -24,7 +24,8 @@ for i = 3, #ARGV, 2 do
     end
   end
   if not ok then
-    local known = redis.call('HGET', KEYS[3], key)
+    -- A client append key is "<entry>/<batch size>"; the idempotency hash is keyed by the entry.
+    local known = redis.call('HGET', KEYS[3], string.match(key, '^(k:.*)/%d+$') or key)
     if known and string.sub(known, 1, string.find(known, ':', 1, true) - 1) == id then ok = true end
   end
   if ok then
