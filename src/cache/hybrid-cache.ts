@@ -66,6 +66,8 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
  */
 const UNARCHIVED_BATCH = 256;
 const MAX_PAGE = 1000;
+/** Turns per hot-tier read when a whole range is needed (the stores' read limit). */
+const HOT_READ_PAGE = 10_000;
 const ARCHIVE_STATS_PERIOD_MS = 5 * 60 * 1000;
 
 /**
@@ -581,7 +583,7 @@ export class HybridConversationCache implements ConversationMemory {
     // the hot tier (or in a read-only core), every instance's.
     const floor = meta ? 0 : Math.max(await this.archive.deletedUpTo(ref), await this.hot.floor(ref));
     const journaled = meta ? [] : [...new Set([...this.pending.turns(ref).map((t) => t.turnId), ...this.recoveryIndex.turns(ref, floor).turns.map((t) => t.turnId)])].filter((id) => id > Math.max(info?.highWater ?? 0, floor));
-    let pendingMax = this.pending.maxTurnId(ref);
+    let pendingMax = 0;
     for (const id of journaled) pendingMax = Math.max(pendingMax, id);
     if (!meta && !info && pendingMax === 0) throw notFound(ref);
     const lastTurnId = Math.max((meta?.nextTurnId ?? 1) - 1, info?.highWater ?? 0, pendingMax);
@@ -886,8 +888,9 @@ export class HybridConversationCache implements ConversationMemory {
     if (!this.readOnly) return this.archive.exportSession(ref);
     // Read-only: nothing can be archived, so the unarchived turns (seeded from the journals) are
     // added to the exported file as one more segment, in memory.
-    await this.ensureHot(ref);
-    const unarchived = await this.hot.unarchived(ref, MAX_PAGE * 100);
+    const last = await this.ensureHot(ref);
+    const unarchived: Turn[] = [];
+    for (let from = ((await this.hot.meta(ref))?.archivedUpTo ?? 0) + 1; from <= last; from += HOT_READ_PAGE) unarchived.push(...(await this.hot.range(ref, from, Math.min(last, from + HOT_READ_PAGE - 1))));
     return this.archive.exportSession(ref, unarchived);
   }
 
