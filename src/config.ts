@@ -55,6 +55,8 @@ export interface StrataConfig {
   readonly maxMetadataBytes: number;
   /** Unarchived turns one instance may hold before writes answer STRATA_ERR_BACKPRESSURE (HTTP 429). Default 200 000. */
   readonly maxPendingTurns: number;
+  /** How long an idempotency key answers its first call's turn ids (ms). Default 86 400 000 (24 h). */
+  readonly idempotencyWindowMs: number;
   readonly embedder: {
     /** `glove` (local, offline, default), `hash` (local, no model, for tests), `openai` (any OpenAI-compatible endpoint). */
     readonly provider: 'glove' | 'hash' | 'openai';
@@ -120,6 +122,7 @@ export const DEFAULTS = {
   maxMessageBytes: 20 * MiB,
   maxMetadataBytes: 16_384,
   maxPendingTurns: 200_000,
+  idempotencyWindowMs: 24 * 3600 * 1000,
   embedder: { provider: 'glove', url: null, model: null, apiKey: null, dimensions: null, batchSize: 64 },
   tokenizer: 'o200k_base',
   summaries: { everyTurns: 50, provider: 'extractive', url: null, model: null, apiKey: null },
@@ -145,6 +148,7 @@ const schema = z.strictObject({
   maxMessageBytes: posInt,
   maxMetadataBytes: posInt,
   maxPendingTurns: posInt,
+  idempotencyWindowMs: posInt,
   embedder: z.strictObject({
     provider: z.enum(['glove', 'hash', 'openai']),
     url: z.url().nullable(),
@@ -193,6 +197,7 @@ export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind:
   ['STRATA_MAX_MESSAGE_BYTES', 'maxMessageBytes', 'int'],
   ['STRATA_MAX_METADATA_BYTES', 'maxMetadataBytes', 'int'],
   ['STRATA_MAX_PENDING_TURNS', 'maxPendingTurns', 'int'],
+  ['STRATA_IDEMPOTENCY_WINDOW_MS', 'idempotencyWindowMs', 'int'],
   ['STRATA_EMBEDDER', 'embedder.provider', 'string'],
   ['STRATA_EMBEDDER_URL', 'embedder.url', 'string'],
   ['STRATA_EMBEDDER_MODEL', 'embedder.model', 'string'],

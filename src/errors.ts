@@ -17,7 +17,7 @@ export const ERROR_CATALOG = {
   STRATA_ERR_METADATA_TOO_LARGE: [413, 'Message metadata is larger than maxMetadataBytes.'],
   STRATA_ERR_INPUT_FORMAT: [400, 'An input file or body is not in a recognised format.'],
   STRATA_ERR_TEXT_INVALID: [400, 'Text is not valid Unicode (a lone UTF-16 surrogate); the message names the field. Strata stores text exactly as acknowledged, so it refuses text it could not give back unchanged.'],
-  STRATA_ERR_IDEMPOTENCY_MISMATCH: [422, 'An idempotency key was reused with a different request (other messages or another session).'],
+  STRATA_ERR_IDEMPOTENCY_MISMATCH: [422, 'An idempotency key was reused in the same session for a different request (other messages, or a batch of another size).'],
   STRATA_ERR_IDEMPOTENCY_IN_PROGRESS: [409, 'A request with this idempotency key is still being made durable by another call; retry shortly.'],
   STRATA_ERR_NOT_FOUND: [404, 'The session, turn or user does not exist (or belongs to another tenant).'],
   STRATA_ERR_CONFLICT: [409, 'The operation conflicts with the current state (for example an import over an existing session).'],

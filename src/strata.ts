@@ -127,6 +127,7 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       maxMessageBytes: config.maxMessageBytes,
       maxMetadataBytes: config.maxMetadataBytes,
       maxPendingTurns: config.maxPendingTurns,
+      idempotencyWindowMs: config.idempotencyWindowMs,
       retentionDays: config.retentionDays,
       summaryEveryTurns: config.summaries.everyTurns,
       embedBatchSize: config.embedder.batchSize,
