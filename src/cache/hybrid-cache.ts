@@ -109,6 +109,9 @@ export class HybridConversationCache implements ConversationMemory {
   private recoveryIndex: RecoveryIndex = new RecoveryIndex();
   /** Per session: consecutive maintenance failures and when to try again (backoff). */
   private readonly failures = new Map<string, { count: number; retryAt: number }>();
+  /** Per session: the highest turn id replayed from the journal at start, until archived. */
+  private readonly replayedUpTo = new Map<string, { ref: SessionRef; upTo: number }>();
+  private replayDone = false;
   private lastMaintenanceError: { code: string; message: string; at: number } | null = null;
 
   constructor(options: HybridCacheOptions) {
@@ -134,6 +137,7 @@ export class HybridConversationCache implements ConversationMemory {
       else if (record.turnIds) this.pending.dropTurns(ref, record.turnIds);
       else this.pending.dropSession(ref);
     }
+    for (const ref of this.pending.refs()) this.replayedUpTo.set(sessionKey(ref), { ref, upTo: this.pending.maxTurnId(ref) });
   }
 
   // ---------------------------------------------------------------- epochs and recovery
@@ -171,14 +175,24 @@ export class HybridConversationCache implements ConversationMemory {
    * sessions it lost are archived straight from the journal records.
    */
   async start(): Promise<void> {
-    await this.recover();
+    try {
+      await this.recover();
+    } catch (err) {
+      // The hot tier is down right now (Redis restarting): start anyway; the first write, read
+      // or maintenance pass recovers, and /readyz says the hot tier is not ready meanwhile.
+      if (!(err instanceof StrataError) || err.code !== 'STRATA_ERR_HOT_UNAVAILABLE') throw err;
+      this.noteBackgroundError(err);
+    }
     if (this.readOnly) return;
     for (const ref of this.pending.refs()) {
-      if (this.leaseOwner) await this.hot.releaseOwnerLease(ref, this.leaseOwner);
-      await this.compactSession(ref);
+      // Per session and never fatal: a session that cannot be archived now (lease held, hot tier
+      // away) is retried by maintenance; its records stay in the journal until then.
+      await this.isolated(ref, async () => {
+        if (this.leaseOwner) await this.hot.releaseOwnerLease(ref, this.leaseOwner);
+        await this.compactSession(ref);
+      });
     }
-    // Everything replayed is archived now; the journal may checkpoint past previous runs.
-    this.journal.markReplayed();
+    this.checkReplayDone();
     await this.checkpoint();
     if (this.tuning.maintenanceIntervalMs > 0) {
       this.timer = setInterval(
@@ -779,6 +793,7 @@ export class HybridConversationCache implements ConversationMemory {
     for (const ref of await this.hot.sessionsToCompact(this.tuning.maxUnarchivedTurns, now - this.tuning.maxUnarchivedAgeMs, 1000)) await this.isolated(ref, () => this.compactSession(ref));
     for (const ref of await this.hot.idleSessions(now - this.tuning.sessionIdleTtlMs, 1000)) await this.isolated(ref, () => this.evict(ref, 'idle'));
     await this.evictToDiskLru();
+    this.checkReplayDone();
     await this.checkpoint();
     if (this.tuning.retentionDays !== null && now - this.lastRetentionRun > 24 * 3600 * 1000) {
       this.lastRetentionRun = now;
@@ -790,6 +805,24 @@ export class HybridConversationCache implements ConversationMemory {
       this.lastArchiveStats = now;
       this.metrics.tierBytes('archive', (await this.archive.stats()).bytes);
     }
+  }
+
+  /**
+   * The journal may checkpoint past the records of previous runs only once every replayed
+   * record is archived (they are not in its tracker): until then they are its only durable copy.
+   */
+  private checkReplayDone(): void {
+    if (this.replayDone) return;
+    for (const [key, { ref, upTo }] of this.replayedUpTo) if (this.pending.records(ref).every((r) => r.turnId > upTo)) this.replayedUpTo.delete(key);
+    if (this.replayedUpTo.size > 0) return;
+    this.replayDone = true;
+    this.journal.markReplayed();
+  }
+
+  private noteBackgroundError(err: unknown): void {
+    const code = err instanceof StrataError ? err.code : 'STRATA_ERR_INTERNAL';
+    this.lastMaintenanceError = { code, message: (err as Error).message, at: this.clock.now() };
+    this.metrics.backgroundError?.(code);
   }
 
   /**
