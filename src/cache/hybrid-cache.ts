@@ -872,7 +872,13 @@ export class HybridConversationCache implements ConversationMemory {
     const [meta, info] = await Promise.all([this.hot.meta(ref), this.archive.info(ref)]);
     if (!meta && !info && !this.pending.has(ref) && !this.recoveryIndex.has(ref)) throw notFound(ref);
     return this.lock.withLock(ref, async (held) => {
-      const hot = await this.hot.deleteSession(ref);
+      // The floor must cover every journaled turn of the session: delete only in the epoch this
+      // instance recovered in (its recovery index then holds every older epoch's records).
+      let hot = await this.hot.deleteSession(ref, { epoch: await this.currentEpoch() });
+      for (let attempt = 0; hot === 'epochChanged'; attempt++) {
+        if (attempt >= 5) throw new StrataError('STRATA_ERR_RECOVERING', `the hot tier kept losing its data while session ${ref.sessionId} was being deleted; retry`, { details: { sessionId: ref.sessionId } });
+        hot = await this.hot.deleteSession(ref, { epoch: await this.recover() });
+      }
       const known = this.recoveryIndex.turns(ref, 0).turns.at(-1)?.turnId ?? 0;
       const upTo = Math.max(hot.lastTurnId, this.pending.maxTurnId(ref), known, info?.highWater ?? 0);
       const archived = await this.archive.deleteSession(ref, { upTo, fence: held.fence });

@@ -52,9 +52,10 @@ export interface HotStore {
   /**
    * Removes the session's hot state entirely (deletion path) and raises its deletion floor to
    * the last id ever given, so those ids are never handed out again. Returns the number of
-   * turns removed and that last id (the floor; 0 for a session never seen here).
+   * turns removed and that last id (the floor; 0 for a session never seen here). With
+   * `options.epoch`: 'epochChanged' and no change under another epoch.
    */
-  deleteSession(ref: SessionRef): Promise<{ turns: number; lastTurnId: number }>;
+  deleteSession(ref: SessionRef, options?: { epoch?: number }): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'>;
   /** Removes these turns if held; metadata (next id) is kept. Returns how many were removed. */
   deleteTurns(ref: SessionRef, turnIds: readonly number[]): Promise<number>;
   /** Sessions by ascending last access (least recently used first). */

@@ -260,7 +260,8 @@ export class MemoryHotStore implements HotStore {
     return true;
   }
 
-  async deleteSession(ref: SessionRef): Promise<{ turns: number; lastTurnId: number }> {
+  async deleteSession(ref: SessionRef, options: { epoch?: number } = {}): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'> {
+    if (options.epoch !== undefined && options.epoch !== this.#epoch) return 'epochChanged';
     const s = this.#get(ref);
     const k = keyOf(ref);
     const floor = this.#floors.get(k) ?? 0;

@@ -16,7 +16,7 @@ export interface RedisCommandClient {
   sendCommand(args: ReadonlyArray<string>): Promise<unknown>;
 }
 
-export const SCRIPT_NAMES = ['append-9', 'confirm-4', 'seed-11', 'recent-3', 'range-2', 'markarchived-6', 'deleteturns-5', 'remove-9', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1'] as const;
+export const SCRIPT_NAMES = ['append-9', 'confirm-4', 'seed-11', 'recent-3', 'range-2', 'markarchived-6', 'deleteturns-5', 'remove-10', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 interface LoadedScript {

@@ -2,12 +2,17 @@
 KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] global lru zset
 KEYS[4] global backlog zset    KEYS[5] global age zset      KEYS[6] global bytes counter
 KEYS[7] session deletion floor KEYS[8] session idempotency hash  KEYS[9] session idempotency zset
+KEYS[10] global epoch
 ARGV[1] session member
 ARGV[2] 'ifArchived' (dropIfArchived: refuse while any turn is unarchived) or 'always' (deleteSession)
-Returns {removed (1|0), number of turns that were held, last turn id ever given (0 if unknown)}.
+ARGV[3] the epoch the caller recovered in, or '' (no check)
+Returns {removed (1|0), number of turns that were held, last turn id ever given (0 if unknown)},
+or {-1, 0, 0} and no change when the epoch is not the caller's: a deleter must know every
+journaled turn of the session (recover first) to raise the floor above all of them.
 'always' also raises the deletion floor to that last id and forgets the idempotency keys: ids
 at or below the floor are never handed out again, and a seed never brings them back.
 ]]
+if ARGV[3] ~= '' and redis.call('GET', KEYS[10]) ~= ARGV[3] then return {-1, 0, 0} end
 local m = redis.call('HMGET', KEYS[1], 'unarchivedCount', 'bytes', 'nextTurnId')
 local floor = tonumber(redis.call('GET', KEYS[7]) or '0')
 if not m[1] then
