@@ -19,14 +19,21 @@ import { StrataError } from '../errors.js';
  * - **Deletion floor.** Turn ids at or below `deletedUpTo` belong to a deleted session: they are
  *   never read, listed or archived again, whoever still holds them in a journal.
  *
- * Content: JSON `{"fence": n, "deletedUpTo": n}`, rewritten in place; fsynced when the floor
- * changes (an acknowledged deletion must survive a crash), not for fencing alone (losing a
+ * Content: JSON `{"fence": n, "deletedUpTo": n, "keys": {…}}`, rewritten in place; fsynced when
+ * the floor or the keys change (an acknowledged deletion, and the idempotency of archived turns,
+ * must survive a crash), not for fencing alone (losing a
  * fencing number in a crash needs a crash and a paused stale holder at once, and the hot tier's
  * lease check still guards the trim).
  */
 export interface ControlState {
   fence: number;
   deletedUpTo: number;
+  /**
+   * Client idempotency keys of archived turns still inside their window: entry → [turn id,
+   * createdAt, message hash]. A re-seed after a loss of the hot tier registers them again, so a
+   * late retry of an archived message is still answered with its id.
+   */
+  keys?: Record<string, [number, number, string]>;
 }
 
 // fs-native-extensions ships no types: the two calls used here, typed.
@@ -44,7 +51,8 @@ function parse(text: string): ControlState {
   if (text.length === 0) return { ...EMPTY };
   try {
     const v = JSON.parse(text) as Partial<ControlState>;
-    return { fence: Number(v.fence) || 0, deletedUpTo: Number(v.deletedUpTo) || 0 };
+    const keys = v.keys !== null && typeof v.keys === 'object' ? v.keys : undefined;
+    return { fence: Number(v.fence) || 0, deletedUpTo: Number(v.deletedUpTo) || 0, ...(keys ? { keys } : {}) };
   } catch {
     // A torn rewrite of the JSON (crash mid-write) is read as "no fence, no floor" only if no
     // floor was ever durable: floors are written with fsync before the deletion is acknowledged,
@@ -101,15 +109,17 @@ export async function withCommit<T>(
     }
     let stored = state;
     const save = async (next: ControlState): Promise<void> => {
-      const target: ControlState = { fence: Math.max(stored.fence, fence ?? 0, next.fence), deletedUpTo: Math.max(stored.deletedUpTo, next.deletedUpTo) };
-      if (target.fence === stored.fence && target.deletedUpTo === stored.deletedUpTo) return;
+      const keys = next.keys ?? stored.keys;
+      const target: ControlState = { fence: Math.max(stored.fence, fence ?? 0, next.fence), deletedUpTo: Math.max(stored.deletedUpTo, next.deletedUpTo), ...(keys && Object.keys(keys).length > 0 ? { keys } : {}) };
+      const keysChanged = next.keys !== undefined && next.keys !== stored.keys;
+      if (target.fence === stored.fence && target.deletedUpTo === stored.deletedUpTo && !keysChanged) return;
       const text = JSON.stringify(target);
       // 'a+' appends on write(); rewrite from the start through a second handle.
       const w = await open(path, 'r+');
       try {
         await w.write(text, 0, 'utf8');
         await w.truncate(Buffer.byteLength(text));
-        if (target.deletedUpTo !== stored.deletedUpTo) await w.sync();
+        if (target.deletedUpTo !== stored.deletedUpTo || keysChanged) await w.sync();
       } finally {
         await w.close();
       }

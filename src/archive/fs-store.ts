@@ -25,6 +25,7 @@ import type {
   DeleteReceipt,
   DeleteSessionOptions,
   EmbeddingHit,
+  IdempotencyEntry,
   ListOptions,
   SearchScope,
   Summary,
@@ -324,7 +325,15 @@ export class FsArchiveStore implements ArchiveStore {
       if (highWater !== null && highWater !== undefined) return { appended: 0, skipped: 0, highWater };
     }
     return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () =>
-      withCommit(path, options.fence ?? null, this.options.commitWaitMs, async (control) => ({ result: await this.appendCommitted(ref, path, turns.filter((t) => t.turnId > control.deletedUpTo), userId, embedderId, dims, control.deletedUpTo) })),
+      withCommit(path, options.fence ?? null, this.options.commitWaitMs, async (control) => {
+        const result = await this.appendCommitted(ref, path, turns.filter((t) => t.turnId > control.deletedUpTo), userId, embedderId, dims, control.deletedUpTo);
+        if (!options.idempotency?.length && options.keysSince === undefined) return { result };
+        const keys: Record<string, [number, number, string]> = {};
+        const since = options.keysSince ?? 0;
+        for (const [k, v] of Object.entries(control.keys ?? {})) if (v[1] >= since && v[0] > control.deletedUpTo) keys[k] = v;
+        for (const e of options.idempotency ?? []) if (e.createdAt >= since && e.turnId > control.deletedUpTo) keys[e.key] ??= [e.turnId, e.createdAt, e.hash];
+        return { result, next: { fence: control.fence, deletedUpTo: control.deletedUpTo, keys } };
+      }),
     );
   }
 
@@ -390,6 +399,14 @@ export class FsArchiveStore implements ArchiveStore {
   async deletedUpTo(ref: SessionRef): Promise<number> {
     this.check();
     return (await readControl(this.pathOf(ref))).deletedUpTo;
+  }
+
+  async idempotencyKeys(ref: SessionRef): Promise<IdempotencyEntry[]> {
+    this.check();
+    const control = await readControl(this.pathOf(ref));
+    return Object.entries(control.keys ?? {})
+      .filter(([, v]) => v[0] > control.deletedUpTo)
+      .map(([key, [turnId, createdAt, hash]]) => ({ key, turnId, createdAt, hash }));
   }
 
   private encode(turns: readonly ArchivedTurn[], embedderId: string | null): Uint8Array {
@@ -543,7 +560,8 @@ export class FsArchiveStore implements ArchiveStore {
         // The floor is durable before anything is unlinked: from then on no reader, no replay
         // and no other instance's journal can bring these turns back, whatever crashes next.
         const floor = Math.max(control.deletedUpTo, options.upTo ?? 0, highWater);
-        if (floor > control.deletedUpTo) await save({ fence: control.fence, deletedUpTo: floor });
+        // The keys named deleted turns: a retry after the deletion is a new message.
+        if (floor > control.deletedUpTo) await save({ fence: control.fence, deletedUpTo: floor, keys: {} });
         return { result: await this.deleteSessionLocked(ref, path) };
       }),
     );

@@ -37,6 +37,8 @@ export interface ArchiveStore {
   deleteSession(ref: SessionRef, options?: DeleteSessionOptions): Promise<DeleteReceipt>;
   /** Highest turn id deleted with the session (its deletion floor); 0 when never deleted. */
   deletedUpTo(ref: SessionRef): Promise<number>;
+  /** Client idempotency keys of archived turns kept with the session (see `AppendOptions.idempotency`). */
+  idempotencyKeys(ref: SessionRef): Promise<IdempotencyEntry[]>;
   deleteUser(tenant: string, userId: string): Promise<DeleteReceipt>;
   /** Deletes sessions whose last turn is older than `maxAgeDays` (by the store's clock); returns how many. */
   cleanupExpiredSessions(maxAgeDays: number): Promise<number>;
@@ -65,7 +67,20 @@ export interface DeleteSessionOptions {
   fence?: number | null;
 }
 
+export interface IdempotencyEntry {
+  /** `k:<client key>#<index in batch>`. */
+  key: string;
+  turnId: number;
+  /** Hash of the message the key was first used for (a retry with another message is a mismatch). */
+  hash: string;
+  createdAt: number;
+}
+
 export interface AppendOptions {
+  /** Client idempotency keys of the appended turns, kept with the session until `keysSince`. */
+  idempotency?: readonly IdempotencyEntry[];
+  /** Keys created before this time (ms) are forgotten at this commit. */
+  keysSince?: number;
   /**
    * Fencing number of the lease under which the turns were read from the hot tier. A commit
    * below the highest one already committed for the session is refused (STRATA_ERR_FENCED).

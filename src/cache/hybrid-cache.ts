@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { access, constants as fsConstants } from 'node:fs/promises';
-import type { ArchiveStore } from '../archive/store.js';
+import type { ArchiveStore, IdempotencyEntry } from '../archive/store.js';
 import type { Tokenizer } from '../context/tokenizer.js';
 import { StrataError } from '../errors.js';
 import type { HotStore, NewHotTurn } from '../hot/store.js';
@@ -340,8 +340,16 @@ export class HybridConversationCache implements ConversationMemory {
    * high-water mark and the deletion floor (the recovery index, plus this instance's pending
    * records), the next id, and the owner.
    */
-  private async planSeed(ref: SessionRef): Promise<{ info: Awaited<ReturnType<ArchiveStore['info']>>; floor: number; unarchived: Array<Turn & { key?: string }>; unarchivedRecords: TurnRecord[]; nextTurnId: number; owner: string | undefined }> {
-    const [info, archiveFloor, hotFloor, voided] = await Promise.all([this.archive.info(ref), this.archive.deletedUpTo(ref), this.hot.floor(ref), this.hot.voided(ref)]);
+  private async planSeed(ref: SessionRef): Promise<{
+    info: Awaited<ReturnType<ArchiveStore['info']>>;
+    floor: number;
+    unarchived: Array<Turn & { key?: string }>;
+    unarchivedRecords: TurnRecord[];
+    nextTurnId: number;
+    owner: string | undefined;
+    archivedKeys: IdempotencyEntry[];
+  }> {
+    const [info, archiveFloor, hotFloor, voided, archivedKeys] = await Promise.all([this.archive.info(ref), this.archive.deletedUpTo(ref), this.hot.floor(ref), this.hot.voided(ref), this.archive.idempotencyKeys(ref)]);
     const voids = new Set(voided);
     const highWater = info?.highWater ?? 0;
     const known = this.recoveryIndex.turns(ref, Math.max(archiveFloor, hotFloor));
@@ -376,7 +384,7 @@ export class HybridConversationCache implements ConversationMemory {
     const unarchived = unarchivedRecords.map((r) => ({ ...recordToTurn(r), ...(r.key !== undefined ? { key: r.key } : {}) }));
     const nextTurnId = Math.max(highWater, floor, unarchived.at(-1)?.turnId ?? 0) + 1;
     const owner = info?.userId ?? unarchivedRecords.find((r) => r.userId)?.userId ?? this.pending.userId(ref);
-    return { info, floor, unarchived, unarchivedRecords, nextTurnId, owner };
+    return { info, floor, unarchived, unarchivedRecords, nextTurnId, owner, archivedKeys };
   }
 
   /**
@@ -393,12 +401,16 @@ export class HybridConversationCache implements ConversationMemory {
       const archivedUpTo = Math.max(highWater, plan.floor);
       const recentArchived = highWater > plan.floor ? await this.archive.read(ref, { fromTurn: Math.max(plan.floor + 1, highWater - this.tuning.recentTurns + 1), toTurn: highWater }) : [];
       const owner = userId ?? plan.owner;
-      const idempotency = plan.unarchivedRecords
-        .filter((r) => isClientKey(r.key))
-        .map((r) => {
-          const { entry, batchSize } = parseClientKey(r.key!);
-          return { key: entry, turnId: r.turnId, hash: messageHash(r, r.userId, batchSize), createdAt: r.createdAt };
-        });
+      const since = this.clock.now() - this.tuning.idempotencyWindowMs;
+      const idempotency = [
+        ...plan.archivedKeys.filter((e) => e.createdAt >= since),
+        ...plan.unarchivedRecords
+          .filter((r) => isClientKey(r.key))
+          .map((r) => {
+            const { entry, batchSize } = parseClientKey(r.key!);
+            return { key: entry, turnId: r.turnId, hash: messageHash(r, r.userId, batchSize), createdAt: r.createdAt };
+          }),
+      ];
       const seed = { nextTurnId: plan.nextTurnId, archivedUpTo, turns: [...recentArchived.map(stripEmbedding), ...plan.unarchived], ...(owner ? { userId: owner } : {}) };
       const outcome = await this.hot.seed(ref, seed, this.clock.now(), { epoch, idempotency, windowMs: this.tuning.idempotencyWindowMs });
       if (outcome === 'epochChanged') {
@@ -698,7 +710,12 @@ export class HybridConversationCache implements ConversationMemory {
           if (meta?.oldestUnarchivedAt != null) this.metrics.compactionLag?.(Math.max(0, this.clock.now() - meta.oldestUnarchivedAt) / 1000);
         }
         const prepared = await this.prepareForArchive(turns);
-        const result = await this.archive.append(ref, prepared, appendOptions);
+        // Client idempotency keys go into the archive with their turns: after a loss of the hot
+        // tier a re-seed registers them again, so a late retry still gets its first answer.
+        const keyed = turns.filter((t) => isClientKey(t.key)).map((t) => ({ turn: t, entry: parseClientKey(t.key!).entry }));
+        const entries = await this.hot.idempotencyEntries(ref, keyed.map((k) => k.entry));
+        const idempotency = keyed.flatMap((k, i) => (entries[i]?.turnId === k.turn.turnId ? [{ key: k.entry, turnId: k.turn.turnId, hash: entries[i]!.hash, createdAt: k.turn.createdAt }] : []));
+        const result = await this.archive.append(ref, prepared, { ...appendOptions, idempotency, keysSince: this.clock.now() - this.tuning.idempotencyWindowMs });
         const upTo = turns.at(-1)!.turnId;
         // Fenced: a holder whose lease expired meanwhile must not trim what the next holder owns.
         await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns, held.token ?? undefined);
@@ -724,8 +741,8 @@ export class HybridConversationCache implements ConversationMemory {
   }
 
   /** Token counts and embeddings, computed in batches off the request path. */
-  private async prepareForArchive(turns: readonly Turn[]): Promise<ArchivedTurn[]> {
-    const out: ArchivedTurn[] = turns.map((t) => ({ ...t, ...(t.tokens === undefined && this.tokenizer ? { tokens: this.tokenizer.count(t.content) } : {}) }));
+  private async prepareForArchive(turns: ReadonlyArray<Turn & { key?: string }>): Promise<ArchivedTurn[]> {
+    const out: ArchivedTurn[] = turns.map(({ key: _key, ...t }) => ({ ...t, ...(t.tokens === undefined && this.tokenizer ? { tokens: this.tokenizer.count(t.content) } : {}) }));
     if (!this.embedder) return out;
     for (let i = 0; i < out.length; i += this.tuning.embedBatchSize) {
       const batch = out.slice(i, i + this.tuning.embedBatchSize);

@@ -46,6 +46,14 @@ function base36(text: string): number | null {
   return Number.isSafeInteger(value) ? value : null;
 }
 
+/** A decoded turn with its append key (compaction carries client keys into the archive). */
+export function decodeTurnWithKey(turnId: number, encoded: string): Turn & { key?: string } {
+  const turn: Turn & { key?: string } = decodeTurn(turnId, encoded);
+  const key = encodedTurnKey(encoded);
+  if (key !== null) turn.key = key;
+  return turn;
+}
+
 export function decodeTurn(turnId: number, encoded: string): Turn {
   const roleChar = encoded.charAt(0);
   const keyed = roleChar >= 'A' && roleChar <= 'Z';

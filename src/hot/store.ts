@@ -37,8 +37,10 @@ export interface HotStore {
   voided(ref: SessionRef): Promise<string[]>;
   /** The last `count` turns in ascending order (archived or not); touches last access. */
   recent(ref: SessionRef, count: number, now: number): Promise<Turn[]>;
-  /** Turns with id > archivedUpTo, ascending, at most `limit`. */
-  unarchived(ref: SessionRef, limit: number): Promise<Turn[]>;
+  /** Turns with id > archivedUpTo, ascending, at most `limit`, with their append keys. */
+  unarchived(ref: SessionRef, limit: number): Promise<Array<Turn & { key?: string }>>;
+  /** The idempotency entries (`k:<key>#<index>`) of the session: turn id and message hash, null when unknown. */
+  idempotencyEntries(ref: SessionRef, keys: readonly string[]): Promise<Array<{ turnId: number; hash: string } | null>>;
   /** Turns with ids in [fromTurn, toTurn] that the hot tier holds, ascending. */
   range(ref: SessionRef, fromTurn: number, toTurn: number): Promise<Turn[]>;
   /**

@@ -234,6 +234,26 @@ describe('idempotency keys across a loss of Redis', () => {
     assert.equal(info.turns, 6);
     assert.deepEqual((await all(b, 's')).map((m) => m.turnId), [1, 2, 3, 4, 5, 6]);
   });
+
+  test('a key whose turn was archived survives FLUSHALL too: the archive keeps it for the window', async (t) => {
+    const dir = await tempDir(t);
+    const hot = { driver: 'redis' as const, redisUrl: redis.url, keyPrefix: redis.prefix(basename(dir)) };
+    const a = await openStrata(dir, { ...NO_AUTO_COMPACTION, instanceId: 'a', hot });
+    closeAfter(t, () => a.close());
+    const first = await a.addMessages('s', [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'r' }], { idempotencyKey: 'k-arch' });
+    await a.flush();
+    assert.equal((await a.getSession('s')).unarchivedTurns, 0, 'archived, and the journal no longer needs them');
+    await redis.flushall();
+    const b = await openStrata(dir, { ...NO_AUTO_COMPACTION, instanceId: 'b', hot });
+    closeAfter(t, () => b.close());
+    assert.deepEqual(await b.addMessages('s', [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'r' }], { idempotencyKey: 'k-arch' }), first, 'late retry on another instance');
+    await assert.rejects(() => b.addMessages('s', [{ role: 'user', content: 'other' }, { role: 'assistant', content: 'r' }], { idempotencyKey: 'k-arch' }), isCode('STRATA_ERR_IDEMPOTENCY_MISMATCH'));
+    assert.deepEqual((await all(b, 's')).map((m) => m.content), ['q', 'r']);
+    // A deleted session forgets its keys: the same key then names a new message.
+    await b.deleteSession('s');
+    await redis.flushall();
+    assert.deepEqual(await a.addMessage('s', 'user', 'new life', { idempotencyKey: 'k-arch' }), { turnId: 3 });
+  });
 });
 
 describe('Idempotency-Key over HTTP', () => {

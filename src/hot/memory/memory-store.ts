@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { StrataError } from '../../errors.js';
 import type { SessionRef, Turn } from '../../types.js';
-import { decodeTurn, encodeTurn, encodedTurnKey, turnBytes } from '../encoding.js';
+import { decodeTurn, decodeTurnWithKey, encodeTurn, encodedTurnKey, turnBytes } from '../encoding.js';
 import type { HotAppendOptions, HotAppendResult, HotSeed, HotSeedOptions, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
 import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
 
@@ -173,7 +173,16 @@ export class MemoryHotStore implements HotStore {
     checkInt('limit', limit, 0, MAX_READ_TURNS);
     const s = this.#get(ref);
     if (s === undefined) return [];
-    return this.#collect(s, s.archivedUpTo + 1, s.nextTurnId - 1, limit);
+    return this.#collect(s, s.archivedUpTo + 1, s.nextTurnId - 1, limit, true);
+  }
+
+  async idempotencyEntries(ref: SessionRef, keys: readonly string[]): Promise<Array<{ turnId: number; hash: string } | null>> {
+    this.#open();
+    const map = this.#idem.get(keyOf(checkRef(ref)));
+    return keys.map((k) => {
+      const e = map?.get(k);
+      return e === undefined ? null : { turnId: e.turnId, hash: e.hash };
+    });
   }
 
   async range(ref: SessionRef, fromTurn: number, toTurn: number): Promise<Turn[]> {
@@ -184,12 +193,12 @@ export class MemoryHotStore implements HotStore {
     return this.#collect(s, fromTurn, toTurn, MAX_READ_TURNS);
   }
 
-  #collect(s: Session, from: number, to: number, limit: number): Turn[] {
+  #collect(s: Session, from: number, to: number, limit: number, withKeys = false): Turn[] {
     const out: Turn[] = [];
     const hi = Math.min(to, s.nextTurnId - 1);
     for (let id = Math.max(from, s.firstTurnId); id <= hi && out.length < limit; id++) {
       const enc = s.turns.get(id);
-      if (enc !== undefined) out.push(decodeTurn(id, enc));
+      if (enc !== undefined) out.push((withKeys ? decodeTurnWithKey : decodeTurn)(id, enc));
     }
     return out;
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import { StrataError } from '../../errors.js';
 import type { SessionRef, Turn } from '../../types.js';
-import { decodeTurn, encodeTurn, turnBytes } from '../encoding.js';
+import { decodeTurn, decodeTurnWithKey, encodeTurn, turnBytes } from '../encoding.js';
 import type { HotAppendOptions, HotAppendResult, HotSeed, HotSeedOptions, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
 import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
 import { DEFAULT_KEY_PREFIX, HotKeys, parseSessionMember, sessionMember } from './keys.js';
@@ -41,10 +41,10 @@ function configError(option: string, expected: string, got: unknown): StrataErro
   return new StrataError('STRATA_ERR_CONFIG_INVALID', `RedisHotStore option \`${option}\`: expected ${expected}, got ${shown}`, { details: { option } });
 }
 
-function toTurns(reply: unknown, descending: boolean): Turn[] {
+function toTurns(reply: unknown, descending: boolean, withKeys = false): Turn[] {
   const flat = reply as string[];
   const out: Turn[] = [];
-  for (let i = 0; i + 1 < flat.length; i += 2) out.push(decodeTurn(Number(flat[i]), flat[i + 1]!));
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push((withKeys ? decodeTurnWithKey : decodeTurn)(Number(flat[i]), flat[i + 1]!));
   return descending ? out.reverse() : out;
 }
 
@@ -235,7 +235,18 @@ export class RedisHotStore implements HotStore {
     checkRef(ref);
     checkInt('limit', limit, 0, MAX_READ_TURNS);
     const s = this.keys.session(ref);
-    return toTurns(await this.#script('range-2', [s.meta, s.turns], ['0', String(Number.MAX_SAFE_INTEGER), String(limit), 'unarchived']), false);
+    return toTurns(await this.#script('range-2', [s.meta, s.turns], ['0', String(Number.MAX_SAFE_INTEGER), String(limit), 'unarchived']), false, true);
+  }
+
+  async idempotencyEntries(ref: SessionRef, keys: readonly string[]): Promise<Array<{ turnId: number; hash: string } | null>> {
+    checkRef(ref);
+    if (keys.length === 0) return [];
+    const values = (await this.#command('idempotencyEntries', ['HMGET', this.keys.session(ref).idem, ...keys])) as Array<string | null>;
+    return values.map((v) => {
+      if (typeof v !== 'string') return null;
+      const sep = v.indexOf(':');
+      return { turnId: Number(v.slice(0, sep)), hash: v.slice(sep + 1) };
+    });
   }
 
   async range(ref: SessionRef, fromTurn: number, toTurn: number): Promise<Turn[]> {
