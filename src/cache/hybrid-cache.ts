@@ -27,7 +27,7 @@ import type {
 import type { CacheTuning } from './options.js';
 import { resolveTuning } from './options.js';
 import { PendingIndex, recordToTurn, sessionKey } from './pending.js';
-import { RecoveryIndex, allocateEpoch, clientKey, isClientKey, messageHash, parseClientKey } from './recovery.js';
+import { RecoveryIndex, allocateEpoch, clientKey, isClientKey, messageHash, parseClientKey, voidIdentity } from './recovery.js';
 import type { JournalPort } from './ports.js';
 import type { RetrievalPort } from './retrieval-port.js';
 import { validateMessage } from './validate.js';
@@ -133,7 +133,7 @@ export class HybridConversationCache implements ConversationMemory {
     for (const record of replayed ?? []) {
       const ref = { tenant: record.tenant, sessionId: record.sessionId };
       if (record.type === 'turn') this.pending.add(ref, record);
-      else if (record.type === 'void') this.pending.dropVoided(ref, record.turnId, record.key);
+      else if (record.type === 'void') this.pending.dropVoided(ref, record.turnId, record.key, record.epoch);
       else if (record.turnIds) this.pending.dropTurns(ref, record.turnIds);
       else this.pending.dropSession(ref);
     }
@@ -304,7 +304,7 @@ export class HybridConversationCache implements ConversationMemory {
           ids[slots[j]!] = r.turnId;
           this.pending.add(ref, r);
         } else {
-          voids.push({ type: 'void', tenant: r.tenant, sessionId: r.sessionId, turnId: r.turnId, key: r.key! });
+          voids.push({ type: 'void', tenant: r.tenant, sessionId: r.sessionId, turnId: r.turnId, key: r.key!, epoch: r.epoch! });
         }
       });
       if (voids.length > 0) {
@@ -362,9 +362,9 @@ export class HybridConversationCache implements ConversationMemory {
       return this.planSeed(ref);
     }
     const byId = new Map<number, TurnRecord>();
-    for (const r of known.turns) if (!voids.has(`${r.key}#${r.turnId}`)) byId.set(r.turnId, r);
+    for (const r of known.turns) if (r.key === undefined || !voids.has(voidIdentity(r.turnId, r.key, r.epoch))) byId.set(r.turnId, r);
     for (const r of this.pending.records(ref)) {
-      if (voids.has(`${r.key}#${r.turnId}`)) continue;
+      if (r.key !== undefined && voids.has(voidIdentity(r.turnId, r.key, r.epoch))) continue;
       const other = byId.get(r.turnId);
       if (!other || (r.epoch ?? 0) > (other.epoch ?? 0)) byId.set(r.turnId, r);
     }
@@ -381,7 +381,7 @@ export class HybridConversationCache implements ConversationMemory {
     const unarchivedRecords = [...byId.values()]
       .filter((r) => r.turnId > Math.max(highWater, floor) && (!isClientKey(r.key) || byKey.get(parseClientKey(r.key).entry) === r))
       .sort((a, b) => a.turnId - b.turnId);
-    const unarchived = unarchivedRecords.map((r) => ({ ...recordToTurn(r), ...(r.key !== undefined ? { key: r.key } : {}) }));
+    const unarchived = unarchivedRecords.map((r) => ({ ...recordToTurn(r), ...(r.key !== undefined ? { key: r.key } : {}), ...(r.epoch !== undefined ? { epoch: r.epoch } : {}) }));
     const nextTurnId = Math.max(highWater, floor, unarchived.at(-1)?.turnId ?? 0) + 1;
     const owner = info?.userId ?? unarchivedRecords.find((r) => r.userId)?.userId ?? this.pending.userId(ref);
     return { info, floor, unarchived, unarchivedRecords, nextTurnId, owner, archivedKeys };

@@ -54,10 +54,10 @@ export class PendingIndex {
     if (session.records.size === 0) this.sessions.delete(sessionKey(ref));
   }
 
-  /** Forgets the record at `turnId` if it is the voided one (same append key). */
-  dropVoided(ref: SessionRef, turnId: number, key: string): void {
-    const session = this.sessions.get(sessionKey(ref));
-    if (session?.records.get(turnId)?.key === key) this.dropTurns(ref, [turnId]);
+  /** Forgets the record at `turnId` if it is the voided one (same append key and epoch). */
+  dropVoided(ref: SessionRef, turnId: number, key: string, epoch: number | undefined): void {
+    const record = this.sessions.get(sessionKey(ref))?.records.get(turnId);
+    if (record?.key === key && (record.epoch ?? 0) === (epoch ?? 0)) this.dropTurns(ref, [turnId]);
   }
 
   /** The records of one session (or of all), in no particular order. */

@@ -69,6 +69,15 @@ export function isClientKey(key: string | undefined): key is string {
   return key !== undefined && key.startsWith('k:');
 }
 
+/**
+ * What a void names: one journaled record, by id, append key and the epoch its id was given
+ * in. A retry of a client key may journal the same id and key again under a later epoch; that
+ * record is not the voided one.
+ */
+export function voidIdentity(turnId: number, key: string, epoch: number | undefined): string {
+  return `${key}#${turnId}#${epoch ?? 0}`;
+}
+
 export function clientKey(key: string, index: number, batchSize: number): { appendKey: string; entry: string } {
   const entry = `k:${key}#${index}`;
   return { appendKey: `${entry}/${batchSize}`, entry };
@@ -103,7 +112,7 @@ export class RecoveryIndex {
     const all: JournalRecord[] = [];
     if (dataDir !== undefined) for (const { records } of await readAllJournals(journalRoot(dataDir))) for (const r of records) all.push(r);
     for (const r of extra) all.push(r);
-    for (const r of all) if (r.type === 'void') voids.add(`${sessionKey(r)}\u0000${r.turnId}\u0000${r.key}`);
+    for (const r of all) if (r.type === 'void') voids.add(`${sessionKey(r)}\u0000${voidIdentity(r.turnId, r.key, r.epoch)}`);
     for (const r of all) {
       if (r.type === 'void') continue;
       const entry = index.entry(r);
@@ -112,10 +121,16 @@ export class RecoveryIndex {
         else for (const id of r.turnIds) entry.turns.delete(id);
         continue;
       }
-      if (r.key !== undefined && voids.has(`${sessionKey(r)}\u0000${r.turnId}\u0000${r.key}`)) continue;
+      if (r.key !== undefined && voids.has(`${sessionKey(r)}\u0000${voidIdentity(r.turnId, r.key, r.epoch)}`)) continue;
       const list = entry.turns.get(r.turnId);
       if (!list) entry.turns.set(r.turnId, [r]);
-      else if (!list.some((x) => x.key !== undefined && x.key === r.key)) list.push(r);
+      else {
+        // The same record journaled twice (a retry journals the turn it found) or again under a
+        // later epoch: one candidate, the later epoch's.
+        const same = list.findIndex((x) => x.key !== undefined && x.key === r.key);
+        if (same < 0) list.push(r);
+        else if ((r.epoch ?? 0) > (list[same]!.epoch ?? 0)) list[same] = r;
+      }
     }
     return index;
   }

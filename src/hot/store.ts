@@ -132,7 +132,7 @@ export interface HotSeed {
   nextTurnId: number;
   archivedUpTo: number;
   /** Turns to hold: the recent archived ones and every unarchived one, ascending (unarchived ones with their append key). */
-  turns: ReadonlyArray<Turn & { key?: string }>;
+  turns: ReadonlyArray<Turn & { key?: string; epoch?: number }>;
   userId?: string;
 }
 

@@ -136,11 +136,12 @@ function writeRecord(w: Writer, r: JournalRecord): void {
     if (r.epoch !== undefined) w.varint(r.epoch);
   } else if (r.type === 'void') {
     w.u8(RECORD_VOID);
-    w.u8(0);
+    w.u8(r.epoch !== undefined ? TURN_HAS_EPOCH : 0);
     w.str(r.tenant);
     w.str(r.sessionId);
     w.varint(r.turnId);
     w.str(r.key);
+    if (r.epoch !== undefined) w.varint(r.epoch);
   } else {
     w.u8(RECORD_DELETE);
     w.u8((r.turnIds !== undefined ? DELETE_HAS_TURNS : 0) | (r.upTo !== undefined ? DELETE_HAS_UPTO : 0));
@@ -222,7 +223,11 @@ function readRecord(r: Reader): JournalRecord {
     if (flags & TURN_HAS_EPOCH) turn.epoch = r.varint();
     return turn;
   }
-  if (type === RECORD_VOID) return { type: 'void', tenant, sessionId, turnId: r.varint(), key: r.str() };
+  if (type === RECORD_VOID) {
+    const v: JournalRecord = { type: 'void', tenant, sessionId, turnId: r.varint(), key: r.str() };
+    if (flags & TURN_HAS_EPOCH) v.epoch = r.varint();
+    return v;
+  }
   if (type === RECORD_DELETE) {
     const del: DeleteRecord = { type: 'delete', tenant, sessionId, at: r.varint() };
     if (flags & DELETE_HAS_TURNS) {

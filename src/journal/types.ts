@@ -46,6 +46,8 @@ export interface VoidRecord {
   sessionId: string;
   turnId: number;
   key: string;
+  /** Epoch of the voided record: a retry may journal the same id and key under a later epoch. */
+  epoch?: number;
 }
 
 export type JournalRecord = TurnRecord | DeleteRecord | VoidRecord;

@@ -107,7 +107,7 @@ export class MemoryHotStore implements HotStore {
       if (this.#idem.get(k)?.get(/^(k:.*)\/\d+$/.exec(key)?.[1] ?? key)?.turnId === turnId) return true;
       let voids = this.#voids.get(k);
       if (voids === undefined) this.#voids.set(k, (voids = new Set()));
-      voids.add(`${key}#${turnId}`);
+      voids.add(`${key}#${turnId}#${epoch}`);
       return false;
     });
   }
@@ -130,7 +130,7 @@ export class MemoryHotStore implements HotStore {
     const floor = this.#floors.get(keyOf(ref)) ?? 0;
     const voids = this.#voids.get(keyOf(ref));
     if (seed.nextTurnId <= floor || (seed.turns[0] !== undefined && seed.turns[0].turnId <= floor)) return 'conflict';
-    if (voids !== undefined && seed.turns.some((t) => t.turnId > seed.archivedUpTo && t.key !== undefined && voids.has(`${t.key}#${t.turnId}`))) return 'conflict';
+    if (voids !== undefined && seed.turns.some((t) => t.turnId > seed.archivedUpTo && t.key !== undefined && voids.has(`${t.key}#${t.turnId}#${t.epoch ?? 0}`))) return 'conflict';
     for (const e of options.idempotency ?? []) this.#remember(ref, e.key, e.turnId, e.hash);
     const s: Session = {
       ref: { tenant: ref.tenant, sessionId: ref.sessionId },

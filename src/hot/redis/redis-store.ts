@@ -196,7 +196,7 @@ export class RedisHotStore implements HotStore {
     const idem = options.idempotency ?? [];
     const idemArgs: string[] = [];
     for (const e of idem) idemArgs.push(e.key, `${e.turnId}:${e.hash}`, String(e.createdAt));
-    const voidCandidates = seed.turns.filter((t) => t.turnId > seed.archivedUpTo && t.key !== undefined).map((t) => `${t.key}#${t.turnId}`);
+    const voidCandidates = seed.turns.filter((t) => t.turnId > seed.archivedUpTo && t.key !== undefined).map((t) => `${t.key}#${t.turnId}#${t.epoch ?? 0}`);
     const first = seed.turns[0]?.turnId ?? seed.nextTurnId;
     const s = this.keys.session(ref);
     const args = [

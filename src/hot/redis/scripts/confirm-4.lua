@@ -8,7 +8,7 @@ ARGV[3..] turnId, key pairs
 Returns one 1 (confirmed) or 0 (voided) per pair. A pair is confirmed when the epoch is
 unchanged (the hot tier lost nothing since the assignment), or when the turn held at that id
 carries the writer's key (a re-seed after a loss took it from the journal), or when the
-client idempotency key maps to that id. Otherwise "key#id" joins the void set, atomically, so a
+client idempotency key maps to that id. Otherwise "key#id#epoch" joins the void set, atomically, so a
 re-seed running after this call leaves the journaled record out (seed checks the set).
 ]]
 local same = redis.call('GET', KEYS[1]) == ARGV[1]
@@ -31,7 +31,7 @@ for i = 3, #ARGV, 2 do
   if ok then
     out[#out + 1] = 1
   else
-    redis.call('SADD', KEYS[4], key .. '#' .. id)
+    redis.call('SADD', KEYS[4], key .. '#' .. id .. '#' .. ARGV[1])
     redis.call('PEXPIRE', KEYS[4], ARGV[2])
     out[#out + 1] = 0
   end
