@@ -47,6 +47,8 @@ export interface SessionLock {
 export interface HeldLock {
   readonly token: string | null;
   readonly fence: number | null;
+  /** Checks with the lease's store now; throws STRATA_ERR_LEASE_LOST when it is no longer held. */
+  assertHeld?(): Promise<void>;
 }
 
 export const UNFENCED: HeldLock = Object.freeze({ token: null, fence: null });

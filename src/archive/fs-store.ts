@@ -326,6 +326,7 @@ export class FsArchiveStore implements ArchiveStore {
     }
     return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () =>
       withCommit(path, options.fence ?? null, this.options.commitWaitMs, async (control) => {
+        await options.precommit?.();
         const result = await this.appendCommitted(ref, path, turns.filter((t) => t.turnId > control.deletedUpTo), userId, embedderId, dims, control.deletedUpTo);
         if (!options.idempotency?.length && options.keysSince === undefined) return { result };
         const keys: Record<string, [number, number, string]> = {};
@@ -399,6 +400,14 @@ export class FsArchiveStore implements ArchiveStore {
   async deletedUpTo(ref: SessionRef): Promise<number> {
     this.check();
     return (await readControl(this.pathOf(ref))).deletedUpTo;
+  }
+
+  async committedTurn(ref: SessionRef, turnId: number): Promise<ArchivedTurn | null> {
+    this.check();
+    const path = this.pathOf(ref);
+    return this.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () =>
+      withCommit(path, null, this.options.commitWaitMs, async () => ({ result: (await this.read(ref, { fromTurn: turnId, toTurn: turnId }))[0] ?? null })),
+    );
   }
 
   async idempotencyKeys(ref: SessionRef): Promise<IdempotencyEntry[]> {

@@ -37,6 +37,11 @@ export interface ArchiveStore {
   deleteSession(ref: SessionRef, options?: DeleteSessionOptions): Promise<DeleteReceipt>;
   /** Highest turn id deleted with the session (its deletion floor); 0 when never deleted. */
   deletedUpTo(ref: SessionRef): Promise<number>;
+  /**
+   * The archived turn at `turnId`, read under the session's commit lock (so no commit is half
+   * way), or null.
+   */
+  committedTurn(ref: SessionRef, turnId: number): Promise<ArchivedTurn | null>;
   /** Client idempotency keys of archived turns kept with the session (see `AppendOptions.idempotency`). */
   idempotencyKeys(ref: SessionRef): Promise<IdempotencyEntry[]>;
   deleteUser(tenant: string, userId: string): Promise<DeleteReceipt>;
@@ -77,6 +82,12 @@ export interface IdempotencyEntry {
 }
 
 export interface AppendOptions {
+  /**
+   * Called under the session's commit lock right before the segment is written: a compaction
+   * checks there that its lease is still held (a lease lost to a loss of the hot tier must not
+   * commit turns whose writers are being told they were not stored).
+   */
+  precommit?: () => Promise<void>;
   /** Client idempotency keys of the appended turns, kept with the session until `keysSince`. */
   idempotency?: readonly IdempotencyEntry[];
   /** Keys created before this time (ms) are forgotten at this commit. */

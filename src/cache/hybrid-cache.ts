@@ -250,14 +250,17 @@ export class HybridConversationCache implements ConversationMemory {
       throw new StrataError('STRATA_ERR_BACKPRESSURE', `${this.pending.size} turns are waiting for compaction (limit ${this.tuning.maxPendingTurns}); retry later`);
     }
     const ids: Array<number | undefined> = new Array(messages.length).fill(undefined);
+    /** Voided records a re-seed brought back meanwhile: journaled again under the current epoch. */
+    let carried: Array<{ slot: number; record: TurnRecord }> = [];
     for (let attempt = 0; attempt < 5; attempt++) {
       const epoch = await this.currentEpoch();
       const now = this.clock.now();
-      const records: TurnRecord[] = [];
-      const slots: number[] = [];
+      const records: TurnRecord[] = carried.map((c) => ({ ...c.record, epoch }));
+      const slots: number[] = carried.map((c) => c.slot);
+      carried = [];
       let epochChanged = false;
       for (let i = 0; i < messages.length; i++) {
-        if (ids[i] !== undefined) continue;
+        if (ids[i] !== undefined || slots.includes(i)) continue;
         const m = messages[i]!;
         const client = idempotencyKey === undefined ? null : clientKey(idempotencyKey, i, messages.length);
         const key = client === null ? `n:${randomBytes(9).toString('base64url')}` : client.appendKey;
@@ -299,17 +302,34 @@ export class HybridConversationCache implements ConversationMemory {
       }
       const confirmed = records.length === 0 ? [] : await this.hot.confirm(ref, records[0]!.epoch!, records.map((r) => ({ turnId: r.turnId, key: r.key! })));
       const voids: VoidRecord[] = [];
+      const voided: Array<{ slot: number; record: TurnRecord }> = [];
+      for (let j = 0; j < records.length; j++) {
+        // Not held by the hot tier any more, but archived before the loss: the id is this
+        // writer's (a new dataset never hands out an archived id again), so it is stored.
+        const r = records[j]!;
+        if (confirmed[j] || r.key === undefined) continue;
+        const archived = await this.archive.committedTurn(ref, r.turnId);
+        if (archived && archived.role === r.role && archived.content === r.content) confirmed[j] = true;
+      }
       records.forEach((r, j) => {
         if (confirmed[j]) {
           ids[slots[j]!] = r.turnId;
           this.pending.add(ref, r);
         } else {
           voids.push({ type: 'void', tenant: r.tenant, sessionId: r.sessionId, turnId: r.turnId, key: r.key!, epoch: r.epoch! });
+          voided.push({ slot: slots[j]!, record: r });
         }
       });
       if (voids.length > 0) {
         await this.journal.appendMany(voids);
         this.metrics.appendRetry?.(voids.length);
+        // Between the void marker (in the hot tier) and the durable void record, the hot tier
+        // may have lost its data again and a re-seed taken the record from this journal. If
+        // the id now holds this writer's turn, that is its place: journal it again under the
+        // current epoch (the void names only the old one) and confirm it in the next attempt.
+        await this.recover();
+        const holds = await this.hot.holds(ref, voided.map((v) => ({ turnId: v.record.turnId, key: v.record.key! })));
+        carried = voided.filter((_, j) => holds[j]);
       }
       if (ids.every((id) => id !== undefined)) {
         this.retrieval?.invalidate(ref);
@@ -701,7 +721,12 @@ export class HybridConversationCache implements ConversationMemory {
       let raw = 0;
       let bytesBefore: number | null = null;
       const meta = await this.hot.meta(ref);
-      const appendOptions = { ...(meta?.userId ? { userId: meta.userId } : {}), ...(this.embedder ? { embedderId: this.embedder.id } : {}), fence: held.fence };
+      const appendOptions = {
+        ...(meta?.userId ? { userId: meta.userId } : {}),
+        ...(this.embedder ? { embedderId: this.embedder.id } : {}),
+        fence: held.fence,
+        ...(held.assertHeld ? { precommit: () => held.assertHeld!() } : {}),
+      };
       while (true) {
         const turns = await this.hot.unarchived(ref, UNARCHIVED_BATCH);
         if (turns.length === 0) break;

@@ -31,6 +31,8 @@ export interface HotStore {
    * seed brings the journaled record back: the writer journals a void record and retries.
    */
   confirm(ref: SessionRef, epoch: number, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]>;
+  /** Whether the turn held at each id carries that append key (read only). */
+  holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]>;
   /** Ids at or below this number were deleted with the session (0 when never deleted). */
   floor(ref: SessionRef): Promise<number>;
   /** The session's void markers, `<key>#<turnId>` (see `confirm`): a seed leaves those records out. */

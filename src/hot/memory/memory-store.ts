@@ -112,6 +112,15 @@ export class MemoryHotStore implements HotStore {
     });
   }
 
+  async holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
+    this.#open();
+    const s = this.#sessions.get(keyOf(checkRef(ref)));
+    return turns.map((t) => {
+      const enc = s?.turns.get(t.turnId);
+      return enc !== undefined && encodedTurnKey(enc) === t.key;
+    });
+  }
+
   async voided(ref: SessionRef): Promise<string[]> {
     this.#open();
     return [...(this.#voids.get(keyOf(checkRef(ref))) ?? [])];

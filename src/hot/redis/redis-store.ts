@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createClient } from 'redis';
 import { StrataError } from '../../errors.js';
 import type { SessionRef, Turn } from '../../types.js';
-import { decodeTurn, decodeTurnWithKey, encodeTurn, turnBytes } from '../encoding.js';
+import { decodeTurn, decodeTurnWithKey, encodeTurn, encodedTurnKey, turnBytes } from '../encoding.js';
 import type { HotAppendOptions, HotAppendResult, HotSeed, HotSeedOptions, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
 import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
 import { DEFAULT_KEY_PREFIX, HotKeys, parseSessionMember, sessionMember } from './keys.js';
@@ -170,6 +170,13 @@ export class RedisHotStore implements HotStore {
     for (const t of turns) args.push(String(t.turnId), t.key);
     const reply = (await this.#script('confirm-4', [this.keys.global.epoch, s.turns, s.idem, s.voids], args)) as unknown[];
     return reply.map((v) => Number(v) === 1);
+  }
+
+  async holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
+    checkRef(ref);
+    if (turns.length === 0) return [];
+    const values = (await this.#command('holds', ['HMGET', this.keys.session(ref).turns, ...turns.map((t) => String(t.turnId))])) as Array<string | null>;
+    return turns.map((t, i) => typeof values[i] === 'string' && encodedTurnKey(values[i]) === t.key);
   }
 
   async voided(ref: SessionRef): Promise<string[]> {
