@@ -331,8 +331,8 @@ export class FsArchiveStore implements ArchiveStore {
         if (!options.idempotency?.length && options.keysSince === undefined) return { result };
         const keys: Record<string, [number, number, string]> = {};
         const since = options.keysSince ?? 0;
-        for (const [k, v] of Object.entries(control.keys ?? {})) if (v[1] >= since && v[0] > control.deletedUpTo) keys[k] = v;
-        for (const e of options.idempotency ?? []) if (e.createdAt >= since && e.turnId > control.deletedUpTo) keys[e.key] ??= [e.turnId, e.createdAt, e.hash];
+        for (const [k, v] of Object.entries(control.keys ?? {})) if (v[1] >= since) keys[k] = v;
+        for (const e of options.idempotency ?? []) if (e.createdAt >= since) keys[e.key] ??= [e.turnId, e.createdAt, e.hash];
         return { result, next: { fence: control.fence, deletedUpTo: control.deletedUpTo, keys } };
       }),
     );
@@ -413,9 +413,7 @@ export class FsArchiveStore implements ArchiveStore {
   async idempotencyKeys(ref: SessionRef): Promise<IdempotencyEntry[]> {
     this.check();
     const control = await readControl(this.pathOf(ref));
-    return Object.entries(control.keys ?? {})
-      .filter(([, v]) => v[0] > control.deletedUpTo)
-      .map(([key, [turnId, createdAt, hash]]) => ({ key, turnId, createdAt, hash }));
+    return Object.entries(control.keys ?? {}).map(([key, [turnId, createdAt, hash]]) => ({ key, turnId, createdAt, hash }));
   }
 
   private encode(turns: readonly ArchivedTurn[], embedderId: string | null): Uint8Array {
@@ -569,8 +567,8 @@ export class FsArchiveStore implements ArchiveStore {
         // The floor is durable before anything is unlinked: from then on no reader, no replay
         // and no other instance's journal can bring these turns back, whatever crashes next.
         const floor = Math.max(control.deletedUpTo, options.upTo ?? 0, highWater);
-        // The keys named deleted turns: a retry after the deletion is a new message.
-        if (floor > control.deletedUpTo) await save({ fence: control.fence, deletedUpTo: floor, keys: {} });
+        // Idempotency keys stay: a late retry of a deleted message answers its old id and stores nothing.
+        if (floor > control.deletedUpTo) await save({ fence: control.fence, deletedUpTo: floor });
         return { result: await this.deleteSessionLocked(ref, path) };
       }),
     );

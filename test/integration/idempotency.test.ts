@@ -249,10 +249,14 @@ describe('idempotency keys across a loss of Redis', () => {
     assert.deepEqual(await b.addMessages('s', [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'r' }], { idempotencyKey: 'k-arch' }), first, 'late retry on another instance');
     await assert.rejects(() => b.addMessages('s', [{ role: 'user', content: 'other' }, { role: 'assistant', content: 'r' }], { idempotencyKey: 'k-arch' }), isCode('STRATA_ERR_IDEMPOTENCY_MISMATCH'));
     assert.deepEqual((await all(b, 's')).map((m) => m.content), ['q', 'r']);
-    // A deleted session forgets its keys: the same key then names a new message.
+    // Keys outlive a deletion: a late retry of a deleted message answers its old ids and does
+    // not bring it back, also after a loss of Redis; a new key is a new message.
     await b.deleteSession('s');
+    assert.deepEqual(await a.addMessages('s', [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'r' }], { idempotencyKey: 'k-arch' }), first);
     await redis.flushall();
-    assert.deepEqual(await a.addMessage('s', 'user', 'new life', { idempotencyKey: 'k-arch' }), { turnId: 3 });
+    assert.deepEqual(await a.addMessages('s', [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'r' }], { idempotencyKey: 'k-arch' }), first);
+    assert.deepEqual(await a.addMessage('s', 'user', 'new life', { idempotencyKey: 'k-new' }), { turnId: 3 });
+    assert.deepEqual((await all(a, 's')).map((m) => m.content), ['new life']);
   });
 });
 

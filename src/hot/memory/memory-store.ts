@@ -286,7 +286,6 @@ export class MemoryHotStore implements HotStore {
     if (s === undefined) return { turns: 0, lastTurnId: floor };
     const lastTurnId = Math.max(floor, s.nextTurnId - 1);
     this.#floors.set(k, lastTurnId);
-    this.#idem.delete(k);
     return { turns: this.#remove(s), lastTurnId };
   }
 

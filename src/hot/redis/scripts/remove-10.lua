@@ -9,8 +9,9 @@ ARGV[3] the epoch the caller recovered in, or '' (no check)
 Returns {removed (1|0), number of turns that were held, last turn id ever given (0 if unknown)},
 or {-1, 0, 0} and no change when the epoch is not the caller's: a deleter must know every
 journaled turn of the session (recover first) to raise the floor above all of them.
-'always' also raises the deletion floor to that last id and forgets the idempotency keys: ids
-at or below the floor are never handed out again, and a seed never brings them back.
+'always' also raises the deletion floor to that last id: ids at or below the floor are never
+handed out again, and a seed never brings them back. Idempotency keys stay: a late retry of a
+deleted message answers its old id and stores nothing (it must not bring the message back).
 ]]
 if ARGV[3] ~= '' and redis.call('GET', KEYS[10]) ~= ARGV[3] then return {-1, 0, 0} end
 local m = redis.call('HMGET', KEYS[1], 'unarchivedCount', 'bytes', 'nextTurnId')
@@ -31,6 +32,5 @@ redis.call('DECRBY', KEYS[6], tonumber(m[2]))
 if ARGV[2] == 'always' then
   if last > floor then floor = last end
   redis.call('SET', KEYS[7], floor)
-  redis.call('DEL', KEYS[8], KEYS[9])
 end
 return {1, held, last}
