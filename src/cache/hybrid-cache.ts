@@ -916,13 +916,17 @@ export class HybridConversationCache implements ConversationMemory {
     return this.lock.withLock(ref, async (held) => {
       // The floor must cover every journaled turn of the session: delete only in the epoch this
       // instance recovered in (its recovery index then holds every older epoch's records).
-      let hot = await this.hot.deleteSession(ref, { epoch: await this.currentEpoch() });
+      // The hot tier's floor and the archive's are one number: the hot tier raises its floor to
+      // cover every id this instance knows from journals and the archive, atomically with the
+      // drop, and answers the floor in force; ids handed out after it are above it.
+      const wanted = (): number => Math.max(this.pending.maxTurnId(ref), this.recoveryIndex.turns(ref, 0).turns.at(-1)?.turnId ?? 0, info?.highWater ?? 0);
+      let hot = await this.hot.deleteSession(ref, { epoch: await this.currentEpoch(), minFloor: wanted() });
       for (let attempt = 0; hot === 'epochChanged'; attempt++) {
         if (attempt >= 5) throw new StrataError('STRATA_ERR_RECOVERING', `the hot tier kept losing its data while session ${ref.sessionId} was being deleted; retry`, { details: { sessionId: ref.sessionId } });
-        hot = await this.hot.deleteSession(ref, { epoch: await this.recover() });
+        const epoch = await this.recover();
+        hot = await this.hot.deleteSession(ref, { epoch, minFloor: wanted() });
       }
-      const known = this.recoveryIndex.turns(ref, 0).turns.at(-1)?.turnId ?? 0;
-      const upTo = Math.max(hot.lastTurnId, this.pending.maxTurnId(ref), known, info?.highWater ?? 0);
+      const upTo = hot.lastTurnId;
       const archived = await this.archive.deleteSession(ref, { upTo, fence: held.fence });
       this.recoveryIndex.forget(ref);
       this.markArchived(ref, upTo);

@@ -59,7 +59,7 @@ export interface HotStore {
    * turns removed and that last id (the floor; 0 for a session never seen here). With
    * `options.epoch`: 'epochChanged' and no change under another epoch.
    */
-  deleteSession(ref: SessionRef, options?: { epoch?: number }): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'>;
+  deleteSession(ref: SessionRef, options?: { epoch?: number; minFloor?: number }): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'>;
   /** Removes these turns if held; metadata (next id) is kept. Returns how many were removed. */
   deleteTurns(ref: SessionRef, turnIds: readonly number[]): Promise<number>;
   /** Sessions by ascending last access (least recently used first). */

@@ -278,11 +278,12 @@ export class MemoryHotStore implements HotStore {
     return true;
   }
 
-  async deleteSession(ref: SessionRef, options: { epoch?: number } = {}): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'> {
+  async deleteSession(ref: SessionRef, options: { epoch?: number; minFloor?: number } = {}): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'> {
     if (options.epoch !== undefined && options.epoch !== this.#epoch) return 'epochChanged';
     const s = this.#get(ref);
     const k = keyOf(ref);
-    const floor = this.#floors.get(k) ?? 0;
+    const floor = Math.max(this.#floors.get(k) ?? 0, options.minFloor ?? 0);
+    if (floor > 0) this.#floors.set(k, floor);
     if (s === undefined) return { turns: 0, lastTurnId: floor };
     const lastTurnId = Math.max(floor, s.nextTurnId - 1);
     this.#floors.set(k, lastTurnId);

@@ -295,14 +295,14 @@ export class RedisHotStore implements HotStore {
   async dropIfArchived(ref: SessionRef): Promise<boolean> {
     checkRef(ref);
     const s = this.keys.session(ref);
-    const reply = (await this.#script('remove-10', [...this.#sessionAndGlobal(ref), s.floor, s.idem, s.idemAge, this.keys.global.epoch], [sessionMember(ref), 'ifArchived', ''])) as number[];
+    const reply = (await this.#script('remove-10', [...this.#sessionAndGlobal(ref), s.floor, s.idem, s.idemAge, this.keys.global.epoch], [sessionMember(ref), 'ifArchived', '', '0'])) as number[];
     return Number(reply[0]) === 1;
   }
 
-  async deleteSession(ref: SessionRef, options: { epoch?: number } = {}): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'> {
+  async deleteSession(ref: SessionRef, options: { epoch?: number; minFloor?: number } = {}): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'> {
     checkRef(ref);
     const s = this.keys.session(ref);
-    const reply = (await this.#script('remove-10', [...this.#sessionAndGlobal(ref), s.floor, s.idem, s.idemAge, this.keys.global.epoch], [sessionMember(ref), 'always', options.epoch === undefined ? '' : String(options.epoch)])) as number[];
+    const reply = (await this.#script('remove-10', [...this.#sessionAndGlobal(ref), s.floor, s.idem, s.idemAge, this.keys.global.epoch], [sessionMember(ref), 'always', options.epoch === undefined ? '' : String(options.epoch), String(options.minFloor ?? 0)])) as number[];
     if (Number(reply[0]) === -1) return 'epochChanged';
     return { turns: Number(reply[1]), lastTurnId: Number(reply[2]) };
   }

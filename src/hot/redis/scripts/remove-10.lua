@@ -6,7 +6,8 @@ KEYS[10] global epoch
 ARGV[1] session member
 ARGV[2] 'ifArchived' (dropIfArchived: refuse while any turn is unarchived) or 'always' (deleteSession)
 ARGV[3] the epoch the caller recovered in, or '' (no check)
-Returns {removed (1|0), number of turns that were held, last turn id ever given (0 if unknown)},
+ARGV[4] (always) the lowest floor the caller needs: ids it knows from journals and the archive
+Returns {removed (1|0), number of turns that were held, the deletion floor now in force},
 or {-1, 0, 0} and no change when the epoch is not the caller's: a deleter must know every
 journaled turn of the session (recover first) to raise the floor above all of them.
 'always' also raises the deletion floor to that last id: ids at or below the floor are never
@@ -19,6 +20,13 @@ local floor = tonumber(redis.call('GET', KEYS[7]) or '0')
 if not m[1] then
   -- No metadata: clear any leftover turns (partial eviction) but report nothing held.
   redis.call('DEL', KEYS[2])
+  if ARGV[2] == 'always' then
+    local wanted = tonumber(ARGV[4] or '0') or 0
+    if wanted > floor then
+      floor = wanted
+      redis.call('SET', KEYS[7], floor)
+    end
+  end
   return {0, 0, floor}
 end
 if ARGV[2] == 'ifArchived' and tonumber(m[1]) > 0 then return {0, 0, 0} end
@@ -31,6 +39,9 @@ redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('DECRBY', KEYS[6], tonumber(m[2]))
 if ARGV[2] == 'always' then
   if last > floor then floor = last end
+  local wanted = tonumber(ARGV[4] or '0') or 0
+  if wanted > floor then floor = wanted end
   redis.call('SET', KEYS[7], floor)
+  return {1, held, floor}
 end
 return {1, held, last}
