@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fsyncDir } from '../archive/io.js';
 import { StrataError } from '../errors.js';
 import { journalRoot, readAllJournals } from '../journal/read-all.js';
 import type { JournalRecord, TurnRecord } from '../journal/types.js';
@@ -40,14 +41,6 @@ export async function allocateEpoch(dataDir: string): Promise<number> {
   throw new StrataError('STRATA_ERR_INTERNAL', `could not allocate an epoch in ${dir}: too many concurrent allocations`);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /**
  * The hash an idempotency key is bound to: a retry must carry the same message, at the same

@@ -6,7 +6,7 @@
  */
 
 /** mulberry32: tiny, fast, good enough to spread choices; not for cryptography. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -57,14 +57,5 @@ export function openStrata(dataDir: string, options: CreateStrataOptions = {}): 
   });
 }
 
-/** Deterministic PRNG (mulberry32) for seeded fault tests. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32, the chaos suite's) for seeded fault tests. */
+export { mulberry32 as prng } from '../../src/chaos/prng.js';
