@@ -30,6 +30,10 @@ import { StrataError } from '../src/errors.js';
 import type { Role } from '../src/types.js';
 import type { Strata } from '../src/strata.js';
 import { sharedDataFile } from './data.js';
+import { importOptional } from './optional.js';
+// Types only (erased): the packages themselves are loaded by importOptional.
+import type * as LangChainRedis from '@langchain/redis';
+import type * as LangChainMessages from '@langchain/core/messages';
 
 export const SHAREGPT = sharedDataFile('sharegpt-sessions.json');
 
@@ -44,7 +48,7 @@ export interface HotBenchOptions {
   sessions?: number;
   /** Turns per session. Default 200. */
   turns?: number;
-  /** JSON array of sessions `[{turns: [{role, content}]}]`. Default `../shared/data/sharegpt-sessions.json`. */
+  /** JSON array of sessions `[{turns: [{role, content}]}]`. Default `sharegpt-sessions.json` in `$STRATA_SHARED_DATA` (see bench/data.ts). */
   input?: string;
   /** `recent` calls measured with one caller, per system. Default 2000. */
   reads?: number;
@@ -267,6 +271,11 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
   const messages = sessions * turns;
   const recentTurns = Math.min(RECENT_TURNS, turns);
 
+  // The LangChain baseline's packages are devDependencies: fail before any work when they are missing.
+  const [{ RedisChatMessageHistory }, { AIMessage, HumanMessage, SystemMessage }] = await Promise.all([
+    importOptional<typeof LangChainRedis>('@langchain/redis', 'strata bench hot'),
+    importOptional<typeof LangChainMessages>('@langchain/core/messages', 'strata bench hot'),
+  ]);
   const pool = await loadTurns(options.input ?? SHAREGPT);
   // Benchmark session s, turn t (0-based) is the pool's turn (s·turns + t) mod |pool|: sessions
   // walk through the file's turns, cycling when the file is shorter than sessions × turns.
@@ -373,7 +382,6 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     const strataBytes = (await usedMemory(admin)) - strataStart;
 
     // 3. LangChain.js: the same messages through RedisChatMessageHistory.addMessages.
-    const [{ RedisChatMessageHistory }, { AIMessage, HumanMessage, SystemMessage }] = await Promise.all([import('@langchain/redis'), import('@langchain/core/messages')]);
     const lcConfig = { url };
     const histories = Array.from({ length: sessions }, (_, s) => new RedisChatMessageHistory({ sessionId: `${prefix}langchain:${sessionId(s)}`, config: lcConfig }));
     // One pooled client for every history (the pool keys clients by config object); connected

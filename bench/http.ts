@@ -13,6 +13,7 @@ import type { StrataConfig } from '../src/config.js';
 import { openMemory } from '../src/cli/commands/common.js';
 import { buildServer } from '../src/server/app.js';
 import { createServerMetrics } from '../src/server/metrics.js';
+import { importOptional } from './optional.js';
 
 export interface HttpBenchOptions {
   connections?: number;
@@ -61,9 +62,9 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
   const connections = options.connections ?? 64;
   const durationSec = options.durationSec ?? 10;
   const sessions = options.sessions ?? 1000;
-  // autocannon has no type declarations; it is a devDependency loaded only here.
-  const specifier = 'autocannon';
-  const autocannon = ((await import(specifier)) as { default: Autocannon }).default;
+  // autocannon has no type declarations; it is a devDependency, loaded only here (a coded error
+  // names it when an installed package lacks it).
+  const autocannon = (await importOptional<{ default: Autocannon }>('autocannon', 'strata bench http')).default;
   const dataDir = await mkdtemp(join(tmpdir(), 'strata-bench-http-'));
   const config = loadConfig({
     env: {},

@@ -37,7 +37,7 @@ export function registerBenchHot(parent: Command, io: CliIo): void {
     .option('--redis <url>', 'use this Redis (keys under a unique prefix, deleted afterwards); default: a private redis-server')
     .option('--sessions <n>', 'sessions', parsePositiveInt('--sessions'), 1000)
     .option('--turns <n>', 'turns per session', parsePositiveInt('--turns'), 200)
-    .option('--input <file>', 'JSON array of sessions [{turns:[{role, content}]}] (default ../shared/data/sharegpt-sessions.json)')
+    .option('--input <file>', 'JSON array of sessions [{turns:[{role, content}]}] (default: sharegpt-sessions.json in $STRATA_SHARED_DATA)')
     .option('--reads <n>', 'recent calls measured with one caller (4x that with 64 callers), per system', parsePositiveInt('--reads'), 2000)
     .option('--cold <n>', 'sessions evicted then read cold', parsePositiveInt('--cold'), 500)
     .option('--embedder <name>', 'embedder used at compaction: glove or hash', parseEmbedder, 'glove')
