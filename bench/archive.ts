@@ -1,3 +1,4 @@
+import { searchText } from '../src/message.js';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -140,7 +141,7 @@ export async function runArchiveBench(options: ArchiveBenchOptions): Promise<Arc
       jsonBytes += json.length;
       jsonGzipBytes += gzipSync(json, { level: 9 }).length;
       turnsTotal += turns.length;
-      for (const t of turns) textBytes += Buffer.byteLength(t.content);
+      for (const t of turns) textBytes += Buffer.byteLength(searchText(t));
     }
 
     // ~1,000-turn sessions made of consecutive real turns; archived in compaction-sized batches.

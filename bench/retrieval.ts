@@ -50,7 +50,7 @@ export async function runRetrievalBench(o: RetrievalBenchOptions = {}): Promise<
   const maxTokens = o.maxTokens ?? 4000;
   const embedder = o.embedder ?? 'glove';
   const sessions = JSON.parse(await readFile(o.input ?? SHAREGPT, 'utf8')) as Array<{ turns: Array<{ role: string; content: string }> }>;
-  const messages: NewMessage[] = [];
+  const messages: Array<NewMessage & { content: string }> = [];
   outer: for (const s of sessions) {
     for (const t of s.turns) {
       if (messages.length >= turnCount) break outer;
@@ -59,7 +59,7 @@ export async function runRetrievalBench(o: RetrievalBenchOptions = {}): Promise<
     }
   }
   const userTurns = messages.filter((m) => m.role === 'user');
-  const queryTexts = Array.from({ length: queries }, (_, i) => userTurns[(i * 7919) % userTurns.length]!.content.slice(0, 300));
+  const queryTexts = Array.from({ length: queries }, (_, i) => (userTurns[(i * 7919) % userTurns.length]!.content as string).slice(0, 300));
 
   const loader = await openEvalStrata({ embedder });
   try {

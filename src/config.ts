@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { StrataError } from './errors.js';
-import { MAX_ID_LENGTH } from './ids.js';
+import { MAX_TENANT_ID_LENGTH as MAX_ID_LENGTH } from './ids.js';
 
 /**
  * Strata's configuration: defaults < file (`strata.config.json`) < environment (`STRATA_*`,
@@ -53,6 +53,8 @@ export interface StrataConfig {
   readonly maxMessageBytes: number;
   /** Largest accepted message metadata, JSON UTF-8 bytes. Default 16 384. */
   readonly maxMetadataBytes: number;
+  /** Largest inline payload (data: URL, base64 file data) of one content part. Default 10 MiB. */
+  readonly maxInlineDataBytes: number;
   /** Unarchived turns one instance may hold before writes answer STRATA_ERR_BACKPRESSURE (HTTP 429). Default 200 000. */
   readonly maxPendingTurns: number;
   /** How long an idempotency key answers its first call's turn ids (ms). Default 86 400 000 (24 h). */
@@ -121,6 +123,7 @@ export const DEFAULTS = {
   retentionDays: null,
   maxMessageBytes: 20 * MiB,
   maxMetadataBytes: 16_384,
+  maxInlineDataBytes: 10 * MiB,
   maxPendingTurns: 200_000,
   idempotencyWindowMs: 24 * 3600 * 1000,
   embedder: { provider: 'glove', url: null, model: null, apiKey: null, dimensions: null, batchSize: 64 },
@@ -147,6 +150,7 @@ const schema = z.strictObject({
   retentionDays: z.number().positive().nullable(),
   maxMessageBytes: posInt,
   maxMetadataBytes: posInt,
+  maxInlineDataBytes: posInt,
   maxPendingTurns: posInt,
   idempotencyWindowMs: posInt,
   embedder: z.strictObject({
@@ -196,6 +200,7 @@ export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind:
   ['STRATA_RETENTION_DAYS', 'retentionDays', 'number-or-null'],
   ['STRATA_MAX_MESSAGE_BYTES', 'maxMessageBytes', 'int'],
   ['STRATA_MAX_METADATA_BYTES', 'maxMetadataBytes', 'int'],
+  ['STRATA_MAX_INLINE_DATA_BYTES', 'maxInlineDataBytes', 'int'],
   ['STRATA_MAX_PENDING_TURNS', 'maxPendingTurns', 'int'],
   ['STRATA_IDEMPOTENCY_WINDOW_MS', 'idempotencyWindowMs', 'int'],
   ['STRATA_EMBEDDER', 'embedder.provider', 'string'],

@@ -4,18 +4,45 @@ import type { SessionRef } from './types.js';
 import { DEFAULT_TENANT } from './types.js';
 
 /**
- * Tenant, session and user ids. The alphabet keeps ids safe as file names (no separators, no
- * NUL, no leading dot so never `.` or `..`) and as Redis key parts (no `{`, `}` or `:`).
+ * Ids. Session and user ids are any text of 1-256 characters without control characters (an
+ * email address, `user:42`, a UUID, a title in any script): every place that stores one encodes
+ * it (the archive's file names: `archiveFileName`; Redis keys and journal records hold it
+ * verbatim inside a structure that delimits it). Tenant ids name directories and configuration
+ * entries, so they keep a safe alphabet: 1-128 characters of [A-Za-z0-9_.-], not starting
+ * with '.'.
  */
-const ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
-export const MAX_ID_LENGTH = 128;
+const TENANT_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
+export const MAX_TENANT_ID_LENGTH = 128;
+export const MAX_ID_LENGTH = 256;
+// C0 controls, DEL and C1 controls (Unicode category Cc).
+const CONTROL = /\p{Cc}/u;
 
-export function validateId(kind: 'tenant' | 'session' | 'user', value: unknown): string {
+export type IdKind = 'tenant' | 'session' | 'user';
+
+function shown(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value) : value === null ? 'null' : typeof value;
+}
+
+export function validateId(kind: IdKind, value: unknown): string {
   // Named apart from INVALID_ID: the caller sent text that is not Unicode at all, not a bad id.
   if (typeof value === 'string' && !isWellFormed(value)) throw new StrataError('STRATA_ERR_TEXT_INVALID', `${kind} id has a lone UTF-16 surrogate; send valid Unicode`, { details: { kind, field: `${kind}Id` } });
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH || !ID_PATTERN.test(value)) {
-    const shown = typeof value === 'string' ? JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value) : typeof value;
-    throw new StrataError('STRATA_ERR_INVALID_ID', `invalid ${kind} id ${shown}: expected 1-${MAX_ID_LENGTH} characters of [A-Za-z0-9_.-], not starting with '.'`, { details: { kind } });
+  if (kind === 'tenant') {
+    if (typeof value !== 'string' || value.length === 0 || value.length > MAX_TENANT_ID_LENGTH || !TENANT_PATTERN.test(value)) {
+      throw new StrataError('STRATA_ERR_INVALID_ID', `invalid tenant id ${shown(value)}: expected 1-${MAX_TENANT_ID_LENGTH} characters of [A-Za-z0-9_.-], not starting with '.'`, { details: { kind, field: 'tenant' } });
+    }
+    return value;
+  }
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH || CONTROL.test(value)) {
+    const why = typeof value !== 'string' ? 'expected a string' : value.length === 0 ? 'must not be empty' : value.length > MAX_ID_LENGTH ? `is ${value.length} characters` : 'contains a control character';
+    throw new StrataError('STRATA_ERR_INVALID_ID', `invalid ${kind} id ${shown(value)}: ${why}; expected 1-${MAX_ID_LENGTH} characters without control characters`, { details: { kind, field: `${kind}Id` } });
+  }
+  return value;
+}
+
+/** The id alphabet of instance ids and other names used verbatim as file names. */
+export function validateFileSafeName(what: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_TENANT_ID_LENGTH || !TENANT_PATTERN.test(value)) {
+    throw new StrataError('STRATA_ERR_CONFIG_INVALID', `invalid ${what} ${shown(value)}: expected 1-${MAX_TENANT_ID_LENGTH} characters of [A-Za-z0-9_.-], not starting with '.'`, { details: { field: what } });
   }
   return value;
 }

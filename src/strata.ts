@@ -126,6 +126,7 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       hotBudgetBytes: config.hotBudgetBytes,
       maxMessageBytes: config.maxMessageBytes,
       maxMetadataBytes: config.maxMetadataBytes,
+      maxInlineDataBytes: config.maxInlineDataBytes,
       maxPendingTurns: config.maxPendingTurns,
       idempotencyWindowMs: config.idempotencyWindowMs,
       retentionDays: config.retentionDays,

@@ -1,4 +1,5 @@
 /** Types shared by every layer. */
+import type { MessageContent, ToolCall } from './message.js';
 
 export const ROLES = ['system', 'user', 'assistant', 'tool'] as const;
 export type Role = (typeof ROLES)[number];
@@ -11,15 +12,22 @@ export interface SessionRef {
   readonly sessionId: string;
 }
 
-/** One message of a session, as stored in every tier. */
+/** One message of a session, as stored in every tier (message fields: src/message.ts). */
 export interface Turn {
   /** Dense, strictly increasing per session, starting at 1. */
   turnId: number;
   role: Role;
-  content: string;
+  /** A string, an array of content parts, or null (an assistant turn that only calls tools). */
+  content: MessageContent;
+  /** Optional participant name; on a tool turn, the tool's name. */
+  name?: string;
+  /** Assistant turns: the tools the model called. */
+  tool_calls?: ToolCall[];
+  /** Tool turns: the id of the call this turn answers. */
+  tool_call_id?: string;
   /** Milliseconds since the Unix epoch. */
   createdAt: number;
-  /** Token count of `content` with the configured tokenizer, when known. */
+  /** Tokens the model sees for this message (text, parts, tool calls) with the configured tokenizer, when known. */
   tokens?: number;
   metadata?: Metadata;
 }

@@ -1,7 +1,7 @@
 import { StrataError, isStrataError } from '../errors.js';
 import type { ArchivedTurn } from '../types.js';
 import type { Summary, TurnRange } from './store.js';
-import { BLOCK_NAMES, FORMAT_VERSION, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_TYPES, crc, encodeRecord, withCrc } from './format.js';
+import { BLOCK_NAMES, READ_VERSIONS, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_TYPES, crc, encodeRecord, withCrc } from './format.js';
 import type { SegmentHeader } from './segment.js';
 import { badBlocks, decodeCreatedAt, decodeSegment, decodeTurnIds, parseSegmentHeader, verifySegmentBlocks } from './segment.js';
 import { getCodec } from '../codec/codec.js';
@@ -18,6 +18,8 @@ export interface SessionMeta {
   /** Highest turn id ever archived; survives deletion of that turn. */
   highWater?: number;
   createdAt?: number;
+  /** The session's id, recorded when its file name cannot give it back (src/archive/layout.ts). */
+  sessionId?: string;
 }
 
 export interface SegmentEntry {
@@ -155,13 +157,13 @@ export function indexFile(file: string, bytes: Uint8Array): FileIndex {
     const bodyOffset = pos + RECORD_HEADER_BYTES;
     if (bodyOffset + bodyLength > bytes.length) break; // torn inside a body
     const body = bytes.subarray(bodyOffset, bodyOffset + bodyLength);
-    if (version !== FORMAT_VERSION || (type !== RECORD_TYPES.meta && type !== RECORD_TYPES.segment && type !== RECORD_TYPES.summary)) {
-      index.versionError ??= new StrataError('STRATA_ERR_ARCHIVE_VERSION', `${file}: record at offset ${pos} has format version ${version}, type ${type}; this build reads version ${FORMAT_VERSION}, types 1-3`, { details: { file, offset: pos, version, type } });
+    if (!READ_VERSIONS.includes(version) || (type !== RECORD_TYPES.meta && type !== RECORD_TYPES.segment && type !== RECORD_TYPES.summary)) {
+      index.versionError ??= new StrataError('STRATA_ERR_ARCHIVE_VERSION', `${file}: record at offset ${pos} has format version ${version}, type ${type}; this build reads versions ${READ_VERSIONS.join(' and ')}, types 1-3`, { details: { file, offset: pos, version, type } });
     } else if (type === RECORD_TYPES.segment) {
       const entry: SegmentEntry = { ordinal: index.segments.length, recordOffset: pos, bodyOffset, bodyLength, header: null, error: null, ids: null, firstAt: null, lastAt: null };
       const place = { file, segment: entry.ordinal };
       try {
-        entry.header = parseSegmentHeader(body, place);
+        entry.header = parseSegmentHeader(body, place, version);
         verifySegmentBlocks(body, entry.header, place);
         entry.ids = decodeTurnIds(body, entry.header, place);
         const times = decodeCreatedAt(body, entry.header, place);

@@ -1,14 +1,17 @@
 import { crc32c } from '@node-rs/crc32';
 
 /*
- * Segment format v1: constants and the record frame. Layout and hex example: docs/format.md,
- * "Segment format v1". Every number here is part of the on-disk format: never change one, add a
+ * Segment format: constants and the record frame. Layout and hex example: docs/format.md,
+ * "Segment format". Every number here is part of the on-disk format: never change one, add a
  * new version instead, and keep reading the old one.
  */
 
 /** "STRA" — the first four bytes of every record, so a reader can resynchronise after damage. */
 export const RECORD_MAGIC = 0x41525453; // bytes 53 54 52 41 read as u32 LE
-export const FORMAT_VERSION = 1;
+/** The version this build writes: 2 adds the segment's message block (tool calls, parts). */
+export const FORMAT_VERSION = 2;
+/** Versions this build reads. Version 1 is version 2 without the message block. */
+export const READ_VERSIONS: readonly number[] = [1, 2];
 
 /** 16 = 4 (magic) + 1 (version) + 1 (type) + 2 (flags) + 4 (body length) + 4 (header CRC32C). */
 export const RECORD_HEADER_BYTES = 16;
@@ -32,6 +35,8 @@ export const BLOCK_KINDS = {
   text: 5,
   metadata: 6,
   embeddings: 7,
+  /** Format v2: per-turn message extension JSON (parts, tool calls, tool call id, name). */
+  message: 8,
 } as const;
 export type BlockKind = (typeof BLOCK_KINDS)[keyof typeof BLOCK_KINDS];
 export const BLOCK_NAMES: Record<number, string> = Object.fromEntries(Object.entries(BLOCK_KINDS).map(([name, kind]) => [kind, name]));

@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto';
+import { searchText } from '../message.js';
 import { readControl, withCommit } from './control.js';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { StrataError } from '../errors.js';
 import { validateId } from '../ids.js';
+import { archiveStem, sessionIdOfStem, shardOf, stemNeedsRecordedId } from './layout.js';
 import type { ArchivedTurn, SessionRef } from '../types.js';
 import type { FileIndex, SegmentEntry, SessionMeta } from './file.js';
 import { encodeMetaRecord, encodeSummaryRecord, indexFile, inspectBytes, readTurns, segmentsFor } from './file.js';
@@ -59,6 +60,8 @@ export interface VerifyReport {
 interface FoundFile {
   tenant: string;
   shard: string;
+  /** The file name without its extension (src/archive/layout.ts). */
+  stem: string;
   sessionId: string;
   path: string;
 }
@@ -73,10 +76,7 @@ const EMPTY_RECEIPT: DeleteReceipt = Object.freeze({ sessions: 0, turns: 0, byte
 const SHARD_PATTERN = /^[0-9a-f]{2}$/;
 const DAY_MS = 86_400_000;
 
-/** Shard directory of a session: the first byte of SHA-256(sessionId) in hex, so 256 shards fill evenly. */
-export function shardOf(sessionId: string): string {
-  return createHash('sha256').update(sessionId).digest('hex').slice(0, 2);
-}
+export { shardOf } from './layout.js';
 
 /**
  * The default `ArchiveStore`: one append-only file of records per session under
@@ -101,7 +101,7 @@ export class FsArchiveStore implements ArchiveStore {
   pathOf(ref: SessionRef): string {
     const tenant = validateId('tenant', ref?.tenant);
     const sessionId = validateId('session', ref?.sessionId);
-    const path = resolve(this.root, tenant, shardOf(sessionId), sessionId + FILE_EXTENSION);
+    const path = resolve(this.root, tenant, shardOf(sessionId), archiveStem(sessionId) + FILE_EXTENSION);
     if (!path.startsWith(this.root + sep)) throw new StrataError('STRATA_ERR_INVALID_ID', `session ${JSON.stringify(sessionId)} resolves outside the archive directory`);
     return path;
   }
@@ -199,7 +199,7 @@ export class FsArchiveStore implements ArchiveStore {
     const limit = options.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new StrataError('STRATA_ERR_VALIDATION', `limit: expected an integer from 1 to 1000, received ${String(limit)}`);
     const cursor = options.cursor ?? null;
-    if (cursor !== null && (typeof cursor !== 'string' || !/^[0-9a-f]{2}\/[A-Za-z0-9_.-]+$/.test(cursor))) throw new StrataError('STRATA_ERR_VALIDATION', 'cursor: expected a cursor returned by listSessions');
+    if (cursor !== null && (typeof cursor !== 'string' || !/^[0-9a-f]{2}\/[A-Za-z0-9_.~-]+$/.test(cursor))) throw new StrataError('STRATA_ERR_VALIDATION', 'cursor: expected a cursor returned by listSessions');
     const found: FoundFile[] = [];
     for await (const f of this.walkTenant(tenant, cursor)) {
       found.push(f);
@@ -212,7 +212,7 @@ export class FsArchiveStore implements ArchiveStore {
       if (info) sessions.push(info);
     }
     const last = page[page.length - 1];
-    return { sessions, nextCursor: found.length > limit && last ? `${last.shard}/${last.sessionId}` : null };
+    return { sessions, nextCursor: found.length > limit && last ? `${last.shard}/${last.stem}` : null };
   }
 
   async listUserSessions(tenant: string, userId: string): Promise<string[]> {
@@ -371,7 +371,7 @@ export class FsArchiveStore implements ArchiveStore {
           const fresh = turns.filter((t) => t.turnId > index.highWater);
           const parts: Uint8Array[] = [];
           newUser = userId !== undefined && !index.meta.userId;
-          if (index.validEnd === 0 || newUser) parts.push(encodeMetaRecord(index.validEnd === 0 ? { userId: userId ?? null, createdAt: this.options.clock.now() } : { userId }));
+          if (index.validEnd === 0 || newUser) parts.push(encodeMetaRecord(index.validEnd === 0 ? { userId: userId ?? null, createdAt: this.options.clock.now(), ...recordedId(ref) } : { userId }));
           for (const chunk of chunks(fresh, this.options.maxSegmentTurns)) parts.push(encodeRecord(RECORD_TYPES.segment, this.encode(chunk, embedderId)));
           segmentsAfter = index.segments.length + (parts.length - (parts.length > 0 && (index.validEnd === 0 || newUser) ? 1 : 0));
           if (parts.length > 0) await this.appendBytes(snap.fh, path, index, concat(parts));
@@ -445,7 +445,7 @@ export class FsArchiveStore implements ArchiveStore {
       const snap = (await this.snapshot(path, 'r+'))!;
       try {
         if (snap.index.versionError) throw snap.index.versionError;
-        const parts = snap.index.validEnd === 0 ? [encodeMetaRecord({ userId: null, createdAt: this.options.clock.now() })] : [];
+        const parts = snap.index.validEnd === 0 ? [encodeMetaRecord({ userId: null, createdAt: this.options.clock.now(), ...recordedId(ref) })] : [];
         parts.push(encodeSummaryRecord(s));
         await this.appendBytes(snap.fh, path, snap.index, concat(parts));
       } catch (err) {
@@ -480,7 +480,7 @@ export class FsArchiveStore implements ArchiveStore {
 
   /** Writes the file as metadata, segments of `keep` (one embedder per segment) and `kept` summaries, atomically. Caller holds the lock. */
   private async rewrite(path: string, index: FileIndex, keep: ReadonlyArray<{ turn: ArchivedTurn; embedderId: string | null }>, kept: readonly Summary[]): Promise<Uint8Array> {
-    const meta: SessionMeta = { userId: index.meta.userId ?? null, highWater: index.highWater, createdAt: index.meta.createdAt ?? this.options.clock.now() };
+    const meta: SessionMeta = { userId: index.meta.userId ?? null, highWater: index.highWater, createdAt: index.meta.createdAt ?? this.options.clock.now(), ...(index.meta.sessionId !== undefined ? { sessionId: index.meta.sessionId } : {}) };
     const parts: Uint8Array[] = [encodeMetaRecord(meta)];
     // Segments are homogeneous in embedder: consecutive turns of the same embedder form a run.
     let run: ArchivedTurn[] = [];
@@ -517,7 +517,7 @@ export class FsArchiveStore implements ArchiveStore {
       if (!state) throw new StrataError('STRATA_ERR_NOT_FOUND', `session ${ref.sessionId} has no archive`);
       const stale = state.turns.filter((t) => t.embedderId !== embedderId || !t.turn.embedding);
       if (stale.length === 0) return { turns: 0 };
-      const vectors = await embed(stale.map((t) => t.turn.content));
+      const vectors = await embed(stale.map((t) => searchText(t.turn)));
       if (vectors.length !== stale.length) throw new StrataError('STRATA_ERR_EMBEDDER_FAILED', `embedder returned ${vectors.length} vectors for ${stale.length} texts`);
       stale.forEach((t, i) => {
         t.turn.embedding = vectors[i]!;
@@ -645,7 +645,9 @@ export class FsArchiveStore implements ArchiveStore {
     // Decode everything once: verifies every codec frame too, not only block CRCs.
     await readTurns(index, {}, async (s) => file.subarray(s.bodyOffset, s.bodyOffset + s.bodyLength), { maxDecodedBytes: this.options.maxDecodedBytes });
     const owner = userId ?? index.meta.userId ?? null;
-    const bytes = userId !== undefined && userId !== index.meta.userId ? concat([file, encodeMetaRecord({ userId })]) : file;
+    // The metadata record names the owner given here and, for a hashed file name, this session's id.
+    const extraMeta: SessionMeta = { ...(userId !== undefined && userId !== index.meta.userId ? { userId } : {}), ...(stemNeedsRecordedId(archiveStem(ref.sessionId)) && index.meta.sessionId !== ref.sessionId ? { sessionId: ref.sessionId } : {}) };
+    const bytes = Object.keys(extraMeta).length > 0 ? concat([file, encodeMetaRecord(extraMeta)]) : file;
     return this.exclusive(ref, path, async () => {
       try {
         await stat(path);
@@ -743,17 +745,26 @@ export class FsArchiveStore implements ArchiveStore {
     return names.filter((n) => /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/.test(n) && n.length <= 128).sort();
   }
 
-  /** Files of one tenant in (shard, sessionId) order, strictly after `cursor`. */
+  /** Files of one tenant in (shard, file name) order, strictly after `cursor` (`<shard>/<stem>`). */
   private async *walkTenant(tenant: string, cursor: string | null): AsyncGenerator<FoundFile> {
     const dir = this.tenantDir(tenant);
-    const [cShard, cSession] = cursor ? (cursor.split('/') as [string, string]) : ['', ''];
+    const [cShard, cStem] = cursor ? (cursor.split('/') as [string, string]) : ['', ''];
     for (const shard of (await readdirSafe(dir)).filter((s) => SHARD_PATTERN.test(s)).sort()) {
       if (shard < cShard) continue;
       const names = (await readdirSafe(join(dir, shard))).filter((n) => n.endsWith(FILE_EXTENSION) && !n.startsWith('.')).sort();
       for (const name of names) {
-        const sessionId = name.slice(0, -FILE_EXTENSION.length);
-        if (shard === cShard && sessionId <= cSession) continue;
-        yield { tenant, shard, sessionId, path: join(dir, shard, name) };
+        const stem = name.slice(0, -FILE_EXTENSION.length);
+        if (shard === cShard && stem <= cStem) continue;
+        const path = join(dir, shard, name);
+        let sessionId = sessionIdOfStem(stem);
+        // A hashed name: the id is in the file's metadata.
+        if (sessionId === null) {
+          const snap = await this.rawSnapshot(path);
+          if (snap) await snap.fh.close();
+          sessionId = snap?.index.meta.sessionId ?? undefined;
+        }
+        if (sessionId === undefined || shardOf(sessionId) !== shard) continue;
+        yield { tenant, shard, stem, sessionId, path };
       }
     }
   }
@@ -775,6 +786,11 @@ function assertWritable(index: FileIndex, rewrite = false): void {
     const d = index.damage[0]!;
     throw new StrataError('STRATA_ERR_ARCHIVE_CORRUPT', `${d.message}; the file is read-only until repaired (strata verify) or re-imported`, { details: { file: index.file, offset: d.offset, segment: d.segment, block: d.block } });
   }
+}
+
+/** The session id field of a new file's metadata: only where the file name does not give it back. */
+function recordedId(ref: SessionRef): { sessionId?: string } {
+  return stemNeedsRecordedId(archiveStem(ref.sessionId)) ? { sessionId: ref.sessionId } : {};
 }
 
 function toInfo(ref: { tenant: string; sessionId: string }, index: FileIndex): ArchiveSessionInfo {

@@ -2,6 +2,7 @@ import type { Codec } from '../codec/codec.js';
 import { concat, decodeFrame, encodeFrame, getCodec } from '../codec/codec.js';
 import { rawCodec } from '../codec/zlib.js';
 import { StrataError, isStrataError } from '../errors.js';
+import { applyExtension, messageExtension, messageText } from '../message.js';
 import type { ArchivedTurn, Role } from '../types.js';
 import type { EmbeddingEncoding } from './format.js';
 import {
@@ -11,6 +12,7 @@ import {
   ByteWriter,
   EMBEDDING_ENCODINGS,
   FOOTER_ENTRY_BYTES,
+  FORMAT_VERSION,
   FormatViolation,
   ROLE_CODES,
   SEGMENT_FLAGS,
@@ -105,7 +107,7 @@ export function encodeSegment(turns: readonly ArchivedTurn[], options: SegmentEn
   for (const t of turns) tokens.varint(t.tokens === undefined ? 0 : t.tokens + 1);
   blocks.push([BLOCK_KINDS.tokens, tokens.finish()]);
 
-  const texts = turns.map((t) => utf8.encode(t.content));
+  const texts = turns.map((t) => utf8.encode(messageText(t)));
   const text = new ByteWriter();
   if (options.layout === 'turn') {
     const frames = texts.map((b) => encodeFrame(options.codec, b));
@@ -124,6 +126,20 @@ export function encodeSegment(turns: readonly ArchivedTurn[], options: SegmentEn
   // Tiny metadata compresses to more than it weighs; 64 bytes is about where deflate starts paying.
   if (allMeta.length > 0) meta.bytes(encodeFrame(allMeta.length < 64 ? rawCodec : options.codec, allMeta));
   blocks.push([BLOCK_KINDS.metadata, meta.finish()]);
+
+  // Format v2: the message extension (parts, tool calls, tool call id, name) of each turn, laid
+  // out like metadata; absent when every turn is plain text.
+  const exts = turns.map((t) => {
+    const ext = messageExtension(t);
+    return ext === undefined ? new Uint8Array(0) : utf8.encode(ext);
+  });
+  const allExt = concat(exts);
+  if (allExt.length > 0) {
+    const ext = new ByteWriter();
+    for (const e of exts) ext.varint(e.length);
+    ext.bytes(encodeFrame(allExt.length < 64 ? rawCodec : options.codec, allExt));
+    blocks.push([BLOCK_KINDS.message, ext.finish()]);
+  }
 
   if (encoding !== 'none') {
     const emb = new ByteWriter();
@@ -176,8 +192,12 @@ export function encodeSegment(turns: readonly ArchivedTurn[], options: SegmentEn
   return out.finish();
 }
 
-/** Parses the header and footer and checks their CRCs and the blocks' bounds. Throws ARCHIVE_CORRUPT with block 'header'. */
-export function parseSegmentHeader(body: Uint8Array, place: SegmentPlace): SegmentHeader {
+/**
+ * Parses the header and footer and checks their CRCs and the blocks' bounds. Throws
+ * ARCHIVE_CORRUPT with block 'header'. `version` is the record's format version: the message
+ * block exists from version 2 on.
+ */
+export function parseSegmentHeader(body: Uint8Array, place: SegmentPlace, version: number = FORMAT_VERSION): SegmentHeader {
   let header: SegmentHeader;
   try {
     const r = new ByteReader(body);
@@ -203,7 +223,14 @@ export function parseSegmentHeader(body: Uint8Array, place: SegmentPlace): Segme
     const f = new ByteReader(body, footerStart);
     for (let i = 0; i < blockCount; i++) header.blocks.push({ kind: f.u8(), offset: f.u32(), length: f.u32(), crc: f.u32() });
     if (f.u32() !== crc(body.subarray(footerStart, body.length - 4))) throw new FormatViolation('footer CRC32C mismatch');
-    for (const b of header.blocks) if (b.offset < header.headerBytes || b.offset + b.length > footerStart) throw new FormatViolation(`block ${BLOCK_NAMES[b.kind] ?? b.kind} lies outside the segment`);
+    const maxKind = version >= 2 ? BLOCK_KINDS.message : BLOCK_KINDS.embeddings;
+    const seen = new Set<number>();
+    for (const b of header.blocks) {
+      if (b.kind < 1 || b.kind > maxKind) throw new FormatViolation(`block kind ${b.kind} is unknown in format version ${version}`);
+      if (seen.has(b.kind)) throw new FormatViolation(`block ${BLOCK_NAMES[b.kind]} appears twice`);
+      seen.add(b.kind);
+      if (b.offset < header.headerBytes || b.offset + b.length > footerStart) throw new FormatViolation(`block ${BLOCK_NAMES[b.kind] ?? b.kind} lies outside the segment`);
+    }
   } catch (err) {
     if (err instanceof FormatViolation || err instanceof TypeError) throw corrupt(place, 'header', err.message, err);
     throw err;
@@ -340,39 +367,50 @@ export function decodeSegment(body: Uint8Array, header: SegmentHeader, place: Se
     }
     return out;
   });
-  const metas = guard(place, 'metadata', () => {
-    const r = blockReader(body, header, BLOCK_KINDS.metadata);
-    const lengths = new Array<number>(n);
-    let total = 0;
-    for (let i = 0; i < n; i++) total += lengths[i] = r.varint();
-    const out: Array<Record<string, unknown> | undefined> = [];
-    if (total === 0) {
-      if (r.remaining !== 0) throw new FormatViolation('trailing bytes');
-      for (let i = i0; i < i1; i++) out.push(undefined);
-      return out;
-    }
-    const all = decodeFrame(body.subarray(r.pos, r.end), decodeOpts);
-    if (all.length !== total) throw new FormatViolation('metadata lengths disagree with the decoded block');
-    let pos = 0;
-    for (let i = 0; i < n; i++) {
-      if (i >= i0 && i < i1) out.push(lengths[i] === 0 ? undefined : (JSON.parse(strictUtf8.decode(all.subarray(pos, pos + lengths[i]!))) as Record<string, unknown>));
-      pos += lengths[i]!;
-    }
-    return out;
-  });
+  const metas = guard(place, 'metadata', () => decodeJsonColumn(body, header, BLOCK_KINDS.metadata, i0, i1, decodeOpts));
+  const exts = header.blocks.some((b) => b.kind === BLOCK_KINDS.message) ? guard(place, 'message', () => decodeJsonColumn(body, header, BLOCK_KINDS.message, i0, i1, decodeOpts)) : null;
   const vectors = options.withEmbeddings === false ? null : decodeEmbeddings(body, header, place);
 
   const turns: ArchivedTurn[] = [];
   for (let i = i0; i < i1; i++) {
     const t: ArchivedTurn = { turnId: ids[i]!, role: roles[i]!, content: texts[i - i0]!, createdAt: times[i]! };
+    const ext = exts?.[i - i0];
+    if (ext !== undefined) guard(place, 'message', () => applyExtension(t, texts[i - i0]!, ext));
     if (tokens[i]! > 0) t.tokens = tokens[i]! - 1;
     const m = metas[i - i0];
-    if (m !== undefined) t.metadata = m;
+    if (m !== undefined) t.metadata = guard(place, 'metadata', () => JSON.parse(m) as Record<string, unknown>);
     const v = vectors?.[i];
     if (v) t.embedding = v;
     turns.push(t);
   }
   return turns;
+}
+
+/**
+ * A column of per-turn JSON texts (metadata, message extension): N varint byte lengths (0 = none),
+ * then, when any is non-zero, one frame of the concatenated texts. Returns the texts of turns
+ * i0 … i1−1 (undefined where none).
+ */
+function decodeJsonColumn(body: Uint8Array, header: SegmentHeader, kind: number, i0: number, i1: number, decodeOpts: { maxDecodedBytes?: number }): Array<string | undefined> {
+  const n = header.count;
+  const r = blockReader(body, header, kind);
+  const lengths = new Array<number>(n);
+  let total = 0;
+  for (let i = 0; i < n; i++) total += lengths[i] = r.varint();
+  const out: Array<string | undefined> = [];
+  if (total === 0) {
+    if (r.remaining !== 0) throw new FormatViolation('trailing bytes');
+    for (let i = i0; i < i1; i++) out.push(undefined);
+    return out;
+  }
+  const all = decodeFrame(body.subarray(r.pos, r.end), decodeOpts);
+  if (all.length !== total) throw new FormatViolation('lengths disagree with the decoded block');
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    if (i >= i0 && i < i1) out.push(lengths[i] === 0 ? undefined : strictUtf8.decode(all.subarray(pos, pos + lengths[i]!)));
+    pos += lengths[i]!;
+  }
+  return out;
 }
 
 /** Per-turn vectors (null where a turn has none), dequantized. Null when the segment stores no embeddings. */

@@ -28,7 +28,7 @@ export function validateTurns(turns: unknown): readonly ArchivedTurn[] {
     if (turn.turnId <= prev) throw bad(`turns[${i}].turnId: expected ascending turn ids, ${turn.turnId} follows ${prev}`);
     prev = turn.turnId;
     if (!(ROLES as readonly string[]).includes(turn.role)) throw new StrataError('STRATA_ERR_INVALID_ROLE', `turns[${i}].role: expected one of ${ROLES.join(', ')}, received ${JSON.stringify(turn.role)}`);
-    if (typeof turn.content !== 'string') throw bad(`turns[${i}].content: expected a string`);
+    if (typeof turn.content !== 'string' && turn.content !== null && !Array.isArray(turn.content)) throw bad(`turns[${i}].content: expected a string, an array of parts or null`);
     if (!Number.isSafeInteger(turn.createdAt) || turn.createdAt < 0) throw bad(`turns[${i}].createdAt: expected milliseconds since the epoch, received ${String(turn.createdAt)}`);
     if (turn.tokens !== undefined && (!Number.isSafeInteger(turn.tokens) || turn.tokens < 0)) throw bad(`turns[${i}].tokens: expected a non-negative integer`);
     if (turn.metadata !== undefined) {

@@ -1,4 +1,5 @@
 import type { Metadata, Role, Turn } from '../types.js';
+import type { MessageContent, MessageFields, ToolCall } from '../message.js';
 import type { DeleteReceipt } from '../archive/store.js';
 
 /** Options every session-level call accepts. */
@@ -20,9 +21,12 @@ export interface AddMessageOptions extends TenantOption {
   idempotencyKey?: string;
 }
 
-export interface NewMessage {
-  role: Role;
-  content: string;
+/**
+ * A message to append: the OpenAI Chat Completions shape (src/message.ts). `content` may be null
+ * or empty only on an assistant message with `tool_calls` (or, empty, on a tool result); a tool
+ * message needs `tool_call_id`.
+ */
+export interface NewMessage extends MessageFields {
   metadata?: Metadata;
 }
 
@@ -49,6 +53,11 @@ export interface ExplainItem {
   score?: number;
   tokens: number;
   truncated?: boolean;
+  /**
+   * The turn belongs to a tool call and its results, packed as one unit (all or none): the ids
+   * of that unit. Present on each of its turns.
+   */
+  toolGroup?: number[];
 }
 
 export interface ContextResult {
@@ -69,7 +78,10 @@ export interface SearchHit {
   sessionId: string;
   turnId: number;
   role: Role;
-  content: string;
+  content: MessageContent;
+  name?: string;
+  tool_calls?: ToolCall[];
+  tool_call_id?: string;
   createdAt: number;
   score: number;
   scores: { dense: number | null; lexical: number | null; fused: number };
@@ -110,7 +122,9 @@ export interface HealthReport {
  * method names are kept (addMessage, getContext, evictToDiskLru, searchDiskHistory).
  */
 export interface ConversationMemory {
-  addMessage(sessionId: string, role: Role, content: string, options?: AddMessageOptions): Promise<{ turnId: number }>;
+  addMessage(sessionId: string, role: Role, content: MessageContent, options?: AddMessageOptions): Promise<{ turnId: number }>;
+  /** The same with a whole message (tool calls, tool results, parts); `options.metadata` is not used (the message carries its own). */
+  addMessage(sessionId: string, message: NewMessage, options?: Omit<AddMessageOptions, 'metadata'>): Promise<{ turnId: number }>;
   /** All-or-nothing validation, then appended in order. */
   addMessages(sessionId: string, messages: readonly NewMessage[], options?: Omit<AddMessageOptions, 'metadata'>): Promise<{ turnIds: number[] }>;
   getContext(sessionId: string, request: ContextRequest): Promise<ContextResult>;

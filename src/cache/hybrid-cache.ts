@@ -10,6 +10,7 @@ import type { StrataMetrics } from '../metrics.js';
 import { noMetrics } from '../metrics.js';
 import type { Embedder } from '../retrieval/embedder.js';
 import type { ArchivedTurn, Clock, Role, SessionLock, SessionRef, Turn } from '../types.js';
+import type { MessageContent } from '../message.js';
 import { systemClock } from '../types.js';
 import type {
   AddMessageOptions,
@@ -30,7 +31,7 @@ import { PendingIndex, recordToTurn, sessionKey } from './pending.js';
 import { RecoveryIndex, allocateEpoch, clientKey, isClientKey, messageHash, parseClientKey, voidIdentity } from './recovery.js';
 import type { JournalPort } from './ports.js';
 import type { RetrievalPort } from './retrieval-port.js';
-import { validateMessage } from './validate.js';
+import { countMessageTokens, messageFields, sameMessage, searchText, validateMessage, type ValidMessage } from '../message.js';
 
 export interface HybridCacheOptions extends Partial<CacheTuning> {
   hot: HotStore;
@@ -210,11 +211,16 @@ export class HybridConversationCache implements ConversationMemory {
 
   // ---------------------------------------------------------------- writes
 
-  async addMessage(sessionId: string, role: Role, content: string, options: AddMessageOptions = {}): Promise<{ turnId: number }> {
+  async addMessage(sessionId: string, role: Role, content: MessageContent, options?: AddMessageOptions): Promise<{ turnId: number }>;
+  async addMessage(sessionId: string, message: NewMessage, options?: Omit<AddMessageOptions, 'metadata'>): Promise<{ turnId: number }>;
+  async addMessage(sessionId: string, roleOrMessage: Role | NewMessage, contentOrOptions?: MessageContent | AddMessageOptions, maybeOptions?: AddMessageOptions): Promise<{ turnId: number }> {
+    const whole = typeof roleOrMessage === 'object' && roleOrMessage !== null;
+    const options: AddMessageOptions = (whole ? (contentOrOptions as AddMessageOptions | undefined) : maybeOptions) ?? {};
     const ref = toSessionRef(sessionId, options.tenant);
     const userId = options.userId === undefined ? undefined : validateId('user', options.userId);
     const idempotencyKey = validateIdempotencyKey(options.idempotencyKey);
-    const message = validateMessage(role, content, options.metadata, this.tuning);
+    const input = whole ? roleOrMessage : { role: roleOrMessage, content: contentOrOptions, ...(options.metadata !== undefined ? { metadata: options.metadata } : {}) };
+    const message = validateMessage(input, this.tuning, '');
     const [turnId] = await this.appendValidated(ref, [message], userId, idempotencyKey);
     return { turnId: turnId! };
   }
@@ -226,14 +232,7 @@ export class HybridConversationCache implements ConversationMemory {
     if (!Array.isArray(messages) || messages.length === 0) throw new StrataError('STRATA_ERR_VALIDATION', 'messages must be a non-empty array');
     if (messages.length > MAX_PAGE) throw new StrataError('STRATA_ERR_VALIDATION', `at most ${MAX_PAGE} messages per call; received ${messages.length}`);
     // Validate every message before writing any, so a bad one changes nothing.
-    const validated = messages.map((m, i) => {
-      try {
-        return validateMessage(m?.role, m?.content, m?.metadata, this.tuning);
-      } catch (err) {
-        if (err instanceof StrataError) throw new StrataError(err.code, `messages[${i}]: ${err.message.replace(/^STRATA_ERR_\w+: /, '')}`, { details: { index: i } });
-        throw err;
-      }
-    });
+    const validated = messages.map((m, i) => validateMessage(m, this.tuning, `messages[${i}]`));
     return { turnIds: await this.appendValidated(ref, validated, userId, idempotencyKey) };
   }
 
@@ -244,7 +243,7 @@ export class HybridConversationCache implements ConversationMemory {
    * turn the hot tier lost in between (Redis loss while this call ran) is voided in the journal
    * and appended again, so the caller only ever sees ids that hold its messages.
    */
-  private async appendValidated(ref: SessionRef, messages: ReturnType<typeof validateMessage>[], userId: string | undefined, idempotencyKey: string | undefined): Promise<number[]> {
+  private async appendValidated(ref: SessionRef, messages: ValidMessage[], userId: string | undefined, idempotencyKey: string | undefined): Promise<number[]> {
     this.assertOpen();
     if (this.pending.size + messages.length > this.tuning.maxPendingTurns) {
       throw new StrataError('STRATA_ERR_BACKPRESSURE', `${this.pending.size} turns are waiting for compaction (limit ${this.tuning.maxPendingTurns}); retry later`);
@@ -264,8 +263,8 @@ export class HybridConversationCache implements ConversationMemory {
         const m = messages[i]!;
         const client = idempotencyKey === undefined ? null : clientKey(idempotencyKey, i, messages.length);
         const key = client === null ? `n:${randomBytes(9).toString('base64url')}` : client.appendKey;
-        const turn: NewHotTurn = { role: m.role, content: m.content, createdAt: now, key };
-        if (this.tokenizer) turn.tokens = this.tokenizer.count(m.content);
+        const turn: NewHotTurn = { ...messageFields(m), createdAt: now, key };
+        if (this.tokenizer) turn.tokens = countMessageTokens(m, (text) => this.tokenizer!.count(text));
         if (m.metadata !== undefined) turn.metadata = m.metadata;
         if (userId !== undefined) turn.userId = userId;
         const idem = client === null ? undefined : { key: client.entry, hash: messageHash(m, userId, messages.length), windowMs: this.tuning.idempotencyWindowMs };
@@ -274,7 +273,7 @@ export class HybridConversationCache implements ConversationMemory {
           epochChanged = true;
           break;
         }
-        let record: TurnRecord = { type: 'turn', tenant: ref.tenant, sessionId: ref.sessionId, turnId: result.turnId, role: m.role, content: m.content, createdAt: now, key, epoch };
+        let record: TurnRecord = { type: 'turn', tenant: ref.tenant, sessionId: ref.sessionId, turnId: result.turnId, ...messageFields(m), createdAt: now, key, epoch };
         if (m.metadata !== undefined) record.metadata = m.metadata;
         if (userId !== undefined) record.userId = userId;
         if (result.known) {
@@ -309,7 +308,7 @@ export class HybridConversationCache implements ConversationMemory {
         const r = records[j]!;
         if (confirmed[j] || r.key === undefined) continue;
         const archived = await this.archive.committedTurn(ref, r.turnId);
-        if (archived && archived.role === r.role && archived.content === r.content) confirmed[j] = true;
+        if (archived && sameMessage(archived, r)) confirmed[j] = true;
       }
       records.forEach((r, j) => {
         if (confirmed[j]) {
@@ -466,8 +465,15 @@ export class HybridConversationCache implements ConversationMemory {
 
   // ---------------------------------------------------------------- reads
 
+  /**
+   * Context of a session that does not exist (yet) is empty, not an error: an application asks
+   * for context before the first message of every new session.
+   */
   async getContext(sessionId: string, request: ContextRequest): Promise<ContextResult> {
     const ref = toSessionRef(sessionId, request?.tenant);
+    if (request?.type === 'recent' || request?.type === 'full' || request?.type === 'smart') {
+      if ((await this.lastTurnId(ref)) === null) return { type: request.type, messages: [], summary: null, tokens: 0, explain: [], nextAfter: null };
+    }
     switch (request?.type) {
       case 'recent': {
         const limit = pageLimit(request.limit, this.tuning.recentTurns);
@@ -497,7 +503,7 @@ export class HybridConversationCache implements ConversationMemory {
     if (turns.length === 0) {
       this.metrics.hotAccess?.(false);
       if (!(await this.hot.meta(ref))) {
-        if (!(await this.seedHot(ref, undefined, false))) throw notFound(ref);
+        if (!(await this.seedHot(ref, undefined, false))) return [];
         turns = await this.hot.recent(ref, limit, now);
       }
     } else {
@@ -517,7 +523,9 @@ export class HybridConversationCache implements ConversationMemory {
     const after = options.after ?? 0;
     if (!Number.isInteger(after) || after < 0) throw new StrataError('STRATA_ERR_VALIDATION', `after must be a non-negative integer; received ${JSON.stringify(options.after)}`);
     const limit = pageLimit(options.limit, MAX_PAGE);
-    const lastTurnId = await this.ensureHot(ref);
+    const lastTurnId = await this.lastTurnId(ref);
+    // A session nobody wrote to yet has no messages (not an error: see getContext).
+    if (lastTurnId === null) return { messages: [], nextAfter: null };
     const from = after + 1;
     const to = after + limit;
     const [archived, hot] = await Promise.all([this.archive.read(ref, { fromTurn: from, toTurn: to }), this.hot.range(ref, from, to)]);
@@ -530,9 +538,16 @@ export class HybridConversationCache implements ConversationMemory {
 
   /** Makes sure the hot tier knows the session; returns its last turn id. Throws NOT_FOUND for unknown sessions. */
   private async ensureHot(ref: SessionRef): Promise<number> {
+    const last = await this.lastTurnId(ref);
+    if (last === null) throw notFound(ref);
+    return last;
+  }
+
+  /** The session's last turn id, seeding the hot tier when it does not hold the session; null for a session that does not exist. */
+  private async lastTurnId(ref: SessionRef): Promise<number | null> {
     let meta = await this.hot.meta(ref);
     if (!meta) {
-      if (!(await this.seedHot(ref, undefined, false))) throw notFound(ref);
+      if (!(await this.seedHot(ref, undefined, false))) return null;
       meta = await this.hot.meta(ref);
       if (!meta) throw new StrataError('STRATA_ERR_HOT_UNAVAILABLE', `session ${ref.sessionId} vanished from the hot store while it was being seeded`);
     }
@@ -548,7 +563,8 @@ export class HybridConversationCache implements ConversationMemory {
       const ref = toSessionRef(scope.sessionId, tenant);
       // Turns still in the recent window are what the application already has.
       const meta = await this.hot.meta(ref);
-      if (!meta && !(await this.archive.info(ref)) && !this.pending.has(ref)) throw notFound(ref);
+      // Like its context, a session that does not exist has nothing to find.
+      if (!meta && !(await this.archive.info(ref)) && !this.pending.has(ref)) return [];
       await this.flushIfUnarchived(ref, true);
       await this.assertEmbedder(tenant, [ref.sessionId]);
       const exclude = new Set((await this.hot.recent(ref, this.tuning.recentTurns, this.clock.now())).map((t) => t.turnId));
@@ -671,6 +687,8 @@ export class HybridConversationCache implements ConversationMemory {
   async flush(sessionId?: string, options: TenantOption = {}): Promise<{ sessions: number; turns: number }> {
     if (sessionId !== undefined) {
       const ref = toSessionRef(sessionId, options.tenant);
+      const [meta, info] = await Promise.all([this.hot.meta(ref), this.archive.info(ref)]);
+      if (!meta && !info && !this.pending.has(ref) && !this.recoveryIndex.has(ref)) throw notFound(ref);
       const turns = await this.compactSession(ref);
       await this.checkpoint();
       return { sessions: 1, turns };
@@ -746,7 +764,7 @@ export class HybridConversationCache implements ConversationMemory {
         await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns, held.token ?? undefined);
         this.markArchived(ref, Math.max(upTo, result.highWater));
         total += turns.length;
-        for (const t of turns) raw += Buffer.byteLength(t.content);
+        for (const t of turns) raw += Buffer.byteLength(searchText(t));
         if (turns.length < UNARCHIVED_BATCH) break;
       }
       if (total === 0) {
@@ -767,12 +785,12 @@ export class HybridConversationCache implements ConversationMemory {
 
   /** Token counts and embeddings, computed in batches off the request path. */
   private async prepareForArchive(turns: ReadonlyArray<Turn & { key?: string }>): Promise<ArchivedTurn[]> {
-    const out: ArchivedTurn[] = turns.map(({ key: _key, ...t }) => ({ ...t, ...(t.tokens === undefined && this.tokenizer ? { tokens: this.tokenizer.count(t.content) } : {}) }));
+    const out: ArchivedTurn[] = turns.map(({ key: _key, ...t }) => ({ ...t, ...(t.tokens === undefined && this.tokenizer ? { tokens: countMessageTokens(t, (text) => this.tokenizer!.count(text)) } : {}) }));
     if (!this.embedder) return out;
     for (let i = 0; i < out.length; i += this.tuning.embedBatchSize) {
       const batch = out.slice(i, i + this.tuning.embedBatchSize);
       const started = performance.now();
-      const vectors = await this.embedder.embed(batch.map((t) => t.content));
+      const vectors = await this.embedder.embed(batch.map((t) => searchText(t)));
       this.metrics.embedBatch?.((performance.now() - started) / 1000, batch.length);
       batch.forEach((t, j) => (t.embedding = vectors[j]));
       await yieldToEventLoop();

@@ -16,6 +16,8 @@ export interface CacheTuning {
   maxMessageBytes: number;
   /** Largest metadata object as JSON bytes. Default 16,384. */
   maxMetadataBytes: number;
+  /** Largest inline payload (`data:` URL or base64 file data) of one content part, in bytes. Default 10 MiB. */
+  maxInlineDataBytes: number;
   /** Period of the background maintenance loop (ms); 0 disables the timer (tests call `runMaintenance`). Default 5,000. */
   maintenanceIntervalMs: number;
   /** Texts per embedding call at compaction. Default 64. */
@@ -38,6 +40,7 @@ export const DEFAULT_TUNING: Readonly<CacheTuning> = Object.freeze({
   hotBudgetBytes: 256 * 1024 * 1024,
   maxMessageBytes: 20 * 1024 * 1024,
   maxMetadataBytes: 16_384,
+  maxInlineDataBytes: 10 * 1024 * 1024,
   maintenanceIntervalMs: 5_000,
   embedBatchSize: 64,
   maxPendingTurns: 200_000,
@@ -46,7 +49,7 @@ export const DEFAULT_TUNING: Readonly<CacheTuning> = Object.freeze({
   idempotencyWindowMs: 24 * 3600 * 1000,
 });
 
-const POSITIVE_INTEGER: ReadonlySet<keyof CacheTuning> = new Set(['recentTurns', 'maxUnarchivedTurns', 'maxMessageBytes', 'maxMetadataBytes', 'embedBatchSize', 'maxPendingTurns', 'idempotencyWindowMs']);
+const POSITIVE_INTEGER: ReadonlySet<keyof CacheTuning> = new Set(['recentTurns', 'maxUnarchivedTurns', 'maxMessageBytes', 'maxMetadataBytes', 'maxInlineDataBytes', 'embedBatchSize', 'maxPendingTurns', 'idempotencyWindowMs']);
 
 /** Merges with defaults, validates eagerly (naming option, expectation and value) and freezes. */
 export function resolveTuning(input: Partial<CacheTuning> = {}): Readonly<CacheTuning> {

@@ -1,3 +1,4 @@
+import { messageFields } from '../message.js';
 import type { TurnRecord } from '../journal/types.js';
 import type { SessionRef, Turn } from '../types.js';
 
@@ -116,7 +117,7 @@ export class PendingIndex {
 }
 
 export function recordToTurn(record: TurnRecord): Turn {
-  const turn: Turn = { turnId: record.turnId, role: record.role, content: record.content, createdAt: record.createdAt };
+  const turn: Turn = { turnId: record.turnId, ...messageFields(record), createdAt: record.createdAt };
   if (record.metadata !== undefined) turn.metadata = record.metadata;
   return turn;
 }

@@ -1,3 +1,4 @@
+import { messageExtension, messageText, type MessageFields } from '../message.js';
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -46,9 +47,13 @@ export async function allocateEpoch(dataDir: string): Promise<number> {
  * The hash an idempotency key is bound to: a retry must carry the same message, at the same
  * place of a batch of the same size.
  */
-export function messageHash(message: { role: string; content: string; metadata?: unknown }, userId: string | undefined, batchSize: number): string {
+export function messageHash(message: MessageFields & { metadata?: unknown }, userId: string | undefined, batchSize: number): string {
+  const fields: unknown[] = [message.role, messageText(message), message.metadata ?? null, userId ?? null, batchSize];
+  // A plain text message hashes as it did before messages had more than text.
+  const ext = messageExtension(message);
+  if (ext !== undefined) fields.push(ext);
   return createHash('sha256')
-    .update(JSON.stringify([message.role, message.content, message.metadata ?? null, userId ?? null, batchSize]))
+    .update(JSON.stringify(fields))
     .digest('base64url')
     .slice(0, 22);
 }

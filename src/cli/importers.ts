@@ -1,3 +1,4 @@
+import { isWellFormed } from '../codec/text.js';
 import { StrataError } from '../errors.js';
 import type { NewMessage } from '../cache/api.js';
 import type { Role } from '../types.js';
@@ -51,8 +52,10 @@ export function detectFormat(bytes: Uint8Array): ImportFormat {
 /** Makes an id of the id alphabet from any string (ids from foreign files may hold spaces, slashes, ...). */
 export function toId(raw: unknown, fallback: string): string {
   const text = typeof raw === 'string' || typeof raw === 'number' ? String(raw) : '';
-  const cleaned = text.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '').slice(0, 128);
-  return cleaned === '' ? fallback : cleaned;
+  // Ids are any text of 1-256 characters without control characters (src/ids.ts).
+  let cleaned = text.replace(/\p{Cc}/gu, ' ').trim().slice(0, 256);
+  if (/[\ud800-\udbff]$/.test(cleaned)) cleaned = cleaned.slice(0, -1);
+  return cleaned === '' || !isWellFormed(cleaned) ? fallback : cleaned;
 }
 
 const ROLE_ALIASES: Record<string, Role> = { human: 'user', gpt: 'assistant', chatgpt: 'assistant', bing: 'assistant', bard: 'assistant', model: 'assistant', developer: 'system', function: 'tool' };
@@ -122,7 +125,15 @@ function parseOpenAiJsonl(text: string): ImportedConversation[] {
     const messages: NewMessage[] = [];
     (entry.messages as unknown[]).forEach((raw, j) => {
       const m = asRecord(raw, `line ${i + 1} message ${j}`);
-      pushMessage(messages, toRole(m.role, `line ${i + 1} message ${j}`), toText(m.content, `line ${i + 1} message ${j}`));
+      // Tool calls, tool results and content parts are kept whole (the core validates them and
+      // names the offending field); plain text goes through as before.
+      if (m.tool_calls !== undefined || m.tool_call_id !== undefined || m.name !== undefined || Array.isArray(m.content) || m.content === null) {
+        const message: Record<string, unknown> = {};
+        for (const k of ['role', 'content', 'name', 'tool_calls', 'tool_call_id']) if (m[k] !== undefined) message[k] = m[k];
+        messages.push(message as unknown as NewMessage);
+      } else {
+        pushMessage(messages, toRole(m.role, `line ${i + 1} message ${j}`), toText(m.content, `line ${i + 1} message ${j}`));
+      }
     });
     const userId = entry.user_id ?? entry.userId ?? entry.user;
     out.push({ sessionId: toId(entry.session_id ?? entry.sessionId ?? entry.id, `line-${i + 1}`), ...(userId !== undefined ? { userId: toId(userId, 'user') } : {}), messages });

@@ -3,6 +3,7 @@ import type { Summary } from '../archive/store.js';
 import type { Turn } from '../types.js';
 import { StrataError } from '../errors.js';
 import type { Tokenizer } from './tokenizer.js';
+import { countMessageTokens, isPlainText, messageFields, searchText, toolGroups } from '../message.js';
 
 /** Shares of the budget once the history does not fit. Leftovers flow to the next part. */
 export interface ContextShares {
@@ -32,6 +33,11 @@ export interface PackInput {
   shares?: Partial<ContextShares>;
   /** Stored token count of a relevant hit's turn, when known (saves re-tokenising it). */
   tokensOf?: (hit: SearchHit) => number | undefined;
+  /**
+   * Every other turn of the session the caller knows (e.g. the archived ones), so a tool call
+   * and its results can be packed together even when only one of them is recent or relevant.
+   */
+  known?: readonly Turn[];
 }
 
 
@@ -42,6 +48,10 @@ export interface PackInput {
  * budget left goes to further recent turns. Whole turns only; only the newest turn may be cut
  * (with TRUNCATION_MARKER) when it alone exceeds the budget. No turn appears twice; messages
  * come out in chronological order; `explain` has one item per included turn or summary.
+ *
+ * Tool calls: an assistant turn with tool calls and the tool turns answering them are one unit,
+ * packed whole or not at all (a model API refuses a tool result without its call, and a call
+ * without its result); their explain items carry `toolGroup`. A unit is never truncated.
  */
 export function packContext(input: PackInput): ContextResult {
   const { tokenizer, maxTokens } = input;
@@ -49,8 +59,26 @@ export function packContext(input: PackInput): ContextResult {
     throw new StrataError('STRATA_ERR_VALIDATION', `maxTokens: expected a positive integer, got ${String(maxTokens)}`);
   }
   const shares = { ...DEFAULT_SHARES, ...input.shares };
-  const count = (t: Turn) => t.tokens ?? tokenizer.count(t.content);
+  const count = (t: Turn) => t.tokens ?? countMessageTokens(t, (text) => tokenizer.count(text));
   const recentIds = new Set(input.recent.map((t) => t.turnId));
+  const byId = new Map<number, Turn>();
+  // Known turns are copied down to the message fields (the caller's may carry vectors).
+  for (const t of input.known ?? []) byId.set(t.turnId, { turnId: t.turnId, ...messageFields(t), createdAt: t.createdAt, ...(t.tokens !== undefined ? { tokens: t.tokens } : {}) });
+  for (const t of input.history ?? []) byId.set(t.turnId, t);
+  for (const t of input.recent) byId.set(t.turnId, t);
+  const groups = toolGroups([...byId.values()]);
+  /** The turns packed with `t` (itself included, ascending), or null when one of them is not known. */
+  const unitOf = (t: Turn): Turn[] | null => {
+    const ids = groups.get(t.turnId);
+    if (!ids) return [t];
+    const members: Turn[] = [];
+    for (const id of ids) {
+      const m = id === t.turnId ? t : byId.get(id);
+      if (!m) return null;
+      members.push(m);
+    }
+    return members;
+  };
 
   if (input.history) {
     let total = 0;
@@ -69,26 +97,49 @@ export function packContext(input: PackInput): ContextResult {
   // Recent turns, newest first, within their share (the newest always gets in, cut if needed).
   const recentBudget = Math.floor(maxTokens * shares.recent);
   let ri = input.recent.length - 1;
+  /** Adds a unit whole when it fits `budget`; false (nothing added) otherwise. */
+  const takeUnit = (unit: Turn[], budget: number, item: (t: Turn, n: number) => ExplainItem): boolean => {
+    const fresh = unit.filter((m) => !used.has(m.turnId));
+    let n = 0;
+    for (const m of fresh) n += count(m);
+    if (spent + n > budget) return false;
+    spent += n;
+    const group = unit.length > 1 ? unit.map((m) => m.turnId) : null;
+    for (const m of fresh) {
+      used.add(m.turnId);
+      const it = item(m, count(m));
+      if (group) it.toolGroup = group;
+      picked.push({ turn: m, item: it });
+    }
+    return true;
+  };
+  const recentItem = (t: Turn, n: number): ExplainItem => ({ source: recentIds.has(t.turnId) ? 'hot' : 'archive', turnId: t.turnId, reason: 'recent', tokens: n });
   const takeRecent = (budget: number) => {
     for (; ri >= 0; ri--) {
       const t = input.recent[ri]!;
       if (used.has(t.turnId)) continue;
-      const n = count(t);
-      if (spent + n > budget) break;
-      spent += n;
-      used.add(t.turnId);
-      picked.push({ turn: t, item: { source: 'hot', turnId: t.turnId, reason: 'recent', tokens: n } });
+      const unit = unitOf(t);
+      // A unit with a member nobody can load cannot be packed whole: skipped, the window goes on.
+      if (unit === null) continue;
+      if (!takeUnit(unit, budget, recentItem)) break;
     }
   };
   const newest = input.recent[ri];
-  if (newest && count(newest) > maxTokens) {
+  const newestUnit = newest ? unitOf(newest) : null;
+  if (newest && newestUnit && (newestUnit.length > 1 || !isPlainText(newest)) && newestUnit.reduce((n, m) => n + count(m), 0) > maxTokens) {
+    // A tool call with its results, or a message with parts, that alone exceeds the budget: it
+    // cannot be cut, so it is left out and the window starts before it.
+    ri--;
+    while (ri >= 0 && newestUnit.some((m) => m.turnId === input.recent[ri]!.turnId)) ri--;
+    takeRecent(recentBudget);
+  } else if (newest && count(newest) > maxTokens) {
     const markerTokens = tokenizer.count(TRUNCATION_MARKER);
     let keep = maxTokens - markerTokens;
     let content = '';
     let n = 0;
     // Re-encoding a decoded prefix can merge differently; shrink until the count really fits.
     for (; keep > 0; keep -= Math.max(1, Math.ceil((n - maxTokens) / 2))) {
-      content = tokenizer.truncate(newest.content, keep) + TRUNCATION_MARKER;
+      content = tokenizer.truncate(newest.content as string, keep) + TRUNCATION_MARKER;
       n = tokenizer.count(content);
       if (n <= maxTokens) break;
     }
@@ -99,9 +150,10 @@ export function packContext(input: PackInput): ContextResult {
     }
     ri--;
   } else {
-    takeRecent(Math.max(recentBudget, newest ? count(newest) : 0));
+    takeRecent(Math.max(recentBudget, newestUnit ? newestUnit.reduce((n, m) => n + count(m), 0) : 0));
   }
-  const oldestRecent = picked.length > 0 ? picked[picked.length - 1]!.turn.turnId : Infinity;
+  let oldestRecent = Infinity;
+  for (const p of picked) oldestRecent = Math.min(oldestRecent, p.turn.turnId);
 
   // Summaries of turns older than the recent turns kept, newest first, within their share.
   const summaryBudget = Math.floor(maxTokens * shares.summary);
@@ -125,12 +177,14 @@ export function packContext(input: PackInput): ContextResult {
   for (const h of input.relevant) {
     if (used.has(h.turnId) || recentIds.has(h.turnId)) continue;
     const stored = input.tokensOf?.(h);
-    const t: Turn = { turnId: h.turnId, role: h.role, content: h.content, createdAt: h.createdAt, ...(stored !== undefined ? { tokens: stored } : {}) };
-    const n = count(t);
-    if (spent + n > maxTokens) continue;
-    spent += n;
-    used.add(h.turnId);
-    picked.push({ turn: t, item: { source: 'archive', turnId: h.turnId, reason: h.neighbour ? 'neighbour' : 'relevant', score: h.score, tokens: n } });
+    const t: Turn = byId.get(h.turnId) ?? { turnId: h.turnId, ...messageFields(h), createdAt: h.createdAt, ...(stored !== undefined ? { tokens: stored } : {}) };
+    const unit = unitOf(t);
+    if (unit === null) continue;
+    takeUnit(unit, maxTokens, (m, n) =>
+      m.turnId === h.turnId
+        ? { source: 'archive', turnId: h.turnId, reason: h.neighbour ? 'neighbour' : 'relevant', score: h.score, tokens: n }
+        : { source: recentIds.has(m.turnId) ? 'hot' : 'archive', turnId: m.turnId, reason: 'neighbour', tokens: n },
+    );
   }
 
   // Leftover budget extends the recent window further back.
@@ -151,6 +205,10 @@ export function packContext(input: PackInput): ContextResult {
 
 /** The default query of a smart context: the latest user message, or null. */
 export function latestUserMessage(turns: readonly Turn[]): string | null {
-  for (let i = turns.length - 1; i >= 0; i--) if (turns[i]!.role === 'user') return turns[i]!.content;
+  for (let i = turns.length - 1; i >= 0; i--) {
+    if (turns[i]!.role !== 'user') continue;
+    const text = searchText(turns[i]!);
+    if (text.length > 0) return text;
+  }
   return null;
 }

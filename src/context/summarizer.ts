@@ -1,3 +1,4 @@
+import { searchText } from '../message.js';
 import type { Summary } from '../archive/store.js';
 import { StrataError } from '../errors.js';
 import { terms } from '../retrieval/text.js';
@@ -41,7 +42,7 @@ export class ExtractiveSummarizer implements Summarizer {
     const label = `Turns ${turns[0]!.turnId}–${turns[turns.length - 1]!.turnId}:`;
     const sentences: Array<{ text: string; tf: Map<string, number>; pos: number }> = [];
     for (const t of turns) {
-      for (const m of t.content.matchAll(SENTENCE)) {
+      for (const m of searchText(t).matchAll(SENTENCE)) {
         const text = m[0].trim();
         const ts = terms(text);
         if (ts.length < 3) continue;
@@ -107,7 +108,7 @@ export class ChatSummarizer implements Summarizer {
     if (turns.length === 0) return '';
     const o = this.options;
     const url = `${o.baseUrl.replace(/\/+$/, '')}/chat/completions`;
-    const transcript = turns.map((t) => `[${t.turnId}] ${t.role}: ${t.content}`).join('\n');
+    const transcript = turns.map((t) => `[${t.turnId}] ${t.role}: ${searchText(t)}`).join('\n');
     const body = JSON.stringify({
       model: o.model,
       max_tokens: o.maxTokens ?? 256,

@@ -1,4 +1,5 @@
 import { StrataError } from '../errors.js';
+import { applyExtension, messageExtension, messageText, type MessageFields } from '../message.js';
 import type { Metadata, Role, Turn } from '../types.js';
 
 /**
@@ -16,21 +17,30 @@ import type { Metadata, Role, Turn } from '../types.js';
  * is the same in bytes and in UTF-16 units; the confirm script reads it in Lua):
  *
  *   <ROLE char><createdAt>,<tokens>,<metaLen>,<keyLen base36>,<key><metadata JSON><content>
+ *
+ * A message with more than text (parts, tool calls, a tool call id, a name: src/message.ts) has
+ * its extension JSON after the metadata JSON; its length follows the metadata length after a
+ * dot (`<metaLen>.<extLen>`, either may be empty before the dot), and the text column holds the
+ * content when it is a string (else nothing):
+ *
+ *   <role char><createdAt>,<tokens>,<metaLen>.<extLen>,[<keyLen>,<key>]<metadata JSON><extension JSON><text>
  */
 const ROLE_TO_CHAR: Readonly<Record<Role, string>> = { system: 's', user: 'u', assistant: 'a', tool: 't' };
 const CHAR_TO_ROLE: Readonly<Record<string, Role>> = { s: 'system', u: 'user', a: 'assistant', t: 'tool' };
 
-export function encodeTurn(turn: { role: Role; content: string; createdAt: number; tokens?: number; metadata?: Metadata; key?: string }): string {
+export function encodeTurn(turn: MessageFields & { createdAt: number; tokens?: number; metadata?: Metadata; key?: string }): string {
   const meta = turn.metadata === undefined ? '' : JSON.stringify(turn.metadata);
   const tokens = turn.tokens === undefined ? '' : turn.tokens.toString(36);
-  const metaLen = turn.metadata === undefined ? '' : meta.length.toString(36);
-  if (turn.key === undefined) return `${ROLE_TO_CHAR[turn.role]}${turn.createdAt.toString(36)},${tokens},${metaLen},${meta}${turn.content}`;
-  return `${ROLE_TO_CHAR[turn.role].toUpperCase()}${turn.createdAt.toString(36)},${tokens},${metaLen},${turn.key.length.toString(36)},${turn.key}${meta}${turn.content}`;
+  const ext = messageExtension(turn);
+  const metaLen = (turn.metadata === undefined ? '' : meta.length.toString(36)) + (ext === undefined ? '' : `.${ext.length.toString(36)}`);
+  const text = messageText(turn);
+  if (turn.key === undefined) return `${ROLE_TO_CHAR[turn.role]}${turn.createdAt.toString(36)},${tokens},${metaLen},${meta}${ext ?? ''}${text}`;
+  return `${ROLE_TO_CHAR[turn.role].toUpperCase()}${turn.createdAt.toString(36)},${tokens},${metaLen},${turn.key.length.toString(36)},${turn.key}${meta}${ext ?? ''}${text}`;
 }
 
 /** The append key of an encoded turn, or null when it was written without one. */
 export function encodedTurnKey(encoded: string): string | null {
-  const m = /^[SUAT][0-9a-z]+,[0-9a-z]*,[0-9a-z]*,([0-9a-z]+),/.exec(encoded);
+  const m = /^[SUAT][0-9a-z]+,[0-9a-z]*,[0-9a-z.]*,([0-9a-z]+),/.exec(encoded);
   if (!m) return null;
   const start = m[0].length;
   return encoded.slice(start, start + parseInt(m[1]!, 36));
@@ -78,8 +88,11 @@ export function decodeTurn(turnId: number, encoded: string): Turn {
     if (keyLen === null || c4 + 1 + keyLen > encoded.length) throw corrupt(turnId, 'bad key length');
     contentStart = c4 + 1 + keyLen;
   }
-  if (c3 > c2 + 1) {
-    const metaLen = base36(encoded.slice(c2 + 1, c3));
+  const lengths = encoded.slice(c2 + 1, c3);
+  const dot = lengths.indexOf('.');
+  const metaField = dot < 0 ? lengths : lengths.slice(0, dot);
+  if (metaField.length > 0) {
+    const metaLen = base36(metaField);
     if (metaLen === null || contentStart + metaLen > encoded.length) throw corrupt(turnId, 'bad metadata length');
     try {
       turn.metadata = JSON.parse(encoded.slice(contentStart, contentStart + metaLen)) as Metadata;
@@ -88,7 +101,18 @@ export function decodeTurn(turnId: number, encoded: string): Turn {
     }
     contentStart += metaLen;
   }
-  turn.content = encoded.slice(contentStart);
+  let ext: string | undefined;
+  if (dot >= 0) {
+    const extLen = base36(lengths.slice(dot + 1));
+    if (extLen === null || contentStart + extLen > encoded.length) throw corrupt(turnId, 'bad extension length');
+    ext = encoded.slice(contentStart, contentStart + extLen);
+    contentStart += extLen;
+  }
+  try {
+    applyExtension(turn, encoded.slice(contentStart), ext);
+  } catch {
+    throw corrupt(turnId, 'bad extension JSON');
+  }
   return turn;
 }
 

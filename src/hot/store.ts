@@ -1,4 +1,5 @@
-import type { Metadata, Role, SessionRef, Turn } from '../types.js';
+import type { MessageFields } from '../message.js';
+import type { Metadata, SessionRef, Turn } from '../types.js';
 
 /**
  * The hot-tier contract: per session, the turns not yet archived plus the last `recentTurns`
@@ -97,9 +98,7 @@ export interface HotStore {
   close(): Promise<void>;
 }
 
-export interface NewHotTurn {
-  role: Role;
-  content: string;
+export interface NewHotTurn extends MessageFields {
   createdAt: number;
   tokens?: number;
   metadata?: Metadata;

@@ -56,7 +56,7 @@ export function checkTurnFields(turn: { role: unknown; content: unknown; created
   if (!(ROLES as readonly unknown[]).includes(turn.role)) {
     throw new StrataError('STRATA_ERR_INVALID_ROLE', `role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(turn.role)}`);
   }
-  if (typeof turn.content !== 'string') throw invalid('content', 'a string', turn.content);
+  if (typeof turn.content !== 'string' && turn.content !== null && !Array.isArray(turn.content)) throw invalid('content', 'a string, an array of parts or null', turn.content);
   checkTime('createdAt', turn.createdAt);
   if (turn.tokens !== undefined) checkInt('tokens', turn.tokens, 0);
   if (turn.metadata !== undefined && !isPlainObject(turn.metadata)) {

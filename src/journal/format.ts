@@ -1,5 +1,6 @@
 import { crc32c } from '@node-rs/crc32';
 import { StrataError } from '../errors.js';
+import { applyExtension, messageExtension, messageText } from '../message.js';
 import { ROLES } from '../types.js';
 import type { Role } from '../types.js';
 import type { DeleteRecord, JournalRecord, TurnRecord } from './types.js';
@@ -37,6 +38,8 @@ const TURN_HAS_METADATA = 1;
 const TURN_HAS_USER = 2;
 const TURN_HAS_KEY = 4;
 const TURN_HAS_EPOCH = 8;
+/** The message extension (parts, tool calls, tool call id, name: src/message.ts), as JSON. */
+const TURN_HAS_EXTENSION = 16;
 const DELETE_HAS_TURNS = 1;
 const DELETE_HAS_UPTO = 2;
 
@@ -123,17 +126,19 @@ class Writer {
 function writeRecord(w: Writer, r: JournalRecord): void {
   if (r.type === 'turn') {
     w.u8(RECORD_TURN);
-    w.u8((r.metadata !== undefined ? TURN_HAS_METADATA : 0) | (r.userId !== undefined ? TURN_HAS_USER : 0) | (r.key !== undefined ? TURN_HAS_KEY : 0) | (r.epoch !== undefined ? TURN_HAS_EPOCH : 0));
+    const ext = messageExtension(r);
+    w.u8((r.metadata !== undefined ? TURN_HAS_METADATA : 0) | (r.userId !== undefined ? TURN_HAS_USER : 0) | (r.key !== undefined ? TURN_HAS_KEY : 0) | (r.epoch !== undefined ? TURN_HAS_EPOCH : 0) | (ext !== undefined ? TURN_HAS_EXTENSION : 0));
     w.str(r.tenant);
     w.str(r.sessionId);
     w.varint(r.turnId);
     w.u8(ROLE_CODES[r.role]);
     w.varint(r.createdAt);
-    w.str(r.content);
+    w.str(messageText(r));
     if (r.metadata !== undefined) w.str(JSON.stringify(r.metadata));
     if (r.userId !== undefined) w.str(r.userId);
     if (r.key !== undefined) w.str(r.key);
     if (r.epoch !== undefined) w.varint(r.epoch);
+    if (ext !== undefined) w.str(ext);
   } else if (r.type === 'void') {
     w.u8(RECORD_VOID);
     w.u8(r.epoch !== undefined ? TURN_HAS_EPOCH : 0);
@@ -221,6 +226,7 @@ function readRecord(r: Reader): JournalRecord {
     if (flags & TURN_HAS_USER) turn.userId = r.str();
     if (flags & TURN_HAS_KEY) turn.key = r.str();
     if (flags & TURN_HAS_EPOCH) turn.epoch = r.varint();
+    if (flags & TURN_HAS_EXTENSION) applyExtension(turn, content, r.str());
     return turn;
   }
   if (type === RECORD_VOID) {

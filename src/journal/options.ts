@@ -98,7 +98,7 @@ export function resolveJournalOptions(options: JournalOptions): ResolvedJournalO
   if (typeof dataDir !== 'string' || dataDir.length === 0) throw invalid('dataDir', 'a non-empty directory path', dataDir);
   if (instanceId !== undefined) {
     try {
-      validateId('session', instanceId);
+      validateId('tenant', instanceId);
     } catch {
       throw invalid('instanceId', '1-128 characters of [A-Za-z0-9_.-], not starting with "."', instanceId);
     }

@@ -1,3 +1,4 @@
+import type { MessageContent, ToolCall } from '../message.js';
 import type { Metadata, Role } from '../types.js';
 
 /** How long `append` waits before it resolves. */
@@ -10,7 +11,10 @@ export interface TurnRecord {
   sessionId: string;
   turnId: number;
   role: Role;
-  content: string;
+  content: MessageContent;
+  name?: string;
+  tool_calls?: ToolCall[];
+  tool_call_id?: string;
   createdAt: number;
   metadata?: Metadata;
   userId?: string;

@@ -19,7 +19,7 @@ export function validateRecord(record: JournalRecord): void {
   if (record.type === 'turn') {
     if (!isSafeCount(record.turnId, 1)) throw bad(`turnId must be a positive safe integer, received ${String(record.turnId)}`);
     if (!(ROLES as readonly string[]).includes(record.role)) throw new StrataError('STRATA_ERR_INVALID_ROLE', `journal record: role ${JSON.stringify(record.role)} is not one of ${ROLES.join(', ')}`);
-    if (typeof record.content !== 'string') throw bad('content must be a string');
+    if (typeof record.content !== 'string' && record.content !== null && !Array.isArray(record.content)) throw bad('content must be a string, an array of parts or null');
     if (!isSafeCount(record.createdAt, 0)) throw bad(`createdAt must be a non-negative integer (ms since epoch), received ${String(record.createdAt)}`);
     if (record.metadata !== undefined && (record.metadata === null || typeof record.metadata !== 'object' || Array.isArray(record.metadata))) {
       throw new StrataError('STRATA_ERR_METADATA_INVALID', 'journal record: metadata must be a plain JSON object');

@@ -1,3 +1,4 @@
+import { countMessageTokens, messageFields, type MessageFields } from '../message.js';
 import type { ArchiveStore } from '../archive/store.js';
 import type { ContextRequest, ContextResult, SearchHit } from '../cache/api.js';
 import type { RetrievalPort } from '../cache/retrieval-port.js';
@@ -59,7 +60,7 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     for (const sessionId of await this.sessionsOf(scope)) {
       for (const t of await this.o.archive.read({ tenant: scope.tenant, sessionId })) {
         const speaker = speakerOf(t.metadata);
-        out.push({ sessionId, turnId: t.turnId, role: t.role, content: t.content, createdAt: t.createdAt, ...(speaker ? { speaker } : {}), ...(t.embedding ? { embedding: t.embedding } : {}), ...(t.tokens !== undefined ? { tokens: t.tokens } : {}) });
+        out.push({ sessionId, turnId: t.turnId, ...messageFields(t), createdAt: t.createdAt, ...(speaker ? { speaker } : {}), ...(t.embedding ? { embedding: t.embedding } : {}), ...(t.tokens !== undefined ? { tokens: t.tokens } : {}) });
       }
     }
     return out;
@@ -100,7 +101,7 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     const scope = { tenant: ref.tenant, sessionIds: [ref.sessionId] };
     const { version, turns } = await this.retriever.turns(scope);
     const recentIds = new Set(recent.map((t) => t.turnId));
-    const count = (t: { tokens?: number; content: string }) => t.tokens ?? this.o.tokenizer.count(t.content);
+    const count = (t: { tokens?: number } & MessageFields) => t.tokens ?? countMessageTokens(t, (text) => this.o.tokenizer.count(text));
 
     // The history fits when archived-but-not-recent plus recent turns fit; the total of the
     // archived part and the stored token counts by turn id are computed once per version.
@@ -119,13 +120,13 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     const fits = total.tokens - overlap + recentTokens <= maxTokens;
 
     const history: Turn[] | null = fits
-      ? [...turns.filter((t) => !recentIds.has(t.turnId)).map((t) => ({ turnId: t.turnId, role: t.role, content: t.content, createdAt: t.createdAt })), ...recent].sort((a, b) => a.turnId - b.turnId)
+      ? [...turns.filter((t) => !recentIds.has(t.turnId)).map((t) => ({ turnId: t.turnId, ...messageFields(t), createdAt: t.createdAt, ...(t.tokens !== undefined ? { tokens: t.tokens } : {}) })), ...recent].sort((a, b) => a.turnId - b.turnId)
       : null;
     const query = request.query ?? latestUserMessage(recent);
     const relevant = !fits && query ? await this.search(query, this.o.relevantCandidates ?? 30, scope, new Map([[ref.sessionId, recentIds]])) : [];
     const summaries = fits ? [] : await this.o.archive.loadSummaries(ref);
     const tokensById = total.tokensById;
-    return packContext({ recent, relevant, summaries, history, maxTokens, tokenizer: this.o.tokenizer, tokensOf: (h) => tokensById.get(h.turnId), ...(this.o.shares ? { shares: this.o.shares } : {}) });
+    return packContext({ recent, relevant, summaries, history, known: fits ? [] : turns, maxTokens, tokenizer: this.o.tokenizer, tokensOf: (h) => tokensById.get(h.turnId), ...(this.o.shares ? { shares: this.o.shares } : {}) });
   }
 
   async afterCompaction(ref: SessionRef): Promise<void> {

@@ -1,3 +1,4 @@
+import { messageFields, searchText } from '../message.js';
 import type { SearchHit } from '../cache/api.js';
 import { StrataError } from '../errors.js';
 import { Bm25Index } from './bm25.js';
@@ -193,14 +194,14 @@ export class HybridRetriever {
       } else missing.push(i);
     });
     if (missing.length > 0) {
-      const vectors = await this.embedder.embed(missing.map((i) => turns[i]!.content));
+      const vectors = await this.embedder.embed(missing.map((i) => searchText(turns[i]!)));
       missing.forEach((doc, j) => matrix.set(vectors[j]!, doc * dims));
     }
     const bm25 = new Bm25Index();
     const byKey = new Map<string, number>();
     const speakers = new Map<string, number[]>();
     turns.forEach((t, i) => {
-      bm25.add(t.content);
+      bm25.add(searchText(t));
       byKey.set(key(t.sessionId, t.turnId), i);
       if (t.speaker) {
         for (const w of words(t.speaker)) {
@@ -288,8 +289,7 @@ export class HybridRetriever {
         tenant,
         sessionId: t.sessionId,
         turnId: t.turnId,
-        role: t.role,
-        content: t.content,
+        ...messageFields(t),
         createdAt: t.createdAt,
         score,
         scores: { dense: o.denseWeight > 0 ? dense[doc]! : null, lexical: o.lexicalWeight > 0 ? lexical[doc]! : null, fused: fused.get(doc) ?? 0 },

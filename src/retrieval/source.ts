@@ -1,3 +1,4 @@
+import type { MessageFields } from '../message.js';
 import type { Role } from '../types.js';
 
 /**
@@ -8,12 +9,14 @@ export type RetrievalScope =
   | { tenant: string; sessionIds: readonly string[] }
   | { tenant: string; userId: string };
 
-/** A searchable turn. `embedding` is the stored vector; turns without one are embedded on indexing. */
-export interface RetrievalTurn {
+/**
+ * A searchable turn: its message fields (indexed as `searchText`: text, text parts, tool calls)
+ * and `embedding`, the stored vector; turns without one are embedded on indexing.
+ */
+export interface RetrievalTurn extends MessageFields {
   sessionId: string;
   turnId: number;
   role: Role;
-  content: string;
   createdAt: number;
   /** Who spoke, when the application records it (e.g. `metadata.name`); matched against names in queries. */
   speaker?: string;

@@ -63,7 +63,7 @@ export function toErrorReply(err: unknown): { status: number; body: ErrorBody; u
       return { status: 400, body: errorBody('STRATA_ERR_VALIDATION', 'the URL is not valid percent-encoded UTF-8'), unexpected: false };
     case 'FST_ERR_MAX_PARAM_LENGTH':
       // Every path parameter is an id, at most MAX_ID_LENGTH characters: far below fastify's limit.
-      return { status: 400, body: errorBody('STRATA_ERR_INVALID_ID', 'a path parameter is longer than the router accepts; ids are at most 128 characters'), unexpected: false };
+      return { status: 400, body: errorBody('STRATA_ERR_INVALID_ID', 'a path parameter is longer than the router accepts; ids are at most 256 characters'), unexpected: false };
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return { status: 400, body: errorBody('STRATA_ERR_INPUT_FORMAT', `malformed JSON body: ${fe.message}`), unexpected: false };
   }

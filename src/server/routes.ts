@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { ConversationMemory } from '../cache/api.js';
+import type { ConversationMemory, NewMessage } from '../cache/api.js';
 import { StrataError } from '../errors.js';
 import { asImportError } from '../archive/validate.js';
 import * as s from './schemas.js';
@@ -30,6 +30,9 @@ function schema(summary: string, parts: { params?: Parameters<typeof s.jsonSchem
 
 type Id = { Params: { id: string } };
 
+/** A validator that accepts everything (the route's handler and the core validate). */
+const passThrough = () => (value: unknown) => ({ value });
+
 /**
  * The `/v1` routes. Each one only translates between HTTP and one `ConversationMemory` call,
  * always passing the tenant of the request's API key.
@@ -43,18 +46,25 @@ export function registerV1Routes(app: FastifyInstance, memory: ConversationMemor
     coerceIntegerQuery(request);
   });
 
-  app.post<Id & { Body: s.AddMessagesBody }>('/v1/sessions/:id/messages', { schema: schema('Append one message, or a batch {messages: [...]} (all or nothing)', { params: s.sessionParams, body: s.addMessagesBody }) }, async (request, reply) => {
+  // The body is checked by the core, not by the schema validator: the message rules (content
+  // null only with tool calls, tool_call_id on tool messages, sizes) need an error that names
+  // the offending field, e.g. `messages[2].tool_calls[0].function.name`. The schema documents it.
+  app.post<Id & { Body: unknown }>('/v1/sessions/:id/messages', { schema: schema('Append one message, or a batch {messages: [...]} (all or nothing)', { params: s.sessionParams, body: s.addMessagesBody }), validatorCompiler: passThrough }, async (request, reply) => {
     const body = request.body;
     const tenant = request.tenant;
     // One key per request: a retried request (any instance) answers the first one's turn ids.
     const key = request.headers['idempotency-key'];
     if (Array.isArray(key)) throw new StrataError('STRATA_ERR_VALIDATION', 'send one Idempotency-Key header', { details: { field: 'Idempotency-Key' } });
     const idempotency = key === undefined ? {} : { idempotencyKey: key };
-    if ('messages' in body) {
-      const result = await memory.addMessages(request.params.id, body.messages, { tenant, ...(body.userId ? { userId: body.userId } : {}), ...idempotency });
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new StrataError('STRATA_ERR_VALIDATION', 'body: expected a message object or {messages: [...]}', { details: { field: 'body' } });
+    const { userId, ...rest } = body as Record<string, unknown>;
+    const owner = userId === undefined ? {} : { userId: userId as string };
+    if ('messages' in rest) {
+      for (const k of Object.keys(rest)) if (k !== 'messages') throw new StrataError('STRATA_ERR_VALIDATION', `${k}: unknown field (a batch body has messages and userId)`, { details: { field: k } });
+      const result = await memory.addMessages(request.params.id, rest.messages as NewMessage[], { tenant, ...owner, ...idempotency });
       return reply.status(201).send(result);
     }
-    const result = await memory.addMessage(request.params.id, body.role, body.content, { tenant, ...(body.metadata ? { metadata: body.metadata } : {}), ...(body.userId ? { userId: body.userId } : {}), ...idempotency });
+    const result = await memory.addMessage(request.params.id, rest as unknown as NewMessage, { tenant, ...owner, ...idempotency });
     return reply.status(201).send(result);
   });
 

@@ -7,12 +7,50 @@ import { ROLES } from '../types.js';
  * (`STRATA_ERR_INVALID_ID`), so the schemas only bound their length.
  */
 
-const idParam = z.string().min(1).max(128);
+const idParam = z.string().min(1).max(256).describe('1-256 characters, no control characters');
 const metadata = z.record(z.string(), z.unknown()).describe('A plain JSON object, at most maxMetadataBytes as JSON');
 
+export const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
+export const imagePart = z.strictObject({
+  type: z.literal('image_url'),
+  image_url: z.strictObject({
+    url: z.string().min(1).describe('An http(s) URL, or a data: URL (inline, at most maxInlineDataBytes)'),
+    detail: z.enum(['auto', 'low', 'high']).optional(),
+  }),
+});
+export const filePart = z.strictObject({
+  type: z.literal('file'),
+  file: z
+    .strictObject({
+      file_data: z.string().min(1).optional().describe('Inline content: a data: URL or base64, at most maxInlineDataBytes'),
+      file_id: z.string().min(1).max(512).optional(),
+      url: z.string().min(1).optional().describe('An http(s) URL'),
+      filename: z.string().min(1).max(1024).optional(),
+    })
+    .describe('At least one of file_data, file_id, url'),
+});
+export const contentPart = z.union([textPart, imagePart, filePart]);
+
+export const toolCall = z.strictObject({
+  id: z.string().min(1).max(256),
+  type: z.literal('function'),
+  function: z.strictObject({
+    name: z.string().min(1).max(256),
+    arguments: z.string().describe('The JSON arguments as the model wrote them, stored verbatim'),
+  }),
+});
+
+/**
+ * A message: the OpenAI Chat Completions shape. The service checks the rules the schema cannot
+ * say (content may be null or empty only with tool_calls or on a tool result; tool_call_id is
+ * required on tool messages; sizes) and names the offending field in its error.
+ */
 export const message = z.strictObject({
   role: z.enum(ROLES),
-  content: z.string().min(1).describe('Message text, at most maxMessageBytes UTF-8 bytes'),
+  content: z.union([z.string(), z.array(contentPart), z.null()]).describe('Text (at most maxMessageBytes), an array of parts (image and file parts in user messages only), or null on an assistant message with tool_calls'),
+  name: z.string().min(1).max(256).optional().describe('Participant name; on a tool message, the tool name'),
+  tool_calls: z.array(toolCall).max(128).optional().describe('Assistant messages: the tools the model called'),
+  tool_call_id: z.string().min(1).max(256).optional().describe('Tool messages (required): the id of the call this result answers'),
   metadata: metadata.optional(),
 });
 

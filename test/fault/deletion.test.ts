@@ -58,7 +58,7 @@ async function contents(s: Strata, sessionId: string): Promise<Array<[number, st
   let after = 0;
   for (;;) {
     const page = await s.getMessages(sessionId, { after, limit: 1000 });
-    out.push(...page.messages.map((m): [number, string] => [m.turnId, m.content]));
+    out.push(...page.messages.map((m): [number, string] => [m.turnId, m.content as string]));
     if (page.nextAfter === null) return out;
     after = page.nextAfter;
   }

@@ -56,7 +56,7 @@ async function readAll(s: Strata, sessionId: string): Promise<Array<{ turnId: nu
   let after = 0;
   for (;;) {
     const page = await s.getMessages(sessionId, { after, limit: 1000 });
-    out.push(...page.messages.map((m) => ({ turnId: m.turnId, content: m.content })));
+    out.push(...page.messages.map((m) => ({ turnId: m.turnId, content: m.content as string })));
     if (page.nextAfter === null) return out;
     after = page.nextAfter;
   }

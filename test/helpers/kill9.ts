@@ -16,7 +16,7 @@ export interface Kill9Archive {
   /** Replays the journal into the archive; returns how many turn records were replayed. */
   recover(journal: Journal): Promise<number>;
   append(sessionId: string, turns: TurnRecord[]): Promise<void>;
-  read(sessionId: string): Promise<Array<{ turnId: number; content: string }>>;
+  read(sessionId: string): Promise<Array<{ turnId: number; content: unknown }>>;
 }
 
 function toArchived(t: TurnRecord): ArchivedTurn {

@@ -13,7 +13,7 @@ async function all(s: Strata, sessionId: string, tenant = 'default'): Promise<Ar
   let after = 0;
   for (;;) {
     const page = await s.getMessages(sessionId, { tenant, after, limit: 1000 });
-    out.push(...page.messages.map((m) => ({ turnId: m.turnId, content: m.content })));
+    out.push(...page.messages.map((m) => ({ turnId: m.turnId, content: m.content as string })));
     if (page.nextAfter === null) return out;
     after = page.nextAfter;
   }
@@ -228,7 +228,7 @@ for (const driver of ['memory', 'redis'] as const) {
       for (let i = 1; i <= 60; i++) await s.addMessage('k', i % 2 ? 'user' : 'assistant', i === 7 ? 'my cat is called Biscuit and loves tuna' : `filler message number ${i} about the weather today`);
       const hits = await s.searchDiskHistory('what is my cat called', 3, { sessionId: 'k' });
       assert.equal(hits[0]?.turnId, 7);
-      assert.match(hits[0]!.content, /Biscuit/);
+      assert.match(hits[0]!.content as string, /Biscuit/);
       const recentIds = new Set((await s.getContext('k', { type: 'recent' })).messages.map((m) => m.turnId));
       for (const h of await s.searchDiskHistory('filler message weather', 10, { sessionId: 'k' })) assert.ok(!recentIds.has(h.turnId), `hit ${h.turnId} is in the recent window`);
       const smart = await s.getContext('k', { type: 'smart', query: 'cat name Biscuit', maxTokens: 150 });

@@ -177,7 +177,7 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
   assert.equal(conversations.length, 3);
   for (const c of conversations) {
     for (let i = 0; i < c.messages.length; i += 3) {
-      const batch = c.messages.slice(i, i + 3).map((m) => ({ role: m.role, content: m.content }));
+      const batch = c.messages.slice(i, i + 3).map((m) => ({ role: m.role, content: m.content as string }));
       const res = await api<{ turnIds: number[] }>(base, 'POST', `/v1/sessions/${c.sessionId}/messages`, { messages: batch });
       assert.equal(res.status, 201, JSON.stringify(res.json));
       ack(c.sessionId, res.json.turnIds, batch);
@@ -203,7 +203,7 @@ test('strata serve: import, context, SIGKILL with appends in flight, restart fin
   assert.ok(recent.json.messages.length > 0);
   assert.equal(recent.json.messages.at(-1)?.turnId, lastOfSecond);
   assert.equal(recent.json.messages.at(-1)?.content, acked.get(second)!.get(lastOfSecond)!.content);
-  const smart = await api<ContextReply>(base, 'POST', `/v1/sessions/${second}/context`, { type: 'smart', query: conversations[1]!.messages[0]!.content.slice(0, 200), maxTokens: 600 });
+  const smart = await api<ContextReply>(base, 'POST', `/v1/sessions/${second}/context`, { type: 'smart', query: (conversations[1]!.messages[0]!.content as string).slice(0, 200), maxTokens: 600 });
   assert.equal(smart.status, 200, JSON.stringify(smart.json));
   assert.ok(smart.json.messages.length > 0);
   assert.ok(smart.json.tokens <= 600, `smart context of ${smart.json.tokens} tokens exceeds 600`);

@@ -24,7 +24,7 @@ async function all(s: Strata, sessionId: string): Promise<Msg[]> {
   let after = 0;
   for (;;) {
     const page = await s.getMessages(sessionId, { after, limit: 1000 });
-    out.push(...page.messages.map((m) => ({ turnId: m.turnId, role: m.role, content: m.content })));
+    out.push(...page.messages.map((m) => ({ turnId: m.turnId, role: m.role, content: m.content as string })));
     if (page.nextAfter === null) return out;
     after = page.nextAfter;
   }

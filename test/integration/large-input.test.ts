@@ -41,7 +41,7 @@ test('a 20 MB message: add, flush, recent/full/smart context, export and import;
   assert.equal(full.messages.length, 3);
   assert.ok(full.messages[1]!.content === big, 'the 20 MB message reads back unchanged from the archive');
   const recent = await s.getContext('big', { type: 'recent' });
-  assert.equal(recent.messages.map((m) => m.content.length).join(','), [18, big.length, 17].join(','));
+  assert.equal(recent.messages.map((m) => (m.content as string).length).join(','), [18, big.length, 17].join(','));
   const smart = await s.getContext('big', { type: 'smart', query: 'long chat session', maxTokens: 2000 });
   assert.ok(smart.tokens <= 2000, `smart context used ${smart.tokens} tokens`);
   assert.ok(smart.messages.length >= 1);

@@ -5,21 +5,22 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { indexFile, inspectBytes, readTurns } from '../../src/archive/file.js';
 import '../../src/archive/options.js';
-import { GOLDEN_CASES, goldenTurns } from '../fixtures/archive/golden.js';
+import { GOLDEN_CASES, goldenTurnsOf } from '../fixtures/archive/golden.js';
 import { assertSameTurns } from '../conformance/archive-store.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'archive');
 
 for (const c of GOLDEN_CASES) {
-  test(`golden ${c.file}: format v1 stays readable, turn for turn`, async () => {
+  test(`golden ${c.file}: format v${c.version} stays readable, turn for turn`, async () => {
     const bytes = new Uint8Array(readFileSync(join(dir, c.file)));
     const index = indexFile(c.file, bytes);
+    assert.equal(bytes[4], c.version, 'the first record carries the format version');
     assert.deepEqual(index.damage, []);
     assert.equal(index.tornBytes, 0);
     assert.equal(index.highWater, 7);
     assert.equal(index.meta.userId, 'user-1');
     const turns = await readTurns(index, {}, async (s) => bytes.subarray(s.bodyOffset, s.bodyOffset + s.bodyLength));
-    const expected = goldenTurns();
+    const expected = goldenTurnsOf(c.version);
     if (c.encoding === 'none') for (const t of expected) delete t.embedding;
     assertSameTurns(turns, expected);
     assert.deepEqual(index.summaries, [{ fromTurn: 1, toTurn: 6, text: 'A greeting and a question about Strata.', createdAt: 1_735_689_600_000 }]);
@@ -32,7 +33,7 @@ for (const c of GOLDEN_CASES) {
   });
 }
 
-test('golden raw file: the v1 writer still produces the same bytes (format changes are deliberate)', async () => {
+test('golden raw file: the writer still produces the v2 bytes (format changes are deliberate)', async () => {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { FsArchiveStore } = await import('../../src/archive/fs-store.js');
@@ -40,11 +41,11 @@ test('golden raw file: the v1 writer still produces the same bytes (format chang
   try {
     const store = new FsArchiveStore({ dataDir: tmp, clock: { now: () => 1_735_689_600_000 }, textCodec: 'raw', textLayout: 'block', embeddingEncoding: 'none' });
     const ref = { tenant: 'golden', sessionId: 'session-1' };
-    const turns = goldenTurns();
+    const turns = goldenTurnsOf(2);
     await store.append(ref, turns.slice(0, 4), { userId: 'user-1', embedderId: 'golden-embedder' });
     await store.append(ref, turns.slice(4), { embedderId: 'golden-embedder' });
     await store.saveSummary(ref, { fromTurn: 1, toTurn: 6, text: 'A greeting and a question about Strata.', createdAt: 1_735_689_600_000 });
-    assert.deepEqual(new Uint8Array(readFileSync(store.pathOf(ref))), new Uint8Array(readFileSync(join(dir, 'v1-raw-block-none.strata'))));
+    assert.deepEqual(new Uint8Array(readFileSync(store.pathOf(ref))), new Uint8Array(readFileSync(join(dir, 'v2-raw-block-none.strata'))));
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

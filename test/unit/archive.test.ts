@@ -24,20 +24,25 @@ function tempDir(): string {
 }
 const ref = { tenant: 't', sessionId: 's' };
 
-test('path-traversal and malformed ids are rejected before touching the disk', async () => {
+test('malformed ids are rejected before touching the disk; path-like session ids stay inside the archive', async () => {
   const dataDir = tempDir();
   const store = new FsArchiveStore({ dataDir });
-  const bad = ['../x', '..', '.', '/etc/passwd', 'a/b', 'a\\b', 'a\u0000b', 'x'.repeat(300), '', '.hidden', 'C:\\x'];
-  for (const id of bad) {
-    for (const r of [{ tenant: 't', sessionId: id }, { tenant: id, sessionId: 's' }]) {
-      await assert.rejects(store.append(r, makeTurns(1, 1)), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'), JSON.stringify(id));
-      await assert.rejects(store.read(r), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
-      await assert.rejects(store.deleteSession(r), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
-      await assert.rejects(store.importSession(r, new Uint8Array(0)), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
-    }
-    await assert.rejects(store.listSessions(id), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
+  // Tenants keep the file-safe alphabet; session ids may be any text without control characters.
+  const badTenants = ['../x', '..', '.', '/etc/passwd', 'a/b', 'a\\b', 'a\u0000b', 'x'.repeat(300), '', '.hidden', 'C:\\x'];
+  const badSessions = ['a\u0000b', 'x'.repeat(300), '', 'a\nb', '\u0085'];
+  const refs = [...badTenants.map((id) => ({ tenant: id, sessionId: 's' })), ...badSessions.map((id) => ({ tenant: 't', sessionId: id }))];
+  for (const r of refs) {
+    await assert.rejects(store.append(r, makeTurns(1, 1)), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'), JSON.stringify(r));
+    await assert.rejects(store.read(r), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
+    await assert.rejects(store.deleteSession(r), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
+    await assert.rejects(store.importSession(r, new Uint8Array(0)), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
   }
+  for (const id of badTenants) await assert.rejects(store.listSessions(id), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
   assert.deepEqual(readdirSync(dataDir), []);
+  for (const id of ['../x', '..', '.', '/etc/passwd', 'a/b', 'a\\b', '.hidden', 'C:\\x', 'user@example.com', 'user:42', '{a}']) {
+    const p = store.pathOf({ tenant: 't', sessionId: id });
+    assert.ok(p.startsWith(join(dataDir, 'archive', 't', shardOf(id)) + sep), `${id} → ${p}`);
+  }
   const path = store.pathOf({ tenant: 't', sessionId: 'a..b' });
   assert.ok(path.startsWith(join(dataDir, 'archive') + sep));
   assert.equal(path, join(dataDir, 'archive', 't', shardOf('a..b'), 'a..b.strata'));
@@ -151,7 +156,7 @@ test('unknown format versions and codec ids are coded errors', async () => {
   await store.append(ref, makeTurns(1, 3));
   const path = store.pathOf(ref);
   const future = Buffer.from(encodeRecord(RECORD_TYPES.segment, new Uint8Array([1, 2, 3])));
-  future[4] = 2;
+  future[4] = 3;
   const { crc32c } = await import('@node-rs/crc32');
   future.writeUInt32LE(crc32c(future.subarray(0, 12)) >>> 0, 12);
   const original = readFileSync(path);

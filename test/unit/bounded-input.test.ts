@@ -9,7 +9,12 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import test from 'node:test';
 import { worstCase } from '../../bench/codec.js';
-import { validateMessage } from '../../src/cache/validate.js';
+import { validateMessage as validateWhole } from '../../src/message.js';
+
+/** The positional form the cache's addMessage(role, content, {metadata}) validates. */
+function validateMessage(role: unknown, content: unknown, metadata: unknown, limits: Parameters<typeof validateWhole>[1]) {
+  return validateWhole({ role, content, ...(metadata !== undefined ? { metadata } : {}) }, limits, '');
+}
 import { main } from '../../src/cli/main.js';
 import { detectFormat, parseConversations } from '../../src/cli/importers.js';
 import { HuffmanConversationCodec } from '../../src/codec/huffman-codec.js';
@@ -21,7 +26,7 @@ import { captureIo } from '../helpers/io.js';
 import { closeAfter, openStrata, prng, tempDir } from '../helpers/strata.js';
 
 const PROSE = 'We could meet in Lisbon in May, or in Porto if the flights are cheaper. ';
-const LIMITS = { maxMessageBytes: 1 << 20, maxMetadataBytes: 4096 };
+const LIMITS = { maxMessageBytes: 1 << 20, maxMetadataBytes: 4096, maxInlineDataBytes: 1 << 16 };
 
 function throwsCode(fn: () => unknown, code: ErrorCode, mention?: string): void {
   assert.throws(fn, (e: unknown) => {
@@ -109,9 +114,11 @@ test('bench codec worst case: the run without spaces costs about what ordinary t
 });
 
 test('validateMessage: no coercion of numbers, booleans, arrays or objects into text', () => {
-  for (const content of [123, true, ['hi'], null, { type: 'text', text: 'hi' }, undefined]) {
+  for (const content of [123, true, ['hi'], { type: 'text', text: 'hi' }]) {
     throwsCode(() => validateMessage('user', content, undefined, LIMITS), 'STRATA_ERR_VALIDATION', 'content');
   }
+  // Missing content is empty content (valid only with tool calls).
+  for (const content of [null, undefined, '']) throwsCode(() => validateMessage('user', content, undefined, LIMITS), 'STRATA_ERR_CONTENT_EMPTY', 'content');
   throwsCode(() => validateMessage(['user'], 'hi', undefined, LIMITS), 'STRATA_ERR_INVALID_ROLE');
   assert.equal(validateMessage('user', 'hi 🦀', undefined, LIMITS).content, 'hi 🦀');
 });
@@ -132,7 +139,7 @@ test('library: astral characters round-trip byte-exactly through add → flush �
   await s.addMessages('astral', texts.map((content) => ({ role: 'user' as const, content, metadata: { note: '🎉' } })));
   await s.flush('astral');
   const read = (await s.getMessages('astral', { limit: 10 })).messages;
-  assert.deepEqual(read.map((m) => Buffer.from(m.content, 'utf8').toString('hex')), texts.map((x) => Buffer.from(x, 'utf8').toString('hex')));
+  assert.deepEqual(read.map((m) => Buffer.from(m.content as string, 'utf8').toString('hex')), texts.map((x) => Buffer.from(x, 'utf8').toString('hex')));
   assert.deepEqual(read.map((m) => m.content), texts);
   assert.deepEqual(read.map((m) => m.metadata), texts.map(() => ({ note: '🎉' })));
 

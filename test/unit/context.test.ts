@@ -41,7 +41,7 @@ test('packer invariants: budget, chronological, no duplicates, explain for every
     const r = packContext({ recent, relevant, summaries, history, maxTokens, tokenizer: tk });
     const ids = r.messages.map((m) => m.turnId);
     assert.ok(r.tokens <= maxTokens, `tokens ${r.tokens} ≤ ${maxTokens}`);
-    const counted = r.messages.reduce((s, m) => s + tk.count(m.content), 0) + (r.summary ? tk.count(r.summary) : 0);
+    const counted = r.messages.reduce((s, m) => s + tk.count(m.content as string), 0) + (r.summary ? tk.count(r.summary) : 0);
     assert.ok(counted <= maxTokens, `recounted ${counted} ≤ ${maxTokens}`);
     assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
     assert.equal(new Set(ids).size, ids.length);
@@ -60,8 +60,8 @@ test('a single over-long turn is cut with a marker inside the budget', () => {
   const recent: Turn[] = [{ turnId: 1, role: 'user', content: 'lorem ipsum dolor '.repeat(500), createdAt: 0 }];
   const r = packContext({ recent, relevant: [], summaries: [], history: recent, maxTokens: 50, tokenizer: tk });
   assert.equal(r.messages.length, 1);
-  assert.ok(r.messages[0]!.content.endsWith(TRUNCATION_MARKER));
-  assert.ok(tk.count(r.messages[0]!.content) <= 50);
+  assert.ok((r.messages[0]!.content as string).endsWith(TRUNCATION_MARKER));
+  assert.ok(tk.count(r.messages[0]!.content as string) <= 50);
   assert.equal(r.explain[0]!.truncated, true);
 });
 

@@ -67,7 +67,8 @@ test('appends replay in order after reopen; bad records are rejected and change 
     for (let i = 1; i < lsns.length; i++) assert.ok(lsns[i]!.offset > lsns[i - 1]!.offset, 'LSNs increase in call order');
     const end = journal.endLsn();
     await assert.rejects(journal.append({ ...turn('s1', 3), role: 'robot' as never }), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ROLE'));
-    await assert.rejects(journal.append({ ...turn('s1', 3), sessionId: '../x' }), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
+    await assert.rejects(journal.append({ ...turn('s1', 3), sessionId: 'a\u0000b' }), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
+    await assert.rejects(journal.append({ ...turn('s1', 3), tenant: '../x' }), (e) => isStrataError(e, 'STRATA_ERR_INVALID_ID'));
     await assert.rejects(journal.append({ ...turn('s1', 3), turnId: 0 }), (e) => isStrataError(e, 'STRATA_ERR_VALIDATION'));
     await assert.rejects(journal.appendMany([]), (e) => isStrataError(e, 'STRATA_ERR_VALIDATION'));
     const circular: Record<string, unknown> = {};

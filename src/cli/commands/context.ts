@@ -1,3 +1,4 @@
+import { searchText } from '../../message.js';
 import type { Command } from 'commander';
 import type { ContextType } from '../../cache/api.js';
 import { StrataError } from '../../errors.js';
@@ -22,7 +23,7 @@ export function registerContext(parent: Command, io: CliIo): void {
       );
       if (flags.json) return printJson(io, result);
       if (result.summary) io.stdout.write(`[summary] ${result.summary}\n\n`);
-      for (const m of result.messages) io.stdout.write(`#${m.turnId} ${m.role}: ${m.content}\n`);
+      for (const m of result.messages) io.stdout.write(`#${m.turnId} ${m.role}: ${searchText(m)}\n`);
       io.stderr.write(`${result.messages.length} messages, ${result.tokens} tokens\n`);
     });
 }

@@ -1,3 +1,4 @@
+import { searchText } from '../../message.js';
 import type { Command } from 'commander';
 import { StrataError } from '../../errors.js';
 import { formatTable, printJson } from '../io.js';
@@ -18,6 +19,6 @@ export function registerSearch(parent: Command, io: CliIo): void {
       const hits = await withMemory(io, flags, (memory) => memory.searchDiskHistory(query, flags.k, scope), { readOnly: true });
       if (flags.json) return printJson(io, { hits });
       const clip = (s: string) => (s.length > 80 ? `${s.slice(0, 79)}…` : s).replace(/\s+/g, ' ');
-      io.stdout.write(formatTable(['score', 'session', 'turn', 'role', 'content'], hits.map((h) => [h.score.toFixed(4), h.sessionId, h.turnId, h.role, clip(h.content)])));
+      io.stdout.write(formatTable(['score', 'session', 'turn', 'role', 'content'], hits.map((h) => [h.score.toFixed(4), h.sessionId, h.turnId, h.role, clip(searchText(h))])));
     });
 }

@@ -19,7 +19,7 @@ for i = 3, #ARGV, 2 do
   if not ok then
     local v = redis.call('HGET', KEYS[2], id)
     if v and string.find(string.sub(v, 1, 1), '%u') then
-      local s, e, klen = string.find(v, '^.[0-9a-z]+,[0-9a-z]*,[0-9a-z]*,([0-9a-z]+),')
+      local s, e, klen = string.find(v, '^.[0-9a-z]+,[0-9a-z]*,[0-9a-z.]*,([0-9a-z]+),')
       if s and string.sub(v, e + 1, e + tonumber(klen, 36)) == key then ok = true end
     end
   end
