@@ -105,7 +105,9 @@ test('sessions: list with pagination, details, flush, delete with receipts', asy
   assertError(await app.inject({ method: 'GET', url: '/v1/sessions/a1', headers: authA }), 404, 'STRATA_ERR_NOT_FOUND');
   const user = json(await app.inject({ method: 'DELETE', url: '/v1/users/bob', headers: authA })) as { sessionIds: string[]; sessions: number };
   assert.deepEqual(user.sessionIds, ['a3']);
-  assertError(await app.inject({ method: 'GET', url: '/v1/sessions/a3/messages', headers: authA }), 404, 'STRATA_ERR_NOT_FOUND');
+  assertError(await app.inject({ method: 'GET', url: '/v1/sessions/a3', headers: authA }), 404, 'STRATA_ERR_NOT_FOUND');
+  // A deleted (or never written) session reads as empty, not as an error.
+  assert.deepEqual(json(await app.inject({ method: 'GET', url: '/v1/sessions/a3/messages', headers: authA })), { messages: [], nextAfter: null });
   assert.equal((await app.inject({ method: 'GET', url: '/v1/sessions/a2', headers: authA })).statusCode, 200, 'other sessions stay');
 });
 
@@ -142,15 +144,15 @@ test('error statuses: 400, 401, 404, 413 (body and message), malformed JSON', as
   assertError(await post({ role: 'user', content: 'x' }, { authorization: 'Bearer not-a-key-at-all' }), 401, 'STRATA_ERR_UNAUTHORIZED');
   assertError(await post({ role: 'user', content: 'x' }, { authorization: 'Basic abc' }), 401, 'STRATA_ERR_UNAUTHORIZED');
   const badRole = await post({ role: 'robot', content: 'x' });
-  assertError(badRole, 400, 'STRATA_ERR_VALIDATION');
+  assertError(badRole, 400, 'STRATA_ERR_INVALID_ROLE');
   assert.match((json(badRole) as { error: { message: string } }).error.message, /role/);
   assertError(await post({ role: 'user', content: 'x', surprise: true }), 400, 'STRATA_ERR_VALIDATION');
   assertError(await post({ messages: [] }), 400, 'STRATA_ERR_VALIDATION');
   assertError(await app.inject({ method: 'POST', url: '/v1/sessions/e1/messages', headers: { ...authA, 'content-type': 'application/json' }, payload: '{"role": "user", ' }), 400, 'STRATA_ERR_INPUT_FORMAT');
   assertError(await post({ role: 'user', content: 'y'.repeat(10_000) }), 413, 'STRATA_ERR_PAYLOAD_TOO_LARGE');
   assertError(await post({ role: 'user', content: 'z'.repeat(65) }), 413, 'STRATA_ERR_CONTENT_TOO_LARGE');
-  assertError(await app.inject({ method: 'POST', url: '/v1/sessions/bad%20id!/messages', headers: authA, payload: { role: 'user', content: 'x' } }), 400, 'STRATA_ERR_INVALID_ID');
-  assertError(await app.inject({ method: 'GET', url: '/v1/sessions/.hidden', headers: authA }), 400, 'STRATA_ERR_INVALID_ID');
+  assertError(await app.inject({ method: 'POST', url: '/v1/sessions/bad%0Aid/messages', headers: authA, payload: { role: 'user', content: 'x' } }), 400, 'STRATA_ERR_INVALID_ID');
+  assertError(await app.inject({ method: 'GET', url: `/v1/sessions/${'x'.repeat(257)}`, headers: authA }), 400, 'STRATA_ERR_INVALID_ID');
   assertError(await app.inject({ method: 'GET', url: '/v1/sessions/never', headers: authA }), 404, 'STRATA_ERR_NOT_FOUND');
   assertError(await app.inject({ method: 'GET', url: '/v1/nothing-here', headers: authA }), 404, 'STRATA_ERR_NOT_FOUND');
   // Nothing was stored by any rejected request.
@@ -212,8 +214,53 @@ test('over a real socket: append and read back with fetch', async (t) => {
   assert.equal(added.status, 201);
   const read = (await (await fetch(`${base}/v1/sessions/net/messages`, { headers: authA })).json()) as { messages: Array<{ content: string }> };
   assert.deepEqual(read.messages.map((m) => m.content), ['over tcp']);
+  // Another tenant's key sees nothing of it: the session does not exist in that tenant.
   const denied = await fetch(`${base}/v1/sessions/net/messages`, { headers: authB });
-  assert.equal(denied.status, 404);
+  assert.deepEqual(await denied.json(), { messages: [], nextAfter: null });
+  assert.equal((await fetch(`${base}/v1/sessions/net`, { headers: authB })).status, 404);
   const tooBig = await fetch(`${base}/v1/sessions/net/messages`, { method: 'POST', headers: { ...authA, 'content-type': 'application/json' }, body: JSON.stringify({ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }) });
   assert.equal(tooBig.status, 413);
+});
+
+test('tool calls, tool results and parts over HTTP; errors name the field; ids of any text in the path', async (t) => {
+  const { app } = await startHarness(t);
+  const id = encodeURIComponent('user@example.com/trip 🦀');
+  const batch = [
+    { role: 'user', content: [{ type: 'text', text: 'weather?' }, { type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] },
+    { role: 'tool', tool_call_id: 'call_1', name: 'get_weather', content: '{"temp":-3}' },
+    { role: 'assistant', content: 'It is -3 °C in Oslo.' },
+  ];
+  const added = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/messages`, headers: authA, payload: { messages: batch, userId: 'user:42' } });
+  assert.equal(added.statusCode, 201, added.body);
+  const single = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/messages`, headers: authA, payload: { role: 'assistant', content: '', tool_calls: [{ id: 'c2', type: 'function', function: { name: 'noop', arguments: '{}' } }] } });
+  assert.equal(single.statusCode, 201, single.body);
+  const read = json(await app.inject({ method: 'GET', url: `/v1/sessions/${id}/messages`, headers: authA })) as { messages: Array<Record<string, unknown>> };
+  assert.deepEqual(
+    read.messages.map(({ turnId: _i, createdAt: _c, tokens: _t, ...m }) => m),
+    [...batch, { role: 'assistant', content: '', tool_calls: [{ id: 'c2', type: 'function', function: { name: 'noop', arguments: '{}' } }] }],
+  );
+  const info = json(await app.inject({ method: 'GET', url: `/v1/sessions/${id}`, headers: authA })) as { sessionId: string; userId: string };
+  assert.deepEqual([info.sessionId, info.userId], ['user@example.com/trip 🦀', 'user:42']);
+
+  const bad = async (payload: unknown, status: number, code: string, field: string) => {
+    const res = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/messages`, headers: authA, payload: payload as string });
+    assertError(res, status, code);
+    const body = json(res) as { error: { message: string; details: { field?: string } } };
+    assert.equal(body.error.details.field, field, body.error.message);
+    assert.ok(body.error.message.includes(field), body.error.message);
+  };
+  await bad({ role: 'assistant', content: null }, 400, 'STRATA_ERR_CONTENT_EMPTY', 'content');
+  await bad({ role: 'tool', content: 'x' }, 400, 'STRATA_ERR_VALIDATION', 'tool_call_id');
+  await bad({ messages: [{ role: 'user', content: 'ok' }, { role: 'tool', content: 'x' }] }, 400, 'STRATA_ERR_VALIDATION', 'messages[1].tool_call_id');
+  await bad({ messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f' } }] }] }, 400, 'STRATA_ERR_VALIDATION', 'messages[0].tool_calls[0].function.arguments');
+  await bad({ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${'A'.repeat(11 * 1024 * 1024)}` } }] }, 413, 'STRATA_ERR_CONTENT_TOO_LARGE', 'content[0].image_url.url');
+  await bad({ messages: [{ role: 'user', content: 'ok' }], extra: 1 }, 400, 'STRATA_ERR_VALIDATION', 'extra');
+  // Nothing was stored by the rejected requests.
+  assert.equal((json(await app.inject({ method: 'GET', url: `/v1/sessions/${id}/messages`, headers: authA })) as { messages: unknown[] }).messages.length, 5);
+
+  // A new session's context is empty, not 404.
+  const ctx = await app.inject({ method: 'POST', url: '/v1/sessions/brand-new/context', headers: authA, payload: { type: 'recent' } });
+  assert.equal(ctx.statusCode, 200, ctx.body);
+  assert.deepEqual((json(ctx) as { messages: unknown[] }).messages, []);
 });
