@@ -59,7 +59,10 @@ export const addMessagesBody = z.union([
   z.strictObject({ messages: z.array(message).min(1).max(1000), userId: idParam.optional() }),
 ]);
 
-export const sessionParams = z.strictObject({ id: idParam });
+/** Path ids are checked by the core (STRATA_ERR_INVALID_ID, as in the library), so the schema only documents them. */
+const pathId = z.string().describe('A session or user id: 1-256 characters, no control characters (percent-encoded in the path)');
+
+export const sessionParams = z.strictObject({ id: pathId });
 
 export const getMessagesQuery = z.strictObject({
   after: z.number().int().min(0).optional().describe('Return turns with a turn id greater than this'),
@@ -92,7 +95,7 @@ export const importQuery = z.strictObject({
   userId: idParam.optional().describe('Owner to record for the session'),
 });
 
-export const userParams = z.strictObject({ id: idParam });
+export const userParams = z.strictObject({ id: pathId });
 
 /** A JSON Schema fastify's ajv (draft-07) accepts. */
 export function jsonSchema(schema: z.ZodType): Record<string, unknown> {
