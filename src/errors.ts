@@ -54,6 +54,8 @@ export const ERROR_CATALOG = {
   STRATA_ERR_UNAUTHORIZED: [401, 'The API key is missing or unknown.'],
   STRATA_ERR_PAYLOAD_TOO_LARGE: [413, 'The request body exceeds the size limit.'],
   STRATA_ERR_INTERNAL: [500, 'An unexpected internal error.'],
+  // HTTP client (never answered by the service: the status is what the client reports)
+  STRATA_ERR_UNREACHABLE: [503, 'The HTTP client got no answer from the service (connection refused or reset, DNS failure, timeout, a reply that is not Strata\'s); a write may or may not have been applied: retry it with the same Idempotency-Key.'],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -42,9 +42,9 @@ test('no package of the lockfile (dev ones included) refuses the Node running th
   assert.deepEqual(refused, [], `npm ci on ${process.version} would print EBADENGINE`);
 });
 
-test('the package is scoped and exports the library', () => {
+test('the package is scoped and exports the library and the client', () => {
   assert.equal(pkg.name, '@strata-memory/strata');
-  assert.ok('.' in pkg.exports);
+  assert.ok('.' in pkg.exports && './client' in pkg.exports);
 });
 
 test('optional benchmark packages are devDependencies at the versions the error message names', () => {

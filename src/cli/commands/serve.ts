@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import type { DeepPartial, StrataConfig } from '../../config.js';
-import { buildServer } from '../../server/app.js';
+import { buildServer, createServerLogger } from '../../server/app.js';
 import { createServerMetrics } from '../../server/metrics.js';
 import type { CliIo } from '../io.js';
 import type { CommonFlags } from './common.js';
@@ -27,7 +26,9 @@ export async function serve(io: CliIo, flags: ServeFlags, options: { signal?: Ab
   if (flags.port !== undefined) server.port = flags.port;
   if (flags.logLevel !== undefined) server.logLevel = flags.logLevel;
   const config = configFromFlags(io, flags, { server });
-  const logger = pino({ level: config.server.logLevel });
+  // stdout carries only the logger's JSON lines (the start banner included), so a log shipper
+  // parses every line; stderr gets the human warning below as well.
+  const logger = createServerLogger(config.server.logLevel);
   const metrics = createServerMetrics();
   const memory = await openMemory(config, { metrics: metrics.hooks, logger });
   const app = buildServer({ memory, config, logger, metrics });
@@ -58,7 +59,7 @@ export async function serve(io: CliIo, flags: ServeFlags, options: { signal?: Ab
 
   try {
     const address = await app.listen({ host: config.server.host, port: config.server.port });
-    io.stdout.write(`strata listening on ${address} (hot tier: ${config.hot.driver}, data: ${config.dataDir})\n`);
+    logger.info({ address, hot: config.hot.driver, dataDir: config.dataDir, durability: config.durability, auth: config.server.apiKeys !== null }, 'strata listening');
     options.onListening?.(address);
   } catch (err) {
     await memory.close();
