@@ -133,9 +133,9 @@ export function archiveStoreSuite(name: string, makeStore: (ctx: { clock: FakeCl
       await rejects(store.append(ref, [{ ...makeTurns(4, 4)[0]!, turnId: 0 }]), 'STRATA_ERR_VALIDATION');
       await rejects(store.append(ref, [...makeTurns(4, 4), ...makeTurns(5, 5, { dims: 8 })]), 'STRATA_ERR_EMBEDDING_DIMENSION');
       await rejects(store.append(ref, makeTurns(4, 4, { dims: 8 })), 'STRATA_ERR_EMBEDDING_DIMENSION');
-      await rejects(store.append({ tenant: 'acme', sessionId: '../x' }, makeTurns(1, 1)), 'STRATA_ERR_INVALID_ID');
+      await rejects(store.append({ tenant: 'acme', sessionId: 'a\u0000b' }, makeTurns(1, 1)), 'STRATA_ERR_INVALID_ID');
       await rejects(store.append({ tenant: '../acme', sessionId: 'x' }, makeTurns(1, 1)), 'STRATA_ERR_INVALID_ID');
-      await rejects(store.append(ref, makeTurns(4, 4), { userId: 'bad/user' }), 'STRATA_ERR_INVALID_ID');
+      await rejects(store.append(ref, makeTurns(4, 4), { userId: 'bad\nuser' }), 'STRATA_ERR_INVALID_ID');
       await rejects(store.read(ref, { fromTurn: -1 }), 'STRATA_ERR_VALIDATION');
       assert.deepEqual(await store.exportSession(ref), before);
       await store.close();

@@ -359,12 +359,32 @@ export function hotStoreSuite(name: string, makeHarness: () => Promise<HotStoreH
         assert.equal((await store.meta(A))?.unarchivedCount, 2 * n);
       }));
 
+    test('tool calls, tool results, parts and odd session ids round-trip through append, range, recent and seed', () =>
+      withStore(async ({ store }) => {
+        const odd: SessionRef = { tenant: 'acme', sessionId: 'user@example.com/{x}:1 🦀' };
+        const kinds: NewHotTurn[] = [
+          { role: 'user', name: 'ada', content: [{ type: 'text', text: 'hi, there' }, { type: 'image_url', image_url: { url: 'https://x.test/a.png' } }], createdAt: T0, metadata: { a: 1 } },
+          { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{"a":",,"}' } }], createdAt: T0, key: 'k:x#0/2' },
+          { role: 'tool', tool_call_id: 'c1', name: 'f', content: '', createdAt: T0, key: 'n:abc' },
+        ];
+        await store.seed(odd, emptySeed(), T0);
+        for (const k of kinds) assert.ok('turnId' in (await store.append(odd, k, T0)));
+        const strip = ({ key: _k, ...t }: NewHotTurn, i: number) => ({ turnId: i + 1, ...t });
+        const expected = kinds.map(strip);
+        const noTokens = (ts: Array<Record<string, unknown>>) => ts.map(({ tokens: _t, ...t }) => t);
+        assert.deepEqual(noTokens(await store.range(odd, 1, 3) as never), expected);
+        assert.deepEqual(noTokens(await store.recent(odd, 3, T0) as never), expected);
+        const other: SessionRef = { tenant: 'acme', sessionId: 'seeded' };
+        assert.equal(await store.seed(other, { nextTurnId: 4, archivedUpTo: 0, turns: expected }, T0), true);
+        assert.deepEqual(noTokens(await store.range(other, 1, 3) as never), expected);
+      }));
+
     test('bad arguments are rejected with coded errors and change nothing', () =>
       withStore(async ({ store }) => {
         await fill(store, A, 3);
         const meta = await store.meta(A);
         const total = await store.totalBytes();
-        const bad = { tenant: 'acme', sessionId: '../etc' };
+        const bad = { tenant: 'acme', sessionId: 'a\u0000b' };
         await rejects(store.append(bad, turn(1), T0), 'STRATA_ERR_INVALID_ID');
         await rejects(store.append({ tenant: 'a{b}', sessionId: 'x' }, turn(1), T0), 'STRATA_ERR_INVALID_ID');
         await rejects(store.append(A, { ...turn(1), role: 'robot' as never }, T0), 'STRATA_ERR_INVALID_ROLE');
@@ -372,7 +392,7 @@ export function hotStoreSuite(name: string, makeHarness: () => Promise<HotStoreH
         await rejects(store.append(A, { ...turn(1), createdAt: -1 }, T0), 'STRATA_ERR_VALIDATION');
         await rejects(store.append(A, { ...turn(1), tokens: 1.5 }, T0), 'STRATA_ERR_VALIDATION');
         await rejects(store.append(A, { ...turn(1), metadata: [] as never }, T0), 'STRATA_ERR_METADATA_INVALID');
-        await rejects(store.append(A, { ...turn(1), userId: 'no spaces' }, T0), 'STRATA_ERR_INVALID_ID');
+        await rejects(store.append(A, { ...turn(1), userId: 'no\ncontrol' }, T0), 'STRATA_ERR_INVALID_ID');
         await rejects(store.append(A, turn(1), Number.NaN), 'STRATA_ERR_VALIDATION');
         await rejects(store.recent(A, -1, T0), 'STRATA_ERR_VALIDATION');
         await rejects(store.recent(A, 2.5, T0), 'STRATA_ERR_VALIDATION');

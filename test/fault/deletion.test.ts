@@ -31,11 +31,12 @@ const isNotFound = (err: unknown): boolean => isStrataError(err) && err.code ===
 const HOLD = { compaction: { maxUnarchivedTurns: 100_000, maxUnarchivedAgeMs: 24 * 3_600_000, intervalMs: 3_600_000 } };
 
 /**
- * Every read path says the session does not exist, and nothing lists it. Problems are collected
- * (not thrown) so that one failing test reports every path and phase that shows deleted turns.
+ * Every read path shows no turn (messages and context read as empty, session info says the
+ * session does not exist), and nothing lists it. Problems are collected (not thrown) so that one
+ * failing test reports every path and phase that shows deleted turns.
  */
 async function assertGone(s: Strata, sessionId: string, label: string, problems: string[]): Promise<void> {
-  const reads: Array<[string, () => Promise<unknown>]> = [
+  const reads: Array<[string, () => Promise<{ messages: unknown[] } | unknown>]> = [
     ['getMessages', () => s.getMessages(sessionId)],
     ['getSession', () => s.getSession(sessionId)],
     ['recent context', () => s.getContext(sessionId, { type: 'recent' })],
@@ -44,7 +45,8 @@ async function assertGone(s: Strata, sessionId: string, label: string, problems:
   for (const [name, read] of reads) {
     try {
       const got = await read();
-      problems.push(`${label}: ${name} answered ${JSON.stringify(got, (k, v: unknown) => (k === 'explain' ? undefined : v))}`);
+      const empty = name !== 'getSession' && (got as { messages: unknown[] }).messages.length === 0;
+      if (!empty) problems.push(`${label}: ${name} answered ${JSON.stringify(got, (k, v: unknown) => (k === 'explain' ? undefined : v))}`);
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
