@@ -11,6 +11,7 @@ import type { StrataConfig } from '../config.js';
 import { createAuthenticator } from './auth.js';
 import { errorBody, errorHandler, toErrorReply } from './errors.js';
 import { createServerMetrics } from './metrics.js';
+import { mcpRoute } from './mcp-route.js';
 import type { ServerMetrics } from './metrics.js';
 import { registerV1Routes } from './routes.js';
 
@@ -150,5 +151,6 @@ export function buildServer(options: BuildServerOptions): FastifyInstance {
     });
     registerV1Routes(v1, memory, config.server.importLimitBytes);
   });
+  void app.register(mcpRoute, { memory, authenticate });
   return app;
 }

@@ -135,7 +135,7 @@ export function registerV1Routes(app: FastifyInstance, memory: ConversationMemor
  * JSON bodies are UTF-8 (RFC 8259) and parsed as such; a body declared in another charset would
  * be stored as mis-decoded text, so it is refused instead of acknowledged.
  */
-function checkCharset(request: FastifyRequest): void {
+export function checkCharset(request: FastifyRequest): void {
   const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
   if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') throw new StrataError('STRATA_ERR_INPUT_FORMAT', `unsupported charset ${JSON.stringify(charset)}: send UTF-8`);
 }

@@ -10,6 +10,7 @@ import { registerImport } from './import.js';
 import { registerInspect } from './inspect.js';
 import { registerReindex } from './reindex.js';
 import { registerSearch } from './search.js';
+import { registerMcp } from './mcp.js';
 import { registerServe } from './serve.js';
 import { registerStats } from './stats.js';
 import { registerVerify } from './verify.js';
@@ -29,7 +30,7 @@ import { registerEvalRetrieval } from './eval-retrieval.js';
 export type RegisterCommand = (parent: Command, io: CliIo) => void;
 
 /** Top-level commands (`strata <name>`). */
-export const commands: RegisterCommand[] = [registerServe, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats, registerChaos];
+export const commands: RegisterCommand[] = [registerServe, registerMcp, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats, registerChaos];
 
 /** `strata bench <name>` subcommands. */
 export const benchCommands: RegisterCommand[] = [registerBenchHttp, registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchHot, registerBenchArchive];
