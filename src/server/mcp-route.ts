@@ -1,9 +1,16 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type * as StreamableHttp from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { ConversationMemory } from '../cache/api.js';
-import { createMcpServer } from '../mcp/server.js';
+import type * as McpServerModule from '../mcp/server.js';
 import { errorBody } from './errors.js';
 import { checkCharset } from './routes.js';
+
+/**
+ * The MCP SDK, loaded on the first /mcp request: importing it costs about 300 ms, which every
+ * start of the service (and every in-process server of the tests) would otherwise pay.
+ */
+let sdk: Promise<[typeof McpServerModule, typeof StreamableHttp]> | null = null;
+const loadSdk = () => (sdk ??= Promise.all([import('../mcp/server.js'), import('@modelcontextprotocol/sdk/server/streamableHttp.js')]));
 
 export interface McpRouteOptions {
   memory: ConversationMemory;
@@ -33,6 +40,7 @@ export const mcpRoute: FastifyPluginAsync<McpRouteOptions> = async (app, { memor
   });
 
   app.post('/mcp', { schema: { hide: true } }, async (request, reply) => {
+    const [{ createMcpServer }, { StreamableHTTPServerTransport }] = await loadSdk();
     const server = createMcpServer({ memory, tenant: request.tenant, onUnexpectedError: (err, tool) => request.log.error({ err, tool }, 'unexpected error in an MCP tool') });
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     reply.raw.once('close', () => {
