@@ -74,8 +74,13 @@ export function hostileRequests(
       ),
     () => post('empty-body', `/v1/sessions/${known()}/messages`, ''),
     () => {
-      const content = pick<unknown>([123, true, false, ['hi'], null, {}, { type: 'text', text: 'hi' }, [{ type: 'text', text: 'hi' }], 1.5, -0, '']);
-      return post('wrong-type-content', `/v1/sessions/${known()}/messages`, { role: 'user', content });
+      // Content is a string, an array of parts or (with tool calls) null: everything else, and
+      // malformed parts, tool calls and tool messages, is refused.
+      const content = pick<unknown>([123, true, false, ['hi'], null, {}, { type: 'text', text: 'hi' }, [{ type: 'text' }], [{ type: 'text', text: 1 }], [{ type: 'audio', data: 'x' }], [{ type: 'image_url', image_url: { url: 'javascript:alert(1)' } }], [{ type: 'file', file: {} }], 1.5, -0, '']);
+      const extra = pick<Record<string, unknown>>([{}, {}, { tool_call_id: 'c1' }, { tool_calls: [] }, { tool_calls: [{ id: 'c', type: 'function', function: { name: 'f' } }] }, { name: '' }]);
+      // A tool result may be empty: never send that valid combination.
+      const safeContent = content === '' && 'tool_call_id' in extra ? 123 : content;
+      return post('wrong-type-content', `/v1/sessions/${known()}/messages`, { role: pick(['user', 'assistant', 'tool']), content: safeContent, ...extra });
     },
     () => {
       const body = pick<unknown>([
@@ -148,17 +153,25 @@ export function hostileRequests(
       return post('huge-run', `/v1/sessions/${known()}/search`, { query: hugeRun() });
     },
     () => {
-      const id = pick(['..', '.', '%2e%2e', '%2E%2E%2F%2E%2E', '.hidden', '..%2f..%2fetc', 'a%2Fb', '%00', 'a%0Ab', '%7F', '%C3%A9', '%ED%A0%80', '%ZZ', 'x'.repeat(129), 'y'.repeat(5000), '%20', 'a%20b', '~', '*', 'a:b', '%7B%7D']);
+      // Session ids are any text without control characters: a path-like id is valid (and must
+      // stay inside the data directory; only a write to an `ok-` session may store anything),
+      // an id with a control character, a lone surrogate, a bad escape or over 256 characters is not.
+      const invalid = pick([true, false]);
+      const id = invalid
+        ? pick(['%00', 'a%0Ab', '%7F', '%C2%85', '%ED%A0%80', '%ZZ', 'x'.repeat(257), 'y'.repeat(5000)])
+        : pick(['..', '.', '%2e%2e', '%2E%2E%2F%2E%2E', '.hidden', '..%2f..%2fetc', 'a%2Fb', '%C3%A9', '%20', 'a%20b', '~', '~~', '*', 'a:b', '%7B%7D', 'x'.repeat(256)]);
+      const kind = invalid ? 'invalid-session-id' : 'path-like-session-id';
+      const writeId = invalid ? id : `${okSession()}${encodeURIComponent('/')}${id}`;
       const route = pick([
-        (): HostileRequest => post('weird-session-id', `/v1/sessions/${id}/messages`, { role: 'user', content: 'hi' }),
-        (): HostileRequest => ({ kind: 'weird-session-id', method: 'GET', url: `/v1/sessions/${id}/messages`, headers: { ...auth } }),
-        (): HostileRequest => ({ kind: 'weird-session-id', method: 'GET', url: `/v1/sessions/${id}`, headers: { ...auth } }),
-        (): HostileRequest => ({ kind: 'weird-session-id', method: 'GET', url: `/v1/sessions/${id}/export`, headers: { ...auth } }),
-        (): HostileRequest => ({ kind: 'weird-session-id', method: 'DELETE', url: `/v1/sessions/${id}`, headers: { ...auth } }),
-        (): HostileRequest => ({ kind: 'weird-session-id', method: 'DELETE', url: `/v1/users/${id}`, headers: { ...auth } }),
-        (): HostileRequest => post('weird-session-id', `/v1/sessions/${id}/flush`, '', { ...auth }),
-        (): HostileRequest => post('weird-session-id', `/v1/sessions/${id}/context`, { type: 'recent' }),
-        (): HostileRequest => post('weird-session-id', `/v1/import?sessionId=${id}`, Buffer.from('STRA'), { ...auth, 'content-type': 'application/octet-stream' }),
+        (): HostileRequest => post(kind, `/v1/sessions/${writeId}/messages`, { role: 'user', content: 'hi' }),
+        (): HostileRequest => ({ kind, method: 'GET', url: `/v1/sessions/${id}/messages`, headers: { ...auth } }),
+        (): HostileRequest => ({ kind, method: 'GET', url: `/v1/sessions/${id}`, headers: { ...auth } }),
+        (): HostileRequest => ({ kind, method: 'GET', url: `/v1/sessions/${id}/export`, headers: { ...auth } }),
+        (): HostileRequest => ({ kind, method: 'DELETE', url: `/v1/sessions/${id}`, headers: { ...auth } }),
+        (): HostileRequest => ({ kind, method: 'DELETE', url: `/v1/users/${id}`, headers: { ...auth } }),
+        (): HostileRequest => post(kind, `/v1/sessions/${id}/flush`, '', { ...auth }),
+        (): HostileRequest => post(kind, `/v1/sessions/${id}/context`, { type: 'recent' }),
+        (): HostileRequest => post(kind, `/v1/import?sessionId=${id}`, Buffer.from('STRA'), { ...auth, 'content-type': 'application/octet-stream' }),
       ]);
       return route();
     },

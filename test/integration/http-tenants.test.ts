@@ -17,11 +17,19 @@ test('a key only ever sees its own tenant: every route, two tenants', async (t) 
     assert.equal(res.statusCode, 404, `${method} ${url} as tenant B: ${res.statusCode} ${res.body}`);
     assert.equal((JSON.parse(res.body) as { error: { code: string } }).error.code, 'STRATA_ERR_NOT_FOUND');
   };
+  /** Reads of messages, context and search answer as for a session that does not exist: empty. */
+  const empty = async (method: 'GET' | 'POST', url: string, payload?: unknown) => {
+    const res = await app.inject({ method, url, headers: authB, ...(payload !== undefined ? { payload: payload as string } : {}) });
+    assert.equal(res.statusCode, 200, `${method} ${url} as tenant B: ${res.statusCode} ${res.body}`);
+    const body = JSON.parse(res.body) as { messages?: unknown[]; hits?: unknown[] };
+    assert.deepEqual(body.messages ?? body.hits, [], `${method} ${url} as tenant B: ${res.body}`);
+    assert.ok(!res.body.includes('alpaca'));
+  };
   await notFound('GET', '/v1/sessions/secret');
-  await notFound('GET', '/v1/sessions/secret/messages');
-  await notFound('POST', '/v1/sessions/secret/context', { type: 'full' });
-  await notFound('POST', '/v1/sessions/secret/context', { type: 'smart', query: 'alpaca' });
-  await notFound('POST', '/v1/sessions/secret/search', { query: 'alpaca' });
+  await empty('GET', '/v1/sessions/secret/messages');
+  await empty('POST', '/v1/sessions/secret/context', { type: 'full' });
+  await empty('POST', '/v1/sessions/secret/context', { type: 'smart', query: 'alpaca' });
+  await empty('POST', '/v1/sessions/secret/search', { query: 'alpaca' });
   await notFound('POST', '/v1/sessions/secret/flush');
   await notFound('GET', '/v1/sessions/secret/export');
   await notFound('DELETE', '/v1/sessions/secret');

@@ -112,7 +112,8 @@ test('a read-only core opens beside a writer, sees its unarchived turns and refu
   await ro.runMaintenance();
   await ro.flush();
   assert.equal((await core.getSession('s')).unarchivedTurns, 3, 'the writer still owns its unarchived turns');
-  assert.deepEqual((await ro.getMessages('new').catch((err: unknown) => (isStrataError(err) ? err.code : err))), 'STRATA_ERR_NOT_FOUND');
+  assert.deepEqual(await ro.getMessages('new'), { messages: [], nextAfter: null });
+  await assert.rejects(ro.getSession('new'), isCode('STRATA_ERR_NOT_FOUND'));
   await ro.close();
 
   // The writer is unaffected and keeps writing after the read-only core came and went.
