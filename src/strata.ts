@@ -88,6 +88,7 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       journalPort = readOnlyJournal;
     } else {
       journal = await openJournal(config, configInput.instanceId === undefined, metrics);
+      metrics?.instance?.({ instanceId: journal.options.instanceId, hotDriver: config.hot.driver, durability: config.durability });
       journalPort = journal;
       for await (const entry of journal.replay()) replayed.push(entry.record);
       if (journal.recovery.tornTail) logger?.warn({ tornTail: journal.recovery.tornTail }, 'journal: cut a torn tail (a write that was never acknowledged)');

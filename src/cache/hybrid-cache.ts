@@ -6,7 +6,7 @@ import { StrataError } from '../errors.js';
 import type { HotStore, NewHotTurn } from '../hot/store.js';
 import { toSessionRef, validateId } from '../ids.js';
 import type { DeleteRecord, TurnRecord, VoidRecord } from '../journal/types.js';
-import type { StrataMetrics } from '../metrics.js';
+import type { StrataMetrics, StrataSnapshot } from '../metrics.js';
 import { noMetrics } from '../metrics.js';
 import type { Embedder } from '../retrieval/embedder.js';
 import type { ArchivedTurn, Clock, Role, SessionLock, SessionRef, Turn } from '../types.js';
@@ -139,6 +139,16 @@ export class HybridConversationCache implements ConversationMemory {
       else this.pending.dropSession(ref);
     }
     for (const ref of this.pending.refs()) this.replayedUpTo.set(sessionKey(ref), { ref, upTo: this.pending.maxTurnId(ref) });
+    this.metrics.snapshot?.(() => this.metricsSnapshot());
+  }
+
+  /** What the service's metrics read at scrape time (StrataMetrics.snapshot): never stale. */
+  private async metricsSnapshot(): Promise<StrataSnapshot> {
+    const now = this.clock.now();
+    // The session whose oldest unarchived turn is the oldest of all (the store's age index, read first).
+    const [oldest] = await this.hot.sessionsToCompact(Number.MAX_SAFE_INTEGER, now + 1, 1);
+    const [meta, hotBytes] = await Promise.all([oldest ? this.hot.meta(oldest) : null, this.hot.totalBytes()]);
+    return { now, unarchivedTurns: this.pending.size, unarchivedTurnsLimit: this.tuning.maxPendingTurns, oldestUnarchivedAt: meta?.oldestUnarchivedAt ?? null, hotBytes, hotBudgetBytes: this.tuning.hotBudgetBytes };
   }
 
   // ---------------------------------------------------------------- epochs and recovery
@@ -293,7 +303,7 @@ export class HybridConversationCache implements ConversationMemory {
       if (records.length > 0) {
         const started = performance.now();
         await this.journal.appendMany(records);
-        this.metrics.journalFsync?.((performance.now() - started) / 1000, records.length);
+        this.metrics.journalAppend?.((performance.now() - started) / 1000, records.length);
       }
       if (epochChanged) {
         // Records journaled in this attempt are confirmed (or voided) like any other.
@@ -749,8 +759,10 @@ export class HybridConversationCache implements ConversationMemory {
         const turns = await this.hot.unarchived(ref, UNARCHIVED_BATCH);
         if (turns.length === 0) break;
         if (bytesBefore === null) {
-          bytesBefore = (await this.archive.info(ref))?.bytes ?? 0;
-          if (meta?.oldestUnarchivedAt != null) this.metrics.compactionLag?.(Math.max(0, this.clock.now() - meta.oldestUnarchivedAt) / 1000);
+          // A file without segments is the empty header the session's first append created: the
+          // first compaction counts it (metrics: compression ratio, archive bytes).
+          const before = await this.archive.info(ref);
+          bytesBefore = before && before.segments > 0 ? before.bytes : 0;
         }
         const prepared = await this.prepareForArchive(turns);
         // Client idempotency keys go into the archive with their turns: after a loss of the hot
@@ -774,10 +786,11 @@ export class HybridConversationCache implements ConversationMemory {
         if (info) this.markArchived(ref, info.highWater);
       }
       if (total > 0) {
-        const bytesAfter = (await this.archive.info(ref))?.bytes ?? 0;
-        this.metrics.compaction?.((performance.now() - started) / 1000, total, Math.max(0, bytesAfter - (bytesBefore ?? 0)), raw);
         this.retrieval?.invalidate(ref);
         await this.retrieval?.afterCompaction?.(ref);
+        // Measured after the milestone summaries compaction may write into the same file.
+        const bytesAfter = (await this.archive.info(ref))?.bytes ?? 0;
+        this.metrics.compaction?.((performance.now() - started) / 1000, total, Math.max(0, bytesAfter - (bytesBefore ?? 0)), raw);
       }
       return total;
     });
@@ -952,6 +965,7 @@ export class HybridConversationCache implements ConversationMemory {
       await this.journal.appendMany([{ type: 'delete', tenant: ref.tenant, sessionId: ref.sessionId, at: this.clock.now(), upTo }]);
       this.journal.markDeleteApplied(ref.tenant, ref.sessionId);
       this.retrieval?.invalidate(ref);
+      this.metrics.archiveBytes?.(-archived.bytes);
       return { tenant: ref.tenant, sessionIds: [ref.sessionId], hotTurns: hot.turns, journalTombstones: 1, ...archived };
     });
   }
@@ -978,6 +992,7 @@ export class HybridConversationCache implements ConversationMemory {
       receipt.summaries += r.summaries;
     }
     const rest = await this.archive.deleteUser(tenant, userId);
+    this.metrics.archiveBytes?.(-rest.bytes);
     receipt.sessions += rest.sessions;
     receipt.turns += rest.turns;
     receipt.bytes += rest.bytes;
@@ -1003,7 +1018,9 @@ export class HybridConversationCache implements ConversationMemory {
     if ((await this.hot.meta(ref)) || this.pending.has(ref)) throw new StrataError('STRATA_ERR_CONFLICT', `session ${ref.sessionId} already exists`);
     await this.lock.withLock(ref, () => this.archive.importSession(ref, file, userId ? { userId } : {}));
     this.retrieval?.invalidate(ref);
-    return this.getSession(ref.sessionId, { tenant: ref.tenant });
+    const info = await this.getSession(ref.sessionId, { tenant: ref.tenant });
+    this.metrics.archiveBytes?.(info.bytes.archive);
+    return info;
   }
 
   async cleanupExpiredSessions(maxAgeDays: number): Promise<number> {

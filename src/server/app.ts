@@ -113,6 +113,7 @@ export function buildServer(options: BuildServerOptions): FastifyInstance {
     errorHandler(err, request, reply);
   });
   app.setNotFoundHandler((request, reply) => {
+    metrics.observeError('STRATA_ERR_NOT_FOUND', 'unmatched');
     void reply.status(404).send(errorBody('STRATA_ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
   });
   app.addHook('onResponse', async (request, reply) => {

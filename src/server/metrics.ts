@@ -1,10 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { StrataMetrics } from '../metrics.js';
+import type { StrataInstanceInfo, StrataMetrics, StrataSnapshot } from '../metrics.js';
+import { STRATA_VERSION } from '../version.js';
 
 /**
  * Prometheus metrics of one Strata process. `hooks` is what `createStrata({ metrics })` takes,
  * so the core reports without depending on prom-client; `observeRequest` is called by the
- * HTTP layer for every answered request.
+ * HTTP layer for every answered request. Backlog, compaction lag and hot-tier size are read from
+ * the core when metrics are scraped (`StrataMetrics.snapshot`), so they are never stale; the
+ * alerting guide built on them is docs/operations.md.
  */
 export interface ServerMetrics {
   readonly registry: Registry;
@@ -14,11 +17,15 @@ export interface ServerMetrics {
   observeError(code: string, route: string): void;
 }
 
+/** Scrapes closer together than this share one snapshot of the core (a few hot-store reads). */
+const SNAPSHOT_REUSE_MS = 1_000;
+
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-export function createServerMetrics(options: { registry?: Registry; defaultMetrics?: boolean } = {}): ServerMetrics {
+export function createServerMetrics(options: { registry?: Registry; defaultMetrics?: boolean; /** Default 1 000 ms. */ snapshotReuseMs?: number } = {}): ServerMetrics {
+  const reuseMs = options.snapshotReuseMs ?? SNAPSHOT_REUSE_MS;
   const registry = options.registry ?? new Registry();
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'strata_process_' });
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'strata_' });
   const registers = [registry];
 
   const requests = new Histogram({ name: 'strata_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['method', 'route', 'status'], buckets: LATENCY_BUCKETS, registers });
@@ -49,11 +56,92 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
       this.set(encodedSum === 0 ? 0 : rawSum / encodedSum);
     },
   });
-  const compactionLag = new Gauge({ name: 'strata_compaction_lag_seconds', help: 'Age of the oldest unarchived turn', registers });
-  const fsync = new Histogram({ name: 'strata_journal_fsync_duration_seconds', help: 'Journal group-commit fsync latency', buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers });
+  // Read from the core at scrape time. A snapshot that fails (the hot tier unreachable) reports
+  // NaN and counts the failure, rather than repeating an old value as if it were current.
+  let collectSnapshot: (() => Promise<StrataSnapshot>) | null = null;
+  let cached: { at: number; value: Promise<StrataSnapshot | null> } | null = null;
+  const snapshotErrors: Counter = new Counter({
+    name: 'strata_metrics_snapshot_errors_total',
+    help: 'Scrapes whose read of the core failed (the backlog gauges then read NaN)',
+    registers,
+    // Metrics are collected concurrently: waiting for this scrape's read counts its failure in the same scrape.
+    async collect() {
+      await snapshot();
+    },
+  });
+  const snapshot = (): Promise<StrataSnapshot | null> => {
+    if (collectSnapshot === null) return Promise.resolve(null);
+    const now = Date.now();
+    if (cached === null || now - cached.at >= reuseMs) {
+      cached = {
+        at: now,
+        value: collectSnapshot().catch(() => {
+          snapshotErrors.inc();
+          return null;
+        }),
+      };
+    }
+    return cached.value;
+  };
+  new Gauge({
+    name: 'strata_unarchived_turns',
+    help: 'Turns this instance journaled that are not archived yet (appends answer 429 STRATA_ERR_BACKPRESSURE at strata_unarchived_turns_limit)',
+    registers,
+    async collect() {
+      const s = await snapshot();
+      this.set(s ? s.unarchivedTurns : collectSnapshot ? NaN : 0);
+    },
+  });
+  new Gauge({
+    name: 'strata_unarchived_turns_limit',
+    help: 'maxPendingTurns: the unarchived turns at which this instance answers STRATA_ERR_BACKPRESSURE',
+    registers,
+    async collect() {
+      const s = await snapshot();
+      this.set(s ? s.unarchivedTurnsLimit : NaN);
+    },
+  });
+  new Gauge({
+    name: 'strata_compaction_lag_seconds',
+    help: 'Age of the oldest unarchived turn in the hot tier (every instance\'s sessions), 0 when everything is archived; computed at scrape time',
+    registers,
+    async collect() {
+      const s = await snapshot();
+      this.set(s ? (s.oldestUnarchivedAt === null ? 0 : Math.max(0, s.now - s.oldestUnarchivedAt) / 1000) : collectSnapshot ? NaN : 0);
+    },
+  });
+  new Gauge({
+    name: 'strata_hot_budget_bytes',
+    help: 'hotBudgetBytes: above this strata_tier_bytes{tier="hot"}, least-recently-used sessions are archived and dropped',
+    registers,
+    async collect() {
+      const s = await snapshot();
+      this.set(s ? s.hotBudgetBytes : NaN);
+    },
+  });
+  const instanceInfo = new Gauge({ name: 'strata_instance_info', help: 'Always 1: the version, instance id, hot-tier driver and durability of this process', labelNames: ['version', 'instance_id', 'hot_driver', 'durability'], registers });
+  instanceInfo.set({ version: STRATA_VERSION, instance_id: '', hot_driver: '', durability: '' }, 1);
+  const fsync = new Histogram({ name: 'strata_journal_fsync_duration_seconds', help: 'Latency of one journal fsync (a group commit)', buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers });
+  const append = new Histogram({ name: 'strata_journal_append_duration_seconds', help: 'Latency of one durable append as the writer waits for it (journal queue and group-commit fsync)', buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers });
   const journalRecords = new Counter({ name: 'strata_journal_records_total', help: 'Records made durable by the journal', registers });
   const journalCorrupt = new Counter({ name: 'strata_journal_corrupt_total', help: 'Damaged journal stretches found at open (records around them were replayed)', registers });
-  const tierBytes = new Gauge({ name: 'strata_tier_bytes', help: 'Bytes held per tier', labelNames: ['tier'], registers });
+  // Archive bytes: the last full walk (every 5 minutes, also counting other instances' writes)
+  // plus what this instance added or removed since (compaction, import, deletion).
+  let archiveWalked = 0;
+  let archiveSinceWalk = 0;
+  let hotBytes = 0;
+  new Gauge({
+    name: 'strata_tier_bytes',
+    help: 'Bytes held per tier: hot (approximate, read at scrape time) and archive (files on disk, kept current by this instance\'s writes, re-counted every 5 minutes)',
+    labelNames: ['tier'],
+    registers,
+    async collect() {
+      const s = await snapshot();
+      if (s) hotBytes = s.hotBytes;
+      this.set({ tier: 'hot' }, hotBytes);
+      this.set({ tier: 'archive' }, Math.max(0, archiveWalked + archiveSinceWalk));
+    },
+  });
   const errors = new Counter({ name: 'strata_errors_total', help: 'Error answers by code and route', labelNames: ['code', 'route'], registers });
   const recoveries = new Counter({ name: 'strata_recoveries_total', help: 'Recoveries after the hot tier lost its data (every journal read)', registers });
   const recoverySeconds = new Histogram({ name: 'strata_recovery_seconds', help: 'Time to read every journal after a loss of the hot tier', registers, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30] });
@@ -64,8 +152,11 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
   const embeddedTexts = new Counter({ name: 'strata_embedded_texts_total', help: 'Texts embedded', registers });
 
   const hooks: StrataMetrics = Object.freeze({
-    journalFsync(seconds: number, records: number) {
+    journalFsync(seconds: number) {
       fsync.observe(seconds);
+    },
+    journalAppend(seconds: number, records: number) {
+      append.observe(seconds);
       journalRecords.inc(records);
     },
     journalCorruption(records: number) {
@@ -94,9 +185,7 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
       encodedBytes.inc(encoded);
       rawSum += raw;
       encodedSum += encoded;
-    },
-    compactionLag(seconds: number) {
-      compactionLag.set(seconds);
+      archiveSinceWalk += encoded;
     },
     eviction(reason: 'lru' | 'idle' | 'explicit') {
       evictions.inc({ reason });
@@ -106,7 +195,23 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
       embeddedTexts.inc(texts);
     },
     tierBytes(tier: 'hot' | 'archive', bytes: number) {
-      tierBytes.set({ tier }, bytes);
+      if (tier === 'hot') {
+        hotBytes = bytes;
+      } else {
+        archiveWalked = bytes;
+        archiveSinceWalk = 0;
+      }
+    },
+    archiveBytes(delta: number) {
+      archiveSinceWalk += delta;
+    },
+    instance(info: StrataInstanceInfo) {
+      instanceInfo.reset();
+      instanceInfo.set({ version: STRATA_VERSION, instance_id: info.instanceId, hot_driver: info.hotDriver, durability: info.durability }, 1);
+    },
+    snapshot(collect: () => Promise<StrataSnapshot>) {
+      collectSnapshot = collect;
+      cached = null;
     },
   });
 
