@@ -2,8 +2,8 @@
  * Metrics an operator alerts on, read from `/metrics` of a real server over HTTP: the backlog and
  * the compaction lag are computed when scraped (a fake clock moves while no compaction runs), the
  * archive bytes follow every write and deletion to the byte, fsyncs and appends are counted once
- * each, the instance is named; and every query of docs/grafana-dashboard.json reads a metric the
- * server exposes.
+ * each, the instance is named; and every query of docs/grafana-dashboard.json and every alert rule
+ * of docs/operations.md reads a metric the server exposes.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -161,7 +161,7 @@ test('archive bytes follow compaction, import and deletion to the byte; journal 
   assert.equal((await s.scrape()).get('strata_errors_total{code="STRATA_ERR_NOT_FOUND",route="unmatched"}'), 1);
 });
 
-test('every query of docs/grafana-dashboard.json reads a metric that /metrics exposes', async (t) => {
+test('every query of docs/grafana-dashboard.json and every alert of docs/operations.md reads a metric that /metrics exposes', async (t) => {
   const dashboard = JSON.parse(await readFile(join(ROOT, 'docs/grafana-dashboard.json'), 'utf8')) as { panels: Array<{ type: string; title: string; panels?: unknown[]; targets?: Array<{ expr: string }> }> };
   const panels = dashboard.panels.flatMap((p) => [p, ...((p.panels ?? []) as typeof dashboard.panels)]).filter((p) => p.type !== 'row');
   assert.ok(panels.length >= 15, `${panels.length} panels`);
@@ -182,4 +182,14 @@ test('every query of docs/grafana-dashboard.json reads a metric that /metrics ex
     }
   }
   assert.deepEqual(missing, []);
+
+  const guide = await readFile(join(ROOT, 'docs/operations.md'), 'utf8');
+  const rules = /<!-- alert-rules[^>]*-->\n```yaml\n([\s\S]*?)```/.exec(guide)?.[1];
+  assert.ok(rules, 'docs/operations.md has the alert-rules block');
+  const alerts = [...rules.matchAll(/- alert: (\S+)\n\s+(?:#.*\n\s+)?expr: (.+)/g)].map((m) => ({ alert: m[1]!, expr: m[2]! }));
+  assert.ok(alerts.length >= 10, `${alerts.length} alerts`);
+  assert.equal(alerts.length, rules.split('- alert:').length - 1, 'every rule has an expr the test read');
+  const unknown = alerts.flatMap(({ alert, expr }) => [...expr.matchAll(/\b(strata_[a-z0-9_]+)\b/g)].map((m) => m[1]!).filter((name) => !names.has(name)).map((name) => `${alert}: ${name}`));
+  assert.deepEqual(unknown, []);
+  assert.ok(alerts.every(({ expr }) => /strata_/.test(expr)), 'every alert reads a Strata metric');
 });

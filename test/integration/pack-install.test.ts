@@ -63,7 +63,7 @@ test('npm pack, install the tarball into an empty project, run the README snippe
 
   const { stdout: listing } = await run('tar', ['-tzf', tarball], { maxBuffer: 16 * 1024 * 1024 });
   const files = new Set(listing.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, '')));
-  for (const required of ['package.json', 'README.md', 'LICENSE', 'bin/strata.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/client/index.js', 'dist/src/client/index.d.ts']) {
+  for (const required of ['package.json', 'README.md', 'LICENSE', 'bin/strata.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/client/index.js', 'dist/src/client/index.d.ts', 'docs/operations.md', 'docs/grafana-dashboard.json']) {
     assert.ok(files.has(required), `the tarball lacks ${required}`);
   }
   assert.ok([...files].some((f) => f.endsWith('.lua')), 'the Redis scripts are shipped');
