@@ -18,7 +18,7 @@
  */
 import type { StoredTurn } from './readback.js';
 import type { DeleteOp, LogicalWrite } from './workload.js';
-import { sessionKey } from './workload.js';
+import { messageIdentity, sessionKey } from './workload.js';
 
 export type ViolationKind = 'lost' | 'duplicated' | 'conflict' | 'resurrected' | 'gap' | 'foreign' | 'readError';
 
@@ -77,7 +77,7 @@ export function check(input: CheckInput): Violation[] {
     out.push({ kind, session, subject, detail, keys, phase: input.phase });
   };
   const origin = new Map<string, { write: LogicalWrite; j: number }>();
-  for (const write of input.writes) write.messages.forEach((m, j) => origin.set(m.content, { write, j }));
+  for (const write of input.writes) write.messages.forEach((m, j) => origin.set(messageIdentity(m), { write, j }));
   const writesBySession = new Map<string, LogicalWrite[]>();
   for (const w of input.writes) writesBySession.set(sessionKey(w.session), [...(writesBySession.get(sessionKey(w.session)) ?? []), w]);
   const deletesBySession = new Map<string, DeleteOp[]>();
@@ -99,9 +99,10 @@ export function check(input: CheckInput): Violation[] {
       const t = turns[i]!;
       if (i > 0 && t.turnId <= turns[i - 1]!.turnId) add('conflict', session, `order:${t.turnId}`, `turn ids out of order or repeated: ${turns[i - 1]!.turnId} then ${t.turnId}`);
       byId.set(t.turnId, t);
-      byContent.set(t.content, [...(byContent.get(t.content) ?? []), t.turnId]);
-      const o = origin.get(t.content);
-      if (o === undefined || sessionKey(o.write.session) !== session) add('foreign', session, `id:${t.turnId}`, `turn ${t.turnId} holds ${short(t.content)}, never sent to this session`, o ? [o.write.key] : []);
+      const tid = messageIdentity(t);
+      byContent.set(tid, [...(byContent.get(tid) ?? []), t.turnId]);
+      const o = origin.get(tid);
+      if (o === undefined || sessionKey(o.write.session) !== session) add('foreign', session, `id:${t.turnId}`, `turn ${t.turnId} holds ${short(tid)}, never sent to this session`, o ? [o.write.key] : []);
       else if (o.write.messages[o.j]!.role !== t.role) add('conflict', session, `role:${t.turnId}`, `turn ${t.turnId}: role ${t.role}, sent as ${o.write.messages[o.j]!.role}`, [o.write.key]);
     }
     for (const [content, ids] of byContent) {
@@ -114,7 +115,7 @@ export function check(input: CheckInput): Violation[] {
       if (w.turnIds === null) continue;
       w.turnIds.forEach((id, j) => {
         const other = ackedAt.get(id);
-        if (other !== undefined && other !== w) add('conflict', session, `id:${id}`, `turn id ${id} acknowledged twice: to ${other.key} and to ${w.key} (${short(w.messages[j]!.content)})`, [other.key, w.key]);
+        if (other !== undefined && other !== w) add('conflict', session, `id:${id}`, `turn id ${id} acknowledged twice: to ${other.key} and to ${w.key} (${short(messageIdentity(w.messages[j]!))})`, [other.key, w.key]);
         ackedAt.set(id, w);
       });
     }
@@ -124,14 +125,15 @@ export function check(input: CheckInput): Violation[] {
       const expect = expectation(w, deletes);
       w.messages.forEach((m, j) => {
         const id = w.turnIds![j]!;
-        const found = byContent.get(m.content) ?? [];
-        if (found.length === 0 && expect === 'present') add('lost', session, m.content, `${short(m.content)} acknowledged at turn ${id} (${w.key}) is missing`, [w.key]);
-        if (found.length > 0 && expect === 'gone') add('resurrected', session, m.content, `${short(m.content)} acknowledged at turn ${id} before an answered delete, still stored at ${found.join(', ')}`, [w.key]);
-        if (found.length > 0 && !found.includes(id)) add('conflict', session, m.content, `${short(m.content)} acknowledged at turn ${id}, stored at ${found.join(', ')}`, [w.key]);
+        const mid = messageIdentity(m);
+        const found = byContent.get(mid) ?? [];
+        if (found.length === 0 && expect === 'present') add('lost', session, mid, `${short(mid)} acknowledged at turn ${id} (${w.key}) is missing`, [w.key]);
+        if (found.length > 0 && expect === 'gone') add('resurrected', session, mid, `${short(mid)} acknowledged at turn ${id} before an answered delete, still stored at ${found.join(', ')}`, [w.key]);
+        if (found.length > 0 && !found.includes(id)) add('conflict', session, mid, `${short(mid)} acknowledged at turn ${id}, stored at ${found.join(', ')}`, [w.key]);
         const atId = byId.get(id);
-        if (atId !== undefined && atId.content !== m.content) {
-          const holder = origin.get(atId.content)?.write.key;
-          add('conflict', session, `id:${id}`, `turn id ${id} acknowledged for ${short(m.content)} (${w.key}) holds ${short(atId.content)}${holder ? ` (${holder})` : ''}`, holder ? [w.key, holder] : [w.key]);
+        if (atId !== undefined && messageIdentity(atId) !== mid) {
+          const holder = origin.get(messageIdentity(atId))?.write.key;
+          add('conflict', session, `id:${id}`, `turn id ${id} acknowledged for ${short(mid)} (${w.key}) holds ${short(messageIdentity(atId))}${holder ? ` (${holder})` : ''}`, holder ? [w.key, holder] : [w.key]);
         }
       });
     }

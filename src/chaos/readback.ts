@@ -14,7 +14,9 @@ import type { SessionRef } from './workload.js';
 export interface StoredTurn {
   turnId: number;
   role: string;
-  content: string;
+  content: unknown;
+  tool_calls?: unknown;
+  tool_call_id?: string;
 }
 
 export type ReadResult = { ok: true; turns: StoredTurn[] } | { ok: false; error: string };
@@ -54,7 +56,7 @@ export async function readSession(log: RunLog, instances: StrataInstance[], rng:
     if (r.status !== 200) return { ok: false, error: `GET messages of ${session.id} after ${after}: ${r.status ?? r.error} ${JSON.stringify(r.json).slice(0, 300)}` };
     const page = r.json as { messages?: StoredTurn[]; nextAfter?: number | null };
     if (!Array.isArray(page.messages)) return { ok: false, error: `GET messages of ${session.id}: no messages array` };
-    for (const m of page.messages) turns.push({ turnId: m.turnId, role: m.role, content: m.content });
+    for (const m of page.messages) turns.push({ turnId: m.turnId, role: m.role, content: m.content, ...(m.tool_calls !== undefined ? { tool_calls: m.tool_calls } : {}), ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}) });
     if (page.nextAfter === null || page.nextAfter === undefined) return { ok: true, turns };
     if (page.nextAfter <= after) return { ok: false, error: `GET messages of ${session.id}: nextAfter ${page.nextAfter} does not advance past ${after}` };
     after = page.nextAfter;

@@ -20,9 +20,20 @@ export interface SessionRef {
 
 export const sessionKey = (s: { tenant: Tenant | string; id: string }): string => `${typeof s.tenant === 'string' ? s.tenant : s.tenant.name}/${s.id}`;
 
+/** A message as sent: text, or an agent's tool call and its result (docs/messages.md). */
 export interface SentMessage {
-  readonly role: 'user' | 'assistant';
-  readonly content: string;
+  readonly role: 'user' | 'assistant' | 'tool';
+  readonly content: string | null;
+  readonly tool_calls?: ReadonlyArray<{ id: string; type: 'function'; function: { name: string; arguments: string } }>;
+  readonly tool_call_id?: string;
+}
+
+/**
+ * What names a message in the checker: its message fields as JSON. Every message the workload
+ * sends is unique (its text or its tool call ids carry the writer and sequence number).
+ */
+export function messageIdentity(m: { role: string; content: unknown; tool_calls?: unknown; tool_call_id?: unknown }): string {
+  return JSON.stringify([m.role, m.content, m.tool_calls ?? null, m.tool_call_id ?? null]);
 }
 
 /** One logical append (one key), across all its attempts. */
@@ -97,11 +108,13 @@ export class Workload {
       const size = rng.chance(0.6) ? 1 : rng.int(2, 4);
       // Unique content: the writer, its sequence number and the message's place in the batch
       // name the message; the filler varies the size so segments and pages differ.
-      const messages: SentMessage[] = Array.from({ length: size }, (_, j) => ({
-        role: (n + j) % 2 === 0 ? 'user' : 'assistant',
-        content: `w${w} n${n} m${j} ${'lorem ipsum '.repeat(rng.int(0, 20))}`.trimEnd(),
-      }));
-      const single = size === 1 && rng.chance(0.7);
+      const messages: SentMessage[] = rng.chance(0.2)
+        ? toolRound(w, n, rng.int(1, 3), rng)
+        : Array.from({ length: size }, (_, j) => ({
+            role: (n + j) % 2 === 0 ? 'user' : 'assistant',
+            content: `w${w} n${n} m${j} ${'lorem ipsum '.repeat(rng.int(0, 20))}`.trimEnd(),
+          }));
+      const single = messages.length === 1 && rng.chance(0.7);
       const body = JSON.stringify(single ? messages[0] : { messages });
       await this.append({ key: `chaos-${this.rng.seed}-w${w}-n${n}`, session, messages, firstStartMs: this.log.now(), lastEndMs: -1, attempts: 0, ackMs: null, turnIds: null, finalError: null }, body, rng);
       await sleep(rng.int(0, 15));
@@ -217,4 +230,13 @@ export class Workload {
       if (wait > 0 && !this.stopping) await sleep(wait);
     }
   }
+}
+
+/** An agent's step: an assistant turn that only calls `calls` tools, then one result per call. */
+function toolRound(w: number, n: number, calls: number, rng: Rng): SentMessage[] {
+  const ids = Array.from({ length: calls }, (_, k) => `call-w${w}-n${n}-${k}`);
+  return [
+    { role: 'assistant', content: null, tool_calls: ids.map((id, k) => ({ id, type: 'function', function: { name: `tool_${k}`, arguments: JSON.stringify({ w, n, k, pad: 'x'.repeat(rng.int(0, 40)) }) } })) },
+    ...ids.map((id): SentMessage => ({ role: 'tool', tool_call_id: id, content: `result of ${id} ${'data '.repeat(rng.int(0, 10))}`.trimEnd() })),
+  ];
 }
