@@ -13,6 +13,7 @@ import { errorBody, errorHandler, toErrorReply } from './errors.js';
 import { createServerMetrics } from './metrics.js';
 import { mcpRoute } from './mcp-route.js';
 import type { ServerMetrics } from './metrics.js';
+import { docsPageOptions, swaggerOptions } from './openapi.js';
 import { registerV1Routes } from './routes.js';
 
 export interface BuildServerOptions {
@@ -123,24 +124,19 @@ export function buildServer(options: BuildServerOptions): FastifyInstance {
     request.log.info({ method: request.method, route, status: reply.statusCode, tenant: request.tenant || null, durationMs: Math.round(reply.elapsedTime * 1000) / 1000 }, 'request');
   });
 
-  void app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: { title: 'Strata', description: 'Tiered conversation memory for LLM applications', version: '0.1.0' },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key from server.apiKeys' } } },
-    },
-  });
-  void app.register(swaggerUi, { routePrefix: '/docs' });
+  void app.register(swagger, swaggerOptions());
+  void app.register(swaggerUi, docsPageOptions());
 
   void app.register(async (ops) => {
     const hide = { hide: true };
     ops.get('/openapi.json', { schema: hide }, async () => app.swagger());
-    ops.get('/healthz', { schema: { summary: 'Liveness', tags: ['operations'] } }, async () => ({ ok: true }));
-    ops.get('/readyz', { schema: { summary: 'Readiness: hot store and data directory', tags: ['operations'] } }, async (_request, reply) => {
+    // No key needed: `security: []` says so in the OpenAPI document.
+    ops.get('/healthz', { schema: { summary: 'Liveness', tags: ['operations'], security: [] } }, async () => ({ ok: true }));
+    ops.get('/readyz', { schema: { summary: 'Readiness: hot store, data directory and journal', tags: ['operations'], security: [] } }, async (_request, reply) => {
       const report = await memory.health();
       return reply.status(report.ok ? 200 : 503).send(report);
     });
-    ops.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'], produces: ['text/plain'] } }, async (_request, reply) => {
+    ops.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'], security: [] } }, async (_request, reply) => {
       return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     });
   });
