@@ -103,8 +103,9 @@ test('/docs renders offline in headless Chromium with Strata\'s name, every oper
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
   const dir = await mkdtemp(join(tmpdir(), 'strata-docs-page-'));
   const screenshot = join(dir, 'docs.png');
+  let passed = false;
   t.after(async () => {
-    if (!t.passed) {
+    if (!passed) {
       t.diagnostic(`screenshot kept at ${screenshot}`);
       return;
     }
@@ -139,4 +140,5 @@ test('/docs renders offline in headless Chromium with Strata\'s name, every oper
   }
   assert.ok(titlePixels > 200, `${titlePixels} pixels of the title colour`);
   assert.ok(colours.size > 20, `${colours.size} colours: a rendered page, not a blank one`);
+  passed = true;
 });
