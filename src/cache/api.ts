@@ -71,7 +71,14 @@ export interface ContextResult {
   nextAfter: number | null;
 }
 
-export type SearchScopeInput = (TenantOption & { sessionId: string }) | (TenantOption & { userId: string });
+export type SearchScopeInput = (TenantOption & {
+  sessionId: string;
+  /**
+   * Leave out the turns of the recent window (the last `recentTurns`), which an application that
+   * also sends recent context already has. Default false: a search covers every turn.
+   */
+  excludeRecent?: boolean;
+}) | (TenantOption & { userId: string });
 
 export interface SearchHit {
   tenant: string;

@@ -571,13 +571,16 @@ export class HybridConversationCache implements ConversationMemory {
     const tenant = validateId('tenant', scope.tenant ?? 'default');
     if ('sessionId' in scope && scope.sessionId !== undefined) {
       const ref = toSessionRef(scope.sessionId, tenant);
-      // Turns still in the recent window are what the application already has.
       const meta = await this.hot.meta(ref);
       // Like its context, a session that does not exist has nothing to find.
       if (!meta && !(await this.archive.info(ref)) && !this.pending.has(ref)) return [];
-      await this.flushIfUnarchived(ref, true);
+      // Every turn by default; on request, not the recent window the application already has.
+      const excludeRecent = (scope as { excludeRecent?: unknown }).excludeRecent;
+      if (excludeRecent !== undefined && typeof excludeRecent !== 'boolean') throw new StrataError('STRATA_ERR_VALIDATION', `excludeRecent: expected a boolean, received ${typeof excludeRecent}`, { details: { field: 'excludeRecent' } });
+      // Search reads the archive: turns it must find are archived first.
+      await this.flushIfUnarchived(ref, excludeRecent === true);
       await this.assertEmbedder(tenant, [ref.sessionId]);
-      const exclude = new Set((await this.hot.recent(ref, this.tuning.recentTurns, this.clock.now())).map((t) => t.turnId));
+      const exclude = excludeRecent ? new Set((await this.hot.recent(ref, this.tuning.recentTurns, this.clock.now())).map((t) => t.turnId)) : new Set<number>();
       return this.retrieval.search(query, topK, { tenant, sessionIds: [ref.sessionId] }, new Map([[ref.sessionId, exclude]]));
     }
     const userId = validateId('user', (scope as { userId: string }).userId);

@@ -66,7 +66,7 @@ export interface SessionsPage {
   nextCursor: string | null;
 }
 
-export type SearchScope = { sessionId: string } | { userId: string };
+export type SearchScope = { sessionId: string; excludeRecent?: boolean } | { userId: string };
 
 /** A failure the service answered: its code, message and details, plus the HTTP status and request id. */
 export class StrataHttpError extends StrataError {
@@ -150,7 +150,7 @@ export class StrataClient {
   async searchDiskHistory(query: string, k: number, scope: SearchScope, options?: CallOptions): Promise<SearchHit[]> {
     const reply =
       'sessionId' in scope
-        ? await this.call<{ hits: SearchHit[] }>({ method: 'POST', path: `/v1/sessions/${segment(scope.sessionId)}/search`, json: { query, k }, options })
+        ? await this.call<{ hits: SearchHit[] }>({ method: 'POST', path: `/v1/sessions/${segment(scope.sessionId)}/search`, json: { query, k, ...(scope.excludeRecent !== undefined ? { excludeRecent: scope.excludeRecent } : {}) }, options })
         : await this.call<{ hits: SearchHit[] }>({ method: 'POST', path: '/v1/search', json: { query, k, userId: scope.userId }, options });
     return reply.hits;
   }

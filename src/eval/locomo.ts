@@ -26,6 +26,8 @@ export interface LocomoResult {
   /** Loading through addMessages, then flush (compaction: tokens, embeddings, archive). */
   loadMs: number;
   flushMs: number;
+  /** Recall of the same questions over the same archive with each baseline configuration. */
+  baselines?: Record<string, RecallTable>;
 }
 
 const MONTHS = ['january', 'february', 'march', 'april', 'may', 'june', 'july', 'august', 'september', 'october', 'november', 'december'];
@@ -212,10 +214,13 @@ export async function runLocomo(loaded: LoadedLocomo, o: LocomoRunOptions): Prom
 }
 
 /** Load, evaluate, clean up: `strata eval locomo`. */
-export async function evalLocomo(input: string, embedder: EvalEmbedder, o: LocomoRunOptions): Promise<LocomoResult> {
+export async function evalLocomo(input: string, embedder: EvalEmbedder, o: LocomoRunOptions & { baselines?: Readonly<Record<string, RetrieverOptions>> }): Promise<LocomoResult> {
   const loaded = await loadLocomo(input, embedder);
   try {
-    return await runLocomo(loaded, o);
+    const baselines: Record<string, RecallTable> = {};
+    for (const [name, options] of Object.entries(o.baselines ?? {})) baselines[name] = (await runLocomo(loaded, { ks: o.ks, retriever: { ...options, ...o.retriever }, smartContext: false })).recall;
+    const result = await runLocomo(loaded, o);
+    return o.baselines ? { ...result, baselines } : result;
   } finally {
     await loaded.dispose();
   }

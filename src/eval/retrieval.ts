@@ -8,19 +8,34 @@ import { addSession, EVAL_TENANT, openEvalStrata, type EvalEmbedder } from './pr
 
 interface GenericInput {
   sessions: Array<{ session_id: string; user_id?: string; turns: Array<{ turn_id: number; role: string; content: string; created_at?: number | string; metadata?: Record<string, unknown> }> }>;
-  queries: Array<{ query: string; user_id?: string; session_ids?: string[]; evidence: Array<{ session_id: string; turn_id: number }>; category?: string | number }>;
+  queries: Array<{ query: string; user_id?: string; session_ids?: string[]; evidence: Array<{ session_id: string; turn_id: number }>; category?: string | number; question_date?: string }>;
 }
 
-export interface RetrievalEvalResult {
-  queries: number;
-  turns: number;
+export interface RetrievalEvalRun {
   recall: RecallTable;
   sessionRecallAny: RecallTable;
   searchP50Ms: number;
   searchP95Ms: number;
+}
+
+export interface RetrievalEvalResult extends RetrievalEvalRun {
+  queries: number;
+  turns: number;
   loadMs: number;
   flushMs: number;
+  /** The same queries over the same archive with the baseline configurations (EVAL_BASELINES). */
+  baselines: Record<string, RetrievalEvalRun>;
 }
+
+/**
+ * Configurations every evaluation prints beside the default, from the same load: plain BM25
+ * over single turns, and the default before session evidence, the first-person prior and
+ * stronger smoothing (docs/retrieval.md).
+ */
+export const EVAL_BASELINES: Readonly<Record<string, RetrieverOptions>> = Object.freeze({
+  bm25: { denseWeight: 0, speakerBoost: 1, smoothing: 0, sessionWeight: 0, selfBoost: 1 },
+  previousDefault: { smoothing: 0.2, sessionWeight: 0, selfBoost: 1 },
+});
 
 /** User that sessions without `user_id` belong to. */
 export const DEFAULT_EVAL_USER = '_';
@@ -41,7 +56,8 @@ function timeOf(v: number | string | undefined): number | null {
  * session is added with `addMessages` (owner `user_id`, default `_`), archived by `flush()`, and
  * each query searched with `searchDiskHistory`. A query's scope is its `user_id`; or its
  * `session_ids` when they are one session or exactly one user's sessions; or, without either,
- * all sessions when they belong to one user — the scopes the product searches. After loading,
+ * all sessions when they belong to one user — the scopes the product searches; any other
+ * `session_ids` list is imported again under a private user of that query. After loading,
  * every session is evicted to disk (`evictToDiskLru`), so no turn sits in a recent window and
  * session scope searches the whole history. Ids that are not valid Strata
  * ids (`[A-Za-z0-9_.-]`, ≤ 128) are renamed internally; turn ids are the product's own
@@ -90,6 +106,8 @@ export async function evalRetrieval(input: string, embedder: EvalEmbedder, ks: r
       })),
     });
   }
+  /** Queries over sessions that are not one user's: their sessions, copied under a private user. */
+  const privateScopes: Array<{ query: number; user: string; sessions: string[] }> = [];
   const scopes: SearchScopeInput[] = data.queries.map((q, qi) => {
     if (typeof q?.query !== 'string' || q.query.trim() === '' || !Array.isArray(q.evidence)) bad(`queries[${qi}]: needs query and evidence`);
     if (q.user_id !== undefined) {
@@ -101,10 +119,13 @@ export async function evalRetrieval(input: string, embedder: EvalEmbedder, ks: r
     if (q.session_ids?.length === 1) return { tenant: EVAL_TENANT, sessionId: sessionIdOf.get(listed[0]!)! };
     const owners = new Set(listed.map((id) => ownerOf.get(id)!));
     const owner = owners.size === 1 ? [...owners][0]! : null;
-    if (owner === null || sessionsOfUser.get(owner)!.size !== new Set(listed).size) {
-      bad(`queries[${qi}]: Strata searches one session or all sessions of one user; give the sessions of this query one user_id and query by user_id`);
-    }
-    return { tenant: EVAL_TENANT, userId: userIdOf.get(owner)! };
+    if (owner !== null && sessionsOfUser.get(owner)!.size === new Set(listed).size) return { tenant: EVAL_TENANT, userId: userIdOf.get(owner)! };
+    // Any other set of sessions: Strata searches one session or every session of one user, so
+    // the query's sessions are imported again under a private user of their own.
+    // Not a name any input user gets (those are of [A-Za-z0-9_.-] or `u-<n>`).
+    const privateUser = `~query ${qi}`;
+    privateScopes.push({ query: qi, user: privateUser, sessions: [...new Set(listed)] });
+    return { tenant: EVAL_TENANT, userId: privateUser };
   });
 
   const ev = await openEvalStrata({ embedder, retriever });
@@ -121,38 +142,63 @@ export async function evalRetrieval(input: string, embedder: EvalEmbedder, ks: r
       ids.forEach((turnId, i) => keyOf.set(`${s.id}\u0000${s.inputTurnIds[i]}`, `${sessionIdOf.get(s.id)}\u0000${turnId}`));
       turns += ids.length;
     }
+    // Private copies: session `<copy>` of query qi maps evidence of the original session too.
+    const copyOf = new Map<number, Map<string, string>>(); // query index → input session id → product session id of the copy
+    for (const p of privateScopes) {
+      const copies = new Map<string, string>();
+      for (const inputId of p.sessions) {
+        const s = planned.find((x) => x.id === inputId)!;
+        if (s.messages.length === 0) continue;
+        const copyId = `${sessionIdOf.get(inputId)}~q${p.query}`;
+        ev.clock.time = s.createdAt ?? (fallback += 3_600_000);
+        const ids = await addSession(ev.strata, copyId, s.messages, p.user);
+        ids.forEach((turnId, i) => keyOf.set(`q${p.query}\u0000${inputId}\u0000${s.inputTurnIds[i]}`, `${copyId}\u0000${turnId}`));
+        copies.set(inputId, copyId);
+        inputSessionOf.set(copyId, inputId);
+      }
+      copyOf.set(p.query, copies);
+    }
     const loadMs = performance.now() - started;
     const flushStarted = performance.now();
     await ev.strata.flush();
     // Evicted to disk, no session has a recent window: session-scope search covers every turn.
     for (const id of sessionIdOf.values()) await ev.strata.evictToDiskLru(id, { tenant: EVAL_TENANT });
+    for (const copies of copyOf.values()) for (const id of copies.values()) await ev.strata.evictToDiskLru(id, { tenant: EVAL_TENANT });
     const flushMs = performance.now() - flushStarted;
+    await ev.close();
+
+    const runQueries = async (options: RetrieverOptions): Promise<RetrievalEvalRun> => {
+      const run = await openEvalStrata({ embedder, dataDir: ev.dataDir, retriever: options });
+      try {
+        return await queryAll(run);
+      } finally {
+        await run.close();
+      }
+    };
+    const queryAll = async (run: Awaited<ReturnType<typeof openEvalStrata>>): Promise<RetrievalEvalRun> => {
 
     const rows: Array<{ groups: string[]; recall: Record<number, number> }> = [];
     const sessionRows: Array<{ groups: string[]; recall: Record<number, number> }> = [];
     const latencies: number[] = [];
     for (const [qi, q] of data.queries.entries()) {
-      const evidence = new Set(q.evidence.map((e) => keyOf.get(`${e.session_id}\u0000${e.turn_id}`) ?? `missing\u0000${e.session_id}\u0000${e.turn_id}`));
+      const prefix = copyOf.has(qi) ? `q${qi}\u0000` : '';
+      const evidence = new Set(q.evidence.map((e) => keyOf.get(`${prefix}${e.session_id}\u0000${e.turn_id}`) ?? `missing\u0000${e.session_id}\u0000${e.turn_id}`));
       if (evidence.size === 0) continue;
       const evidenceSessions = new Set(q.evidence.map((e) => e.session_id));
       const t0 = performance.now();
-      const hits = await ev.strata.searchDiskHistory(q.query, maxK, scopes[qi]!);
+      const hits = await run.strata.searchDiskHistory(q.query, maxK, scopes[qi]!);
       latencies.push(performance.now() - t0);
       const retrieved = hits.map((h) => `${h.sessionId}\u0000${h.turnId}`);
       const groups = ['all', ...(q.category !== undefined ? [String(q.category)] : [])];
       rows.push({ groups, recall: Object.fromEntries(ks.map((k) => [k, recallAt(retrieved, evidence, k)])) });
       sessionRows.push({ groups, recall: Object.fromEntries(ks.map((k) => [k, hits.slice(0, k).some((h) => evidenceSessions.has(inputSessionOf.get(h.sessionId)!)) ? 1 : 0])) });
     }
-    return {
-      queries: rows.length,
-      turns,
-      recall: averageRecall(rows, ks),
-      sessionRecallAny: averageRecall(sessionRows, ks),
-      searchP50Ms: percentile(latencies, 0.5),
-      searchP95Ms: percentile(latencies, 0.95),
-      loadMs,
-      flushMs,
+      return { recall: averageRecall(rows, ks), sessionRecallAny: averageRecall(sessionRows, ks), searchP50Ms: percentile(latencies, 0.5), searchP95Ms: percentile(latencies, 0.95) };
     };
+    const baselines: Record<string, RetrievalEvalRun> = {};
+    for (const [name, options] of Object.entries(EVAL_BASELINES)) baselines[name] = await runQueries({ ...options, ...retriever });
+    const main = await runQueries(retriever);
+    return { queries: data.queries.length, turns, ...main, loadMs, flushMs, baselines };
   } finally {
     await ev.dispose();
   }

@@ -7,7 +7,7 @@ import { Lru } from './lru.js';
 import { scopeKey, type RetrievalScope, type RetrievalTurn, type TurnSource } from './source.js';
 import { terms, words } from './text.js';
 
-/** Tuning of the hybrid search. Defaults were tuned on LoCoMo dev categories 1–4 (see docs/retrieval.md). */
+/** Tuning of the hybrid search. Defaults were chosen on the LoCoMo and LongMemEval dev files (docs/retrieval.md). */
 export interface RetrieverOptions {
   /** Reciprocal-rank-fusion constant k in 1/(k + rank). Default 20. */
   rrfK?: number;
@@ -17,12 +17,26 @@ export interface RetrieverOptions {
   lexicalWeight?: number;
   /** Candidates taken from each ranking before fusion. Default 200. */
   depth?: number;
-  /** Share of each adjacent turn's fused score added to a turn's own (context smoothing). Default 0.2. */
+  /** Share of each adjacent turn's fused score added to a turn's own (context smoothing). Default 0.3. */
   smoothing?: number;
   /** Neighbour expansion: adjacent turns (±1) brought in after each of the first `neighbourHits` hits. Default 0 (off). */
   neighbourHits?: number;
   /** Multiplier applied to turns whose speaker is named in the query. Default 2 (1 = off). */
   speakerBoost?: number;
+  /**
+   * Session evidence: each turn's score is multiplied by 1 + sessionWeight × (its session's
+   * evidence / the best session's), where a session's evidence is the sum of its `sessionTop`
+   * best turn scores. A session that many good turns point to lifts all of its turns. Default 1; 0 = off.
+   */
+  sessionWeight?: number;
+  /** Turns per session summed into its evidence. Default 3. */
+  sessionTop?: number;
+  /**
+   * Multiplier of user turns when the query speaks in the first person (I, my, me…) and does not
+   * address the assistant (you, your): a question about "my X" is answered by what the user
+   * said. Default 1.5; 1 = off.
+   */
+  selfBoost?: number;
   /** Indexed scopes kept in memory. Default 64. */
   maxScopes?: number;
   /** Cached query embeddings. Default 1024. */
@@ -49,6 +63,11 @@ interface ScopeIndex {
 }
 
 const key = (sessionId: string, turnId: number) => `${sessionId}\u0000${turnId}`;
+
+/** A query in the first person singular (English). */
+const FIRST_PERSON = /\b(i|i'm|i've|i'd|i'll|my|me|mine|myself)\b/i;
+/** A query that addresses the assistant ("you told me", "your suggestion"): its answer may be in the assistant's turns. */
+const SECOND_PERSON = /\b(you|your|you're|you've|yours)\b/i;
 
 /**
  * Indexes of the `count` largest values among `candidates` (or all of 0..n-1), descending.
@@ -110,9 +129,12 @@ export class HybridRetriever {
       denseWeight: options.denseWeight ?? 0.5,
       lexicalWeight: options.lexicalWeight ?? 1,
       depth: options.depth ?? 200,
-      smoothing: options.smoothing ?? 0.2,
+      smoothing: options.smoothing ?? 0.3,
       neighbourHits: options.neighbourHits ?? 0,
       speakerBoost: options.speakerBoost ?? 2,
+      sessionWeight: options.sessionWeight ?? 1,
+      sessionTop: options.sessionTop ?? 3,
+      selfBoost: options.selfBoost ?? 1.5,
       maxScopes: options.maxScopes ?? 64,
       queryCacheSize: options.queryCacheSize ?? 1024,
       resultCacheSize: options.resultCacheSize ?? 1024,
@@ -238,11 +260,14 @@ export class HybridRetriever {
     const lexical = new Float32Array(n);
     const touched = o.lexicalWeight > 0 ? ix.bm25.score(lexTerms, lexical) : [];
 
-    const fused = new Map<number, number>();
-    const add = (doc: number, v: number) => fused.set(doc, (fused.get(doc) ?? 0) + v);
-    if (o.denseWeight > 0) topIndexes(dense, o.depth).forEach((doc, r) => add(doc, o.denseWeight / (o.rrfK + r + 1)));
-    if (o.lexicalWeight > 0) topIndexes(lexical, o.depth, touched).forEach((doc, r) => add(doc, o.lexicalWeight / (o.rrfK + r + 1)));
-
+    const fuse = (): Map<number, number> => {
+      const out = new Map<number, number>();
+      const add = (doc: number, v: number) => out.set(doc, (out.get(doc) ?? 0) + v);
+      if (o.denseWeight > 0) topIndexes(dense, o.depth).forEach((doc, r) => add(doc, o.denseWeight / (o.rrfK + r + 1)));
+      if (o.lexicalWeight > 0) topIndexes(lexical, o.depth, touched).forEach((doc, r) => add(doc, o.lexicalWeight / (o.rrfK + r + 1)));
+      return out;
+    };
+    const fused = fuse();
     let scores = fused;
     if (o.smoothing > 0) {
       scores = new Map(fused);
@@ -257,6 +282,33 @@ export class HybridRetriever {
       const boosted = new Set<number>();
       for (const w of named) for (const doc of ix.speakers.get(w)!) boosted.add(doc);
       for (const [doc, v] of scores) if (boosted.has(doc)) scores.set(doc, v * o.speakerBoost);
+    }
+
+    if (o.sessionWeight > 0) {
+      const perSession = new Map<string, number[]>();
+      for (const [doc, v] of scores) {
+        const sid = ix.turns[doc]!.sessionId;
+        let list = perSession.get(sid);
+        if (!list) perSession.set(sid, (list = []));
+        list.push(v);
+      }
+      const evidence = new Map<string, number>();
+      let best = 0;
+      for (const [sid, list] of perSession) {
+        list.sort((a, b) => b - a);
+        let e = 0;
+        for (let i = 0; i < Math.min(o.sessionTop, list.length); i++) e += list[i]!;
+        evidence.set(sid, e);
+        best = Math.max(best, e);
+      }
+      if (best > 0) {
+        if (scores === fused) scores = new Map(fused);
+        for (const [doc, v] of scores) scores.set(doc, v * (1 + (o.sessionWeight * evidence.get(ix.turns[doc]!.sessionId)!) / best));
+      }
+    }
+    if (o.selfBoost !== 1 && FIRST_PERSON.test(query) && !SECOND_PERSON.test(query)) {
+      if (scores === fused) scores = new Map(fused);
+      for (const [doc, v] of scores) if (ix.turns[doc]!.role === 'user') scores.set(doc, v * o.selfBoost);
     }
 
     const order = [...scores.keys()].filter((d) => !excluded.has(key(ix.turns[d]!.sessionId, ix.turns[d]!.turnId)));

@@ -71,7 +71,7 @@ export const OPERATIONS: Readonly<Record<string, Operation>> = {
       full: { summary: 'The whole history, paginated', value: { type: 'full', after: 0, limit: 500 } },
     },
   },
-  'POST /v1/sessions/:id/search': { operationId: 'searchSession', status: 200, description: 'Hybrid (dense + BM25) search over the archived turns of one session; the recent window is left out.', reply: r.searchReply, replyExample: { hits: [HIT_EXAMPLE] }, requestExamples: { query: { summary: 'A query', value: { query: 'travel dates', k: 5 } } } },
+  'POST /v1/sessions/:id/search': { operationId: 'searchSession', status: 200, description: 'Hybrid (dense + BM25) search over every turn of one session; with excludeRecent, the recent window (which recent context returns) is left out.', reply: r.searchReply, replyExample: { hits: [HIT_EXAMPLE] }, requestExamples: { query: { summary: 'A query', value: { query: 'travel dates', k: 5 } } } },
   'POST /v1/search': { operationId: 'searchUser', status: 200, description: 'Hybrid search over every session of one user.', reply: r.searchReply, replyExample: { hits: [HIT_EXAMPLE] }, requestExamples: { query: { summary: 'A query', value: { query: 'travel dates', userId: 'ana', k: 5 } } } },
   'GET /v1/sessions': { operationId: 'listSessions', status: 200, description: 'The tenant\'s sessions, by cursor.', reply: r.sessionsPage, replyExample: { sessions: [SESSION_EXAMPLE], nextCursor: null } },
   'GET /v1/sessions/:id': { operationId: 'getSession', status: 200, description: 'One session: turns, tiers, bytes, last activity.', reply: r.sessionInfo, replyExample: SESSION_EXAMPLE },

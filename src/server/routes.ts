@@ -77,8 +77,8 @@ export function registerV1Routes(app: FastifyInstance, memory: ConversationMemor
     return memory.getContext(request.params.id, { ...request.body, tenant: request.tenant });
   });
 
-  app.post<Id & { Body: s.SessionSearchBody }>('/v1/sessions/:id/search', { schema: schema('Hybrid search over one session', { tag: 'search', params: s.sessionParams, body: s.sessionSearchBody }) }, async (request) => {
-    const hits = await memory.searchDiskHistory(request.body.query, request.body.k ?? DEFAULT_K, { tenant: request.tenant, sessionId: request.params.id });
+  app.post<Id & { Body: s.SessionSearchBodyWithRecent }>('/v1/sessions/:id/search', { schema: schema('Hybrid search over one session (every turn; excludeRecent leaves out the recent window)', { tag: 'search', params: s.sessionParams, body: s.sessionSearchBodyWithRecent }) }, async (request) => {
+    const hits = await memory.searchDiskHistory(request.body.query, request.body.k ?? DEFAULT_K, { tenant: request.tenant, sessionId: request.params.id, ...(request.body.excludeRecent !== undefined ? { excludeRecent: request.body.excludeRecent } : {}) });
     return { hits };
   });
 

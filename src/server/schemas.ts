@@ -84,6 +84,10 @@ export const sessionSearchBody = z.strictObject({
 
 export const userSearchBody = sessionSearchBody.extend({ userId: idParam });
 
+export const sessionSearchBodyWithRecent = sessionSearchBody.extend({
+  excludeRecent: z.boolean().optional().describe('Leave out the recent window (the last recentTurns turns), which recent context already returns. Default false'),
+});
+
 export const listSessionsQuery = z.strictObject({
   cursor: z.string().min(1).optional(),
   limit: z.number().int().min(1).max(1000).optional().describe('Page size (default 100)'),
@@ -107,6 +111,7 @@ export type AddMessagesBody = z.infer<typeof addMessagesBody>;
 export type ContextBody = z.infer<typeof contextBody>;
 export type GetMessagesQuery = z.infer<typeof getMessagesQuery>;
 export type SessionSearchBody = z.infer<typeof sessionSearchBody>;
+export type SessionSearchBodyWithRecent = z.infer<typeof sessionSearchBodyWithRecent>;
 export type UserSearchBody = z.infer<typeof userSearchBody>;
 export type ListSessionsQuery = z.infer<typeof listSessionsQuery>;
 export type ImportQuery = z.infer<typeof importQuery>;

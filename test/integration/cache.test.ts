@@ -222,7 +222,7 @@ for (const driver of ['memory', 'redis'] as const) {
       assert.deepEqual((await s.getMessages('d1')).messages.map((m) => [m.turnId, m.content]), [[34, 'new life']]);
     });
 
-    test('smart context and search: hits come from older turns, never from the recent window', async (t) => {
+    test('search covers every turn, or leaves out the recent window on request; smart context finds older turns', async (t) => {
       const s = await openStrata(await tempDir(t), { recentTurns: 5, compaction: { maxUnarchivedTurns: 10 } });
       closeAfter(t, () => s.close());
       for (let i = 1; i <= 60; i++) await s.addMessage('k', i % 2 ? 'user' : 'assistant', i === 7 ? 'my cat is called Biscuit and loves tuna' : `filler message number ${i} about the weather today`);
@@ -230,11 +230,16 @@ for (const driver of ['memory', 'redis'] as const) {
       assert.equal(hits[0]?.turnId, 7);
       assert.match(hits[0]!.content as string, /Biscuit/);
       const recentIds = new Set((await s.getContext('k', { type: 'recent' })).messages.map((m) => m.turnId));
-      for (const h of await s.searchDiskHistory('filler message weather', 10, { sessionId: 'k' })) assert.ok(!recentIds.has(h.turnId), `hit ${h.turnId} is in the recent window`);
+      for (const h of await s.searchDiskHistory('filler message weather', 10, { sessionId: 'k', excludeRecent: true })) assert.ok(!recentIds.has(h.turnId), `hit ${h.turnId} is in the recent window`);
+      // By default a search covers every turn, the recent ones included.
+      await s.addMessage('k', 'user', 'the newest turn mentions a zeppelin');
+      assert.equal((await s.searchDiskHistory('zeppelin', 3, { sessionId: 'k' }))[0]?.turnId, 61);
+      assert.ok(!(await s.searchDiskHistory('zeppelin', 3, { sessionId: 'k', excludeRecent: true })).some((h) => h.turnId === 61));
+      await assert.rejects(s.searchDiskHistory('zeppelin', 3, { sessionId: 'k', excludeRecent: 'yes' as never }), (e) => isStrataError(e, 'STRATA_ERR_VALIDATION'));
       const smart = await s.getContext('k', { type: 'smart', query: 'cat name Biscuit', maxTokens: 150 });
       assert.ok(smart.tokens <= 150);
       assert.ok(smart.messages.some((m) => m.turnId === 7), 'the relevant old turn is included');
-      assert.ok(smart.messages.some((m) => m.turnId === 60), 'the latest turn is included');
+      assert.ok(smart.messages.some((m) => m.turnId === 61), 'the latest turn is included');
       const ids = smart.messages.map((m) => m.turnId);
       assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'chronological');
       assert.equal(new Set(ids).size, ids.length, 'no turn twice');

@@ -5,12 +5,15 @@ const pct = (x: number | undefined) => (x === undefined ? '-' : `${(100 * x).toF
 
 /** Ablation rows: what each part of the search adds (README table). Each row is a `createStrata` run with these retriever options. */
 export const LOCOMO_ABLATION: Array<{ name: string; embedder: 'glove' | 'hash'; options: Record<string, number>; captions?: false }> = [
-  { name: 'BM25 only', embedder: 'glove', options: { denseWeight: 0, speakerBoost: 1, smoothing: 0 } },
-  { name: 'hash dense only', embedder: 'hash', options: { lexicalWeight: 0, speakerBoost: 1, smoothing: 0 } },
-  { name: 'GloVe-SIF dense only', embedder: 'glove', options: { lexicalWeight: 0, speakerBoost: 1, smoothing: 0 } },
-  { name: 'hybrid RRF (GloVe)', embedder: 'glove', options: { speakerBoost: 1, smoothing: 0 } },
-  { name: '+ speaker names', embedder: 'glove', options: { smoothing: 0 } },
-  { name: '+ neighbour smoothing (default)', embedder: 'glove', options: {} },
+  { name: 'BM25 only', embedder: 'glove', options: { denseWeight: 0, speakerBoost: 1, smoothing: 0, sessionWeight: 0, selfBoost: 1 } },
+  { name: 'hash dense only', embedder: 'hash', options: { lexicalWeight: 0, speakerBoost: 1, smoothing: 0, sessionWeight: 0, selfBoost: 1 } },
+  { name: 'GloVe-SIF dense only', embedder: 'glove', options: { lexicalWeight: 0, speakerBoost: 1, smoothing: 0, sessionWeight: 0, selfBoost: 1 } },
+  { name: 'hybrid RRF (GloVe)', embedder: 'glove', options: { speakerBoost: 1, smoothing: 0, sessionWeight: 0, selfBoost: 1 } },
+  { name: '+ speaker names', embedder: 'glove', options: { smoothing: 0, sessionWeight: 0, selfBoost: 1 } },
+  { name: '+ neighbour smoothing 0.2 (previous default)', embedder: 'glove', options: { smoothing: 0.2, sessionWeight: 0, selfBoost: 1 } },
+  { name: '+ session evidence', embedder: 'glove', options: { smoothing: 0.2, selfBoost: 1 } },
+  { name: '+ first-person prior', embedder: 'glove', options: { smoothing: 0.2 } },
+  { name: '+ smoothing 0.3 (default)', embedder: 'glove', options: {} },
   { name: 'default without image captions in the text', embedder: 'glove', options: {}, captions: false },
   { name: 'same pipeline with hash instead of GloVe', embedder: 'hash', options: {} },
   { name: '+ neighbour expansion of top 3', embedder: 'glove', options: { neighbourHits: 3 } },
@@ -27,6 +30,7 @@ export function registerEvalLocomo(parent: Command, io: CliIo): void {
     .option('--json', 'print one JSON object')
     .action(async (flags: { input: string; k: string; embedder: string; ablation?: boolean; json?: boolean }) => {
       const { evalLocomo, loadLocomo, runLocomo } = await import('../../eval/locomo.js');
+      const { EVAL_BASELINES } = await import('../../eval/retrieval.js');
       const { parseEvalEmbedder, PRODUCT_SETUP } = await import('../../eval/product.js');
       const { parseKs } = await import('../../eval/common.js');
       const ks = parseKs(flags.k);
@@ -53,7 +57,7 @@ export function registerEvalLocomo(parent: Command, io: CliIo): void {
           for (const d of loaded.values()) await d.dispose();
         }
       }
-      const r = await evalLocomo(flags.input, embedder, { ks });
+      const r = await evalLocomo(flags.input, embedder, { ks, baselines: EVAL_BASELINES });
       if (flags.json) {
         const { recall, medianContextTokens, searchP50Ms, searchP95Ms, ...rest } = r;
         return printJson(io, { recall, medianContextTokens, searchP50Ms, searchP95Ms, ...rest });
@@ -61,6 +65,8 @@ export function registerEvalLocomo(parent: Command, io: CliIo): void {
       io.stdout.write(`${PRODUCT_SETUP}\ngranularity: ${r.granularity}\n`);
       io.stdout.write(`embedder: ${r.embedder}; ${r.turns} turns loaded in ${r.loadMs.toFixed(0)} ms, flushed (embedded, archived) in ${r.flushMs.toFixed(0)} ms; questions (categories 1–4): ${r.questions}\n`);
       const groups = ['all', '1', '2', '3', '4'].filter((g) => r.recall[g]);
+      io.stdout.write(formatTable(['search (categories 1–4)', ...ks.map((k) => `recall@${k}`)], Object.entries({ default: r.recall, ...r.baselines }).map(([name, t]) => [name, ...ks.map((k) => pct(t.all?.[String(k)]))])));
+      io.stdout.write('\ndefault, by category:\n');
       io.stdout.write(formatTable(['category', ...ks.map((k) => `recall@${k}`)], groups.map((g) => [g === 'all' ? '1–4' : g, ...ks.map((k) => pct(r.recall[g]?.[String(k)]))])));
       io.stdout.write(`median smart-context tokens (budget 2000, ${r.contextSession}): ${r.medianContextTokens ?? '-'}\n`);
       io.stdout.write(`searchDiskHistory latency p50 ${r.searchP50Ms.toFixed(2)} ms, p95 ${r.searchP95Ms.toFixed(2)} ms\n`);
