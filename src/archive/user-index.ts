@@ -4,9 +4,11 @@ import { ioError } from './io.js';
 
 /*
  * Per-tenant user index: DATA_DIR/archive/<tenant>/users.idx, an append-only text file of lines
- *   "+<userId> <sessionId> <crc32c hex>\n"   (session belongs to user)
- *   "-<userId> <sessionId> <crc32c hex>\n"   (session deleted)
- * Ids cannot contain spaces or newlines, so a line is unambiguous; the CRC covers the text before
+ *   "+["<userId>","<sessionId>"] <crc32c hex>\n"   (session belongs to user)
+ *   "-["<userId>","<sessionId>"] <crc32c hex>\n"   (session deleted)
+ * The ids are a JSON array (ids may hold spaces, quotes, any text without control characters),
+ * so a line is unambiguous. Lines written before ids could hold spaces, "+<userId> <sessionId>
+ * <crc>", are still read: an id of that time never starts with '['. The CRC covers the text before
  * it, and a torn or damaged line is ignored (the session file's own metadata record also names
  * its user, so the index can be rebuilt). Appends use O_APPEND and fsync: several writers, each
  * under its own session's lock, can add lines concurrently without clobbering each other.
@@ -14,7 +16,7 @@ import { ioError } from './io.js';
 export const USER_INDEX_FILE = 'users.idx';
 
 function line(op: '+' | '-', userId: string, sessionId: string): string {
-  const text = `${op}${userId} ${sessionId}`;
+  const text = `${op}${JSON.stringify([userId, sessionId])}`;
   return `${text} ${(crc32c(text) >>> 0).toString(16).padStart(8, '0')}\n`;
 }
 
@@ -63,15 +65,34 @@ export class UserIndex {
     });
     const users = new Map<string, Set<string>>();
     for (const l of text.split('\n')) {
-      const m = /^([+-])(\S+) (\S+) ([0-9a-f]{8})$/.exec(l);
-      if (!m || (crc32c(`${m[1]}${m[2]} ${m[3]}`) >>> 0).toString(16).padStart(8, '0') !== m[4]) continue;
-      const set = users.get(m[2]!) ?? new Set<string>();
-      if (m[1] === '+') set.add(m[3]!);
-      else set.delete(m[3]!);
-      users.set(m[2]!, set);
+      const entry = parseLine(l);
+      if (!entry) continue;
+      const set = users.get(entry.userId) ?? new Set<string>();
+      if (entry.op === '+') set.add(entry.sessionId);
+      else set.delete(entry.sessionId);
+      users.set(entry.userId, set);
     }
     if (this.cache.size > 256) this.cache.clear();
     this.cache.set(file, { size: st.size, mtimeMs: st.mtimeMs, users });
     return users;
   }
+}
+
+/** One line of the index, or null when it is torn, damaged or not a line of the index. */
+function parseLine(l: string): { op: '+' | '-'; userId: string; sessionId: string } | null {
+  const m = /^([+-])(.*) ([0-9a-f]{8})$/.exec(l);
+  if (!m || (crc32c(`${m[1]}${m[2]}`) >>> 0).toString(16).padStart(8, '0') !== m[3]) return null;
+  const op = m[1] as '+' | '-';
+  const body = m[2]!;
+  if (body.startsWith('[')) {
+    try {
+      const ids = JSON.parse(body) as unknown;
+      if (Array.isArray(ids) && ids.length === 2 && typeof ids[0] === 'string' && typeof ids[1] === 'string') return { op, userId: ids[0], sessionId: ids[1] };
+    } catch {
+      return null;
+    }
+    return null;
+  }
+  const old = /^(\S+) (\S+)$/.exec(body);
+  return old ? { op, userId: old[1]!, sessionId: old[2]! } : null;
 }

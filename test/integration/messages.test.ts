@@ -169,6 +169,14 @@ for (const driver of ['memory', 'redis'] as const) {
         cursor = page.nextCursor;
       } while (cursor !== null);
       assert.deepEqual(paged.sort(), [...ids].sort());
+      // User-scope search and deletion find a user by an id with spaces and quotes.
+      await s.addMessage('second "quoted" session', 'user', 'the harbour tour starts at noon', { userId: 'Grüße 🦀' });
+      await s.flush();
+      const found = await s.searchDiskHistory('harbour tour', 5, { userId: 'Grüße 🦀' });
+      assert.deepEqual([...new Set(found.map((h) => h.sessionId))].sort(), ['Grüße 🦀', 'second "quoted" session']);
+      const receipt = await s.deleteUser('Grüße 🦀');
+      assert.deepEqual([...receipt.sessionIds].sort(), ['Grüße 🦀', 'second "quoted" session']);
+      assert.deepEqual(await allMessages(s, 'Grüße 🦀'), []);
       await s.deleteSession('a/b');
       assert.deepEqual(await allMessages(s, 'a/b'), []);
       assert.deepEqual((await allMessages(s, '../../etc/passwd')).map((m) => m.content), ['message 2']);

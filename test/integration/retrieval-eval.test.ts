@@ -89,13 +89,14 @@ test('eval locomo --ablation reports every row', async () => {
   assert.equal(await main(['eval', 'locomo', '--input', join(FIXTURES, 'locomo-tiny.json'), '--k', '1,25', '--ablation', '--json'], io), 0, io.err());
   const r = JSON.parse(io.out()) as { ablation: Record<string, Record<string, number>> };
   assert.ok(Object.keys(r.ablation).includes('BM25 only'));
-  assert.ok(Object.keys(r.ablation).includes('+ neighbour smoothing (default)'));
+  assert.ok(Object.keys(r.ablation).includes('+ neighbour smoothing 0.2 (previous default)'));
+  assert.ok(Object.keys(r.ablation).includes('+ smoothing 0.3 (default)'));
   for (const row of Object.values(r.ablation)) assert.ok(row['1']! >= 0 && row['1']! <= row['25']! && row['25']! <= 1);
   // BM25 alone never ranks D2:3 ("We ordered pizza after the class yesterday"): no word in common
   // with the question, so Q2 stays at 1/2 and the mean at 3/4. Smoothing brings it in as D2:1's
   // neighbour; all 8 turns are within 25.
   assert.equal(r.ablation['BM25 only']!['25'], 0.75);
-  assert.equal(r.ablation['+ neighbour smoothing (default)']!['25'], 1);
+  assert.equal(r.ablation['+ neighbour smoothing 0.2 (previous default)']!['25'], 1);
 });
 
 test('eval retrieval: turn recall and session recall_any per category, user and session scope', async () => {
@@ -130,20 +131,25 @@ test('eval retrieval renames ids Strata does not accept and maps its own turn id
   });
 });
 
-test('eval retrieval rejects a scope the product cannot search, before loading anything', async () => {
+test('eval retrieval: a query over sessions of several users searches a private copy of exactly those sessions', async () => {
   await withTempDir(async (dir) => {
     const file = join(dir, 'mixed.json');
     await writeFile(file, JSON.stringify({
       sessions: [
-        { session_id: 'a', user_id: 'u1', turns: [{ turn_id: 1, role: 'user', content: 'one' }] },
-        { session_id: 'b', user_id: 'u2', turns: [{ turn_id: 1, role: 'user', content: 'two' }] },
+        { session_id: 'a', user_id: 'u1', turns: [{ turn_id: 1, role: 'user', content: 'the violin lesson is on tuesday' }] },
+        { session_id: 'b', user_id: 'u2', turns: [{ turn_id: 1, role: 'user', content: 'my violin needs new strings' }] },
+        { session_id: 'c', user_id: 'u2', turns: [{ turn_id: 1, role: 'user', content: 'violin concert tickets are sold out' }] },
       ],
-      queries: [{ query: 'one', session_ids: ['a', 'b'], evidence: [{ session_id: 'a', turn_id: 1 }] }],
+      queries: [{ query: 'violin', session_ids: ['a', 'b'], evidence: [{ session_id: 'a', turn_id: 1 }, { session_id: 'b', turn_id: 1 }] }],
     }));
     const io = captureIo();
-    assert.equal(await main(['eval', 'retrieval', '--input', file, '--embedder', 'hash'], io), 1);
-    assert.match(io.err(), /STRATA_ERR_INPUT_FORMAT/);
-    assert.match(io.err(), /one user/);
+    assert.equal(await main(['eval', 'retrieval', '--input', file, '--embedder', 'hash', '--k', '2', '--json'], io), 0, io.err());
+    const r = JSON.parse(io.out()) as { recall: Record<string, Record<string, number>>; sessionRecallAny: Record<string, Record<string, number>>; baselines: Record<string, { recall: Record<string, Record<string, number>> }> };
+    // Both evidence turns are in the top 2: session c (another user's) is not in the query's scope.
+    assert.equal(r.recall.all!['2'], 1);
+    assert.equal(r.sessionRecallAny.all!['2'], 1);
+    assert.deepEqual(Object.keys(r.baselines).sort(), ['bm25', 'previousDefault']);
+    assert.equal(r.baselines.bm25!.recall.all!['2'], 1);
   });
 });
 

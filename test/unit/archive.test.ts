@@ -242,3 +242,19 @@ test('an index of a file with a damaged record header reports unknown loss inste
   assert.equal(index.damage[0]!.kind, 'record-header');
   assert.equal(index.segments.length, 1, 'resynchronised on the next record');
 });
+
+test('user index: lines of ids with spaces, and lines written before ids could hold them, are both read', async () => {
+  const { crc32c } = await import('@node-rs/crc32');
+  const dataDir = tempDir();
+  const store = new FsArchiveStore({ dataDir });
+  await store.append({ tenant: 't', sessionId: 'old-session' }, makeTurns(1, 1), { userId: 'old-user' });
+  await store.append({ tenant: 't', sessionId: 'new session' }, makeTurns(1, 1), { userId: 'a user' });
+  const file = join(dataDir, 'archive', 't', 'users.idx');
+  const lines = readFileSync(file, 'utf8').trim().split('\n');
+  assert.ok(lines.every((l) => /^[+-]\[/.test(l)), lines.join('\n'));
+  // Rewrite the first entry as the old format had it ("+<user> <session> <crc>").
+  const text = '+old-user old-session';
+  writeFileSync(file, `${text} ${(crc32c(text) >>> 0).toString(16).padStart(8, '0')}\n${lines.slice(1).join('\n')}\n`);
+  assert.deepEqual(await new FsArchiveStore({ dataDir }).listUserSessions('t', 'old-user'), ['old-session']);
+  assert.deepEqual(await new FsArchiveStore({ dataDir }).listUserSessions('t', 'a user'), ['new session']);
+});

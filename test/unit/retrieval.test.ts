@@ -120,9 +120,9 @@ test('index and results are cached until the scope version changes', async () =>
   await r.search('Lisbon', 2, scope);
   assert.equal(src.loads, 1);
   data[0]!.turns.push({ sessionId: 's1', turnId: 9, role: 'user', content: 'the budget was approved', createdAt: 2000 });
-  assert.ok((await r.search('budget approved', 1, scope))[0]!.turnId !== 9, 'stale index until the version changes');
+  assert.ok((await r.search('approved', 1, scope))[0]!.turnId !== 9, 'stale index until the version changes');
   src.ver++;
-  assert.equal((await r.search('budget approved', 1, scope))[0]!.turnId, 9);
+  assert.equal((await r.search('approved', 1, scope))[0]!.turnId, 9);
   assert.equal(src.loads, 2);
 });
 
