@@ -215,6 +215,17 @@ export class FsArchiveStore implements ArchiveStore {
     return { sessions, nextCursor: found.length > limit && last ? `${last.shard}/${last.stem}` : null };
   }
 
+  /**
+   * A string that changes whenever the archived turns of any session of the user change (an
+   * append, a rewrite, a deletion, an import, on any instance): one stat, so a user-scope search
+   * over a current index costs no per-session look-up.
+   */
+  async userStamp(tenant: string, userId: string): Promise<string> {
+    this.check();
+    validateId('user', userId);
+    return this.users.stamp(this.tenantDir(tenant), userId);
+  }
+
   async listUserSessions(tenant: string, userId: string): Promise<string[]> {
     this.check();
     validateId('user', userId);
@@ -380,6 +391,8 @@ export class FsArchiveStore implements ArchiveStore {
           await snap.fh.close();
         }
         if (newUser) await this.users.add(join(this.tenantDir(ref.tenant), USER_INDEX_FILE), userId!, ref.sessionId);
+        const owner = userId ?? index.meta.userId;
+        if (owner && (result.appended > 0 || newUser)) await this.users.bump(this.tenantDir(ref.tenant), owner);
       } catch (err) {
         throw ioError(err, 'appending to', path);
       }
@@ -499,6 +512,9 @@ export class FsArchiveStore implements ArchiveStore {
     const bytes = concat(parts);
     await atomicWrite(path, bytes, this.options.writeHook);
     this.cache.delete(path);
+    // Rewrites delete turns or replace vectors: searches over the owner's sessions must see it.
+    const tenantDir = resolve(path, '..', '..');
+    if (index.meta.userId) await this.users.bump(tenantDir, index.meta.userId);
     return bytes;
   }
 
@@ -587,7 +603,10 @@ export class FsArchiveStore implements ArchiveStore {
       throw ioError(err, 'deleting', path);
     }
     this.cache.delete(path);
-    if (index.meta.userId) await this.users.remove(join(this.tenantDir(ref.tenant), USER_INDEX_FILE), index.meta.userId, ref.sessionId);
+    if (index.meta.userId) {
+      await this.users.remove(join(this.tenantDir(ref.tenant), USER_INDEX_FILE), index.meta.userId, ref.sessionId);
+      await this.users.bump(this.tenantDir(ref.tenant), index.meta.userId);
+    }
     return { sessions: 1, turns: index.turnCount, bytes: index.size, vectors: snapInfo.vectors, summaries: index.summaries.length };
   }
 
@@ -658,7 +677,10 @@ export class FsArchiveStore implements ArchiveStore {
       await mkdir(resolve(path, '..'), { recursive: true });
       await atomicWrite(path, bytes, this.options.writeHook);
       this.cache.delete(path);
-      if (owner) await this.users.add(join(this.tenantDir(ref.tenant), USER_INDEX_FILE), owner, ref.sessionId);
+      if (owner) {
+        await this.users.add(join(this.tenantDir(ref.tenant), USER_INDEX_FILE), owner, ref.sessionId);
+        await this.users.bump(this.tenantDir(ref.tenant), owner);
+      }
       return toInfo(ref, indexFile(path, bytes));
     });
   }

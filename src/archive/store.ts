@@ -22,6 +22,12 @@ export interface ArchiveStore {
   listSessions(tenant: string, options?: ListOptions): Promise<{ sessions: ArchiveSessionInfo[]; nextCursor: string | null }>;
   /** Session ids of one user within one tenant, from the per-tenant user index (no scan). */
   listUserSessions(tenant: string, userId: string): Promise<string[]>;
+  /**
+   * Optional: a string that changes whenever the archived turns of any session of the user
+   * change, on any instance (append, rewrite, deletion, import). Lets user-scope search check
+   * that its index is current in one look-up instead of one per session.
+   */
+  userStamp?(tenant: string, userId: string): Promise<string>;
   /** Brute-force cosine similarity over stored vectors of the sessions in scope. */
   searchByEmbedding(query: Float32Array, topK: number, scope: SearchScope): Promise<EmbeddingHit[]>;
   saveSummary(ref: SessionRef, summary: Summary): Promise<void>;

@@ -1,5 +1,7 @@
 import { crc32c } from '@node-rs/crc32';
-import { open, readFile, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { appendFile, mkdir, open, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ioError } from './io.js';
 
 /*
@@ -20,7 +22,43 @@ function line(op: '+' | '-', userId: string, sessionId: string): string {
   return `${text} ${(crc32c(text) >>> 0).toString(16).padStart(8, '0')}\n`;
 }
 
+/** Directory of the per-user change stamps, beside the index. */
+export const USER_STAMP_DIR = 'user-stamps';
+
+function stampFile(tenantDir: string, userId: string): string {
+  return join(tenantDir, USER_STAMP_DIR, `${createHash('sha256').update(userId, 'utf8').digest('hex').slice(0, 40)}.stamp`);
+}
+
 export class UserIndex {
+  /**
+   * Marks a change of the archived turns of one of the user's sessions (an append, a rewrite,
+   * a deletion, an import): one byte appended to the user's stamp file, whose identity, size
+   * and modification time (`stamp`) any instance compares in one stat. Not fsynced: the stamp
+   * only decides whether a search index in memory is still current, and a process that restarts
+   * has no index to keep.
+   */
+  async bump(tenantDir: string, userId: string): Promise<void> {
+    const file = stampFile(tenantDir, userId);
+    try {
+      await appendFile(file, '.');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'updating user stamp', file);
+      await mkdir(join(tenantDir, USER_STAMP_DIR), { recursive: true });
+      await appendFile(file, '.');
+    }
+  }
+
+  /** A string that changes whenever `bump` ran for the user (on any instance); `none` before the first. */
+  async stamp(tenantDir: string, userId: string): Promise<string> {
+    try {
+      const st = await stat(stampFile(tenantDir, userId), { bigint: true });
+      return `${st.ino}:${st.size}:${st.mtimeNs}`;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
+      throw ioError(err, 'reading user stamp', stampFile(tenantDir, userId));
+    }
+  }
+
   private cache = new Map<string, { size: number; mtimeMs: number; users: Map<string, Set<string>> }>();
 
   async add(file: string, userId: string, sessionId: string): Promise<void> {

@@ -92,6 +92,8 @@ export class HybridConversationCache implements ConversationMemory {
   private readonly retrieval: RetrievalPort | null;
   private readonly metrics: StrataMetrics;
   private readonly pending = new PendingIndex();
+  /** Per user: its archived sessions and whether their embedder was checked, valid while the archive's user stamp is unchanged. */
+  private readonly userSessionCache = new Map<string, { stamp: string | null; sessionIds: string[]; embedderChecked: boolean }>();
   private readonly hotDriver: 'redis' | 'memory';
   private readonly readOnly: boolean;
   private readonly dataDir: string | undefined;
@@ -584,10 +586,31 @@ export class HybridConversationCache implements ConversationMemory {
       return this.retrieval.search(query, topK, { tenant, sessionIds: [ref.sessionId] }, new Map([[ref.sessionId, exclude]]));
     }
     const userId = validateId('user', (scope as { userId: string }).userId);
-    const sessionIds = await this.archive.listUserSessions(tenant, userId);
-    for (const sessionId of sessionIds) await this.flushIfUnarchived({ tenant, sessionId });
-    await this.assertEmbedder(tenant, sessionIds);
-    return this.retrieval.search(query, topK, { tenant, sessionIds }, new Map());
+    // Unarchived turns of the user's sessions are archived first; only sessions with a backlog
+    // (in the hot tier or this instance's journal) are looked at, not every session of the user.
+    const backlog = new Set<string>();
+    for (const ref of [...this.pending.refs(), ...(await this.hot.sessionsToCompact(1, Number.MAX_SAFE_INTEGER, 10_000))]) if (ref.tenant === tenant) backlog.add(ref.sessionId);
+    const owned = await this.userSessions(tenant, userId);
+    for (const sessionId of owned.sessionIds) if (backlog.has(sessionId)) await this.flushIfUnarchived({ tenant, sessionId });
+    const current = await this.userSessions(tenant, userId);
+    if (!current.embedderChecked) {
+      await this.assertEmbedder(tenant, current.sessionIds);
+      current.embedderChecked = true;
+    }
+    return this.retrieval.search(query, topK, this.archive.userStamp ? { tenant, userId } : { tenant, sessionIds: current.sessionIds }, new Map());
+  }
+
+  /** A user's archived sessions, re-listed only when the archive's stamp of the user changed. */
+  private async userSessions(tenant: string, userId: string): Promise<{ stamp: string | null; sessionIds: string[]; embedderChecked: boolean }> {
+    const stamp = this.archive.userStamp ? await this.archive.userStamp(tenant, userId) : null;
+    const key = `${tenant}\u0000${userId}`;
+    const hit = this.userSessionCache.get(key);
+    if (hit && stamp !== null && hit.stamp === stamp) return hit;
+    const entry = { stamp, sessionIds: await this.archive.listUserSessions(tenant, userId), embedderChecked: false };
+    this.userSessionCache.delete(key);
+    this.userSessionCache.set(key, entry);
+    if (this.userSessionCache.size > 4096) this.userSessionCache.delete(this.userSessionCache.keys().next().value!);
+    return entry;
   }
 
   /**

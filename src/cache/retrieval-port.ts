@@ -1,3 +1,4 @@
+import type { RetrievalScope } from '../retrieval/source.js';
 import type { SessionRef, Turn } from '../types.js';
 import type { ContextRequest, ContextResult, SearchHit } from './api.js';
 
@@ -7,7 +8,7 @@ import type { ContextRequest, ContextResult, SearchHit } from './api.js';
  */
 export interface RetrievalPort {
   /** `exclude`: per session id, turn ids that must not be returned (the recent window). */
-  search(query: string, topK: number, scope: { tenant: string; sessionIds: readonly string[] }, exclude: ReadonlyMap<string, ReadonlySet<number>>): Promise<SearchHit[]>;
+  search(query: string, topK: number, scope: RetrievalScope, exclude: ReadonlyMap<string, ReadonlySet<number>>): Promise<SearchHit[]>;
   /** Packs summaries, relevant older turns and `recent` into the request's token budget. */
   smartContext(ref: SessionRef, request: ContextRequest, recent: readonly Turn[]): Promise<ContextResult>;
   /** The session changed: cached indexes and results of it are stale. */

@@ -67,6 +67,8 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
   }
 
   async version(scope: RetrievalScope): Promise<string> {
+    // One look-up for a user's whole history when the archive keeps a per-user stamp.
+    if ('userId' in scope && this.o.archive.userStamp) return `user:${await this.o.archive.userStamp(scope.tenant, scope.userId)}`;
     // One archive look-up per session on every search: issued in groups, they overlap their
     // file opens instead of queueing them (about half the time for a 30-session user), while
     // a user with thousands of sessions does not open thousands of files at once.
@@ -89,7 +91,7 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     this.generations.set(k, (this.generations.get(k) ?? 0) + 1);
   }
 
-  async search(query: string, topK: number, scope: { tenant: string; sessionIds: readonly string[] }, exclude: ReadonlyMap<string, ReadonlySet<number>>): Promise<SearchHit[]> {
+  async search(query: string, topK: number, scope: RetrievalScope, exclude: ReadonlyMap<string, ReadonlySet<number>>): Promise<SearchHit[]> {
     const excluded: Array<{ sessionId: string; turnId: number }> = [];
     for (const [sessionId, ids] of exclude) for (const turnId of ids) excluded.push({ sessionId, turnId });
     return this.retriever.search(query, topK, scope, { exclude: excluded });

@@ -258,3 +258,32 @@ test('user index: lines of ids with spaces, and lines written before ids could h
   assert.deepEqual(await new FsArchiveStore({ dataDir }).listUserSessions('t', 'old-user'), ['old-session']);
   assert.deepEqual(await new FsArchiveStore({ dataDir }).listUserSessions('t', 'a user'), ['new session']);
 });
+
+test('user stamp: changes with every append, rewrite, deletion and import of the user\'s sessions, seen by another store on the same directory', async () => {
+  const dataDir = tempDir();
+  const a = new FsArchiveStore({ dataDir, compactAfterSegments: 2 });
+  const b = new FsArchiveStore({ dataDir });
+  const stamps: string[] = [await b.userStamp('t', 'ann')];
+  assert.equal(stamps[0], 'none');
+  const note = async () => {
+    const s = await b.userStamp('t', 'ann');
+    assert.ok(!stamps.includes(s), `stamp ${s} repeats`);
+    stamps.push(s);
+  };
+  await a.append({ tenant: 't', sessionId: 's1' }, makeTurns(1, 2), { userId: 'ann' });
+  await note();
+  await a.append({ tenant: 't', sessionId: 's2' }, makeTurns(1, 1), { userId: 'ann' });
+  await note();
+  // Another user's change leaves ann's stamp alone; an append of nothing new too.
+  const before = await b.userStamp('t', 'ann');
+  await a.append({ tenant: 't', sessionId: 'x' }, makeTurns(1, 1), { userId: 'bob' });
+  await a.append({ tenant: 't', sessionId: 's1' }, makeTurns(1, 2));
+  assert.equal(await b.userStamp('t', 'ann'), before);
+  await a.deleteTurns({ tenant: 't', sessionId: 's1' }, [1]);
+  await note();
+  const file = await a.exportSession({ tenant: 't', sessionId: 's2' });
+  await a.importSession({ tenant: 't', sessionId: 's3' }, file);
+  await note();
+  await a.deleteSession({ tenant: 't', sessionId: 's2' });
+  await note();
+});
