@@ -56,9 +56,28 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
   }
 
   async loadTurns(scope: RetrievalScope): Promise<RetrievalTurn[]> {
+    return this.loadSessions(scope.tenant, await this.sessionsOf(scope));
+  }
+
+  async sessionVersions(scope: RetrievalScope & { userId: string }): Promise<Map<string, string>> {
+    const sessionIds = await this.sessionsOf(scope);
+    const out = new Map<string, string>();
+    for (let i = 0; i < sessionIds.length; i += INFO_CONCURRENCY) {
+      const batch = sessionIds.slice(i, i + INFO_CONCURRENCY);
+      const infos = await Promise.all(batch.map((sessionId) => this.o.archive.info({ tenant: scope.tenant, sessionId })));
+      batch.forEach((sessionId, j) => {
+        const info = infos[j];
+        // Deleted meanwhile: not in scope any more.
+        if (info) out.set(sessionId, `${info.highWater}:${info.turnCount}:${info.embedderId ?? ''}:${info.bytes}:${this.generations.get(`${scope.tenant}\u0000${sessionId}`) ?? 0}`);
+      });
+    }
+    return out;
+  }
+
+  async loadSessions(tenant: string, sessionIds: readonly string[]): Promise<RetrievalTurn[]> {
     const out: RetrievalTurn[] = [];
-    for (const sessionId of await this.sessionsOf(scope)) {
-      for (const t of await this.o.archive.read({ tenant: scope.tenant, sessionId })) {
+    for (const sessionId of sessionIds) {
+      for (const t of await this.o.archive.read({ tenant, sessionId })) {
         const speaker = speakerOf(t.metadata);
         out.push({ sessionId, turnId: t.turnId, ...messageFields(t), createdAt: t.createdAt, ...(speaker ? { speaker } : {}), ...(t.embedding ? { embedding: t.embedding } : {}), ...(t.tokens !== undefined ? { tokens: t.tokens } : {}) });
       }

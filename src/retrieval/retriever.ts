@@ -52,15 +52,28 @@ export interface SearchOptions {
 
 interface ScopeIndex {
   version: string;
+  /** Docs in append order: each session's turns consecutive and ascending. */
   turns: RetrievalTurn[];
   /** Row-major normalised vectors, `dimensions` per turn. */
   matrix: Float32Array;
   bm25: Bm25Index;
-  /** `${sessionId}\0${turnId}` → doc number. */
+  /** `${sessionId}\0${turnId}` → doc number (live docs only). */
   byKey: Map<string, number>;
   /** Lower-cased speaker name → doc numbers. */
   speakers: Map<string, number[]>;
+  /** The previous and next turn of the same session (doc numbers, −1 at the ends). */
+  prev: number[];
+  next: number[];
+  /** 0 for a doc whose session changed or left the scope since it was added (incremental updates). */
+  alive: Uint8Array;
+  dead: number;
+  /** Session → its docs, and the per-session versions the docs were loaded at (incremental sources). */
+  sessionDocs: Map<string, number[]>;
+  sessionVersions: Map<string, string> | null;
 }
+
+/** Above this share of dead docs an incremental update rebuilds the index instead. */
+const MAX_DEAD_SHARE = 0.25;
 
 const key = (sessionId: string, turnId: number) => `${sessionId}\u0000${turnId}`;
 
@@ -195,7 +208,18 @@ export class HybridRetriever {
     const build = async (): Promise<ScopeIndex> => {
       const prior = existing ? await existing.catch(() => null) : null;
       if (prior && prior.version === version) return prior;
-      return this.build(await this.source.loadTurns(scope), version);
+      // A user's index follows its sessions: only sessions whose version changed are read again
+      // and re-added; the others keep their docs (no reading, no tokenizing, no embedding).
+      if ('userId' in scope && this.source.sessionVersions && this.source.loadSessions) {
+        const versions = await this.source.sessionVersions(scope);
+        if (prior?.sessionVersions && prior.dead <= prior.turns.length * MAX_DEAD_SHARE) return this.update(prior, scope.tenant, versions, version);
+        const ix = this.empty(version, versions);
+        await this.addDocs(ix, await this.source.loadSessions(scope.tenant, [...versions.keys()]));
+        return ix;
+      }
+      const ix = this.empty(version, null);
+      await this.addDocs(ix, await this.source.loadTurns(scope));
+      return ix;
     };
     const next = build();
     next.catch(() => this.indexes.delete(sk));
@@ -203,37 +227,76 @@ export class HybridRetriever {
     return next;
   }
 
-  private async build(input: RetrievalTurn[], version: string): Promise<ScopeIndex> {
+  private empty(version: string, sessionVersions: Map<string, string> | null): ScopeIndex {
+    return { version, turns: [], matrix: new Float32Array(0), bm25: new Bm25Index(), byKey: new Map(), speakers: new Map(), prev: [], next: [], alive: new Uint8Array(0), dead: 0, sessionDocs: new Map(), sessionVersions };
+  }
+
+  /** Appends turns as docs (each session's turns consecutive and ascending), embedding those without a stored vector. */
+  private async addDocs(ix: ScopeIndex, input: RetrievalTurn[]): Promise<void> {
     const turns = [...input].sort((a, b) => (a.sessionId < b.sessionId ? -1 : a.sessionId > b.sessionId ? 1 : a.turnId - b.turnId));
     const dims = this.embedder.dimensions;
-    const matrix = new Float32Array(turns.length * dims);
+    const base = ix.turns.length;
+    const total = base + turns.length;
+    const matrix = new Float32Array(total * dims);
+    matrix.set(ix.matrix.subarray(0, base * dims));
     const missing: number[] = [];
     turns.forEach((t, i) => {
       // Stored vectors come back dequantised (int8/f16): renormalise so dot products are cosines.
-      if (t.embedding && t.embedding.length === dims) matrix.set(l2normalize(Float32Array.from(t.embedding)), i * dims);
+      if (t.embedding && t.embedding.length === dims) matrix.set(l2normalize(Float32Array.from(t.embedding)), (base + i) * dims);
       else if (t.embedding && t.embedding.length !== dims) {
         throw new StrataError('STRATA_ERR_EMBEDDER_MISMATCH', `turn ${t.sessionId}#${t.turnId} has a ${t.embedding.length}-d vector, embedder ${this.embedder.id} makes ${dims}-d; run \`strata reindex\``);
       } else missing.push(i);
     });
     if (missing.length > 0) {
       const vectors = await this.embedder.embed(missing.map((i) => searchText(turns[i]!)));
-      missing.forEach((doc, j) => matrix.set(vectors[j]!, doc * dims));
+      missing.forEach((i, j) => matrix.set(vectors[j]!, (base + i) * dims));
     }
-    const bm25 = new Bm25Index();
-    const byKey = new Map<string, number>();
-    const speakers = new Map<string, number[]>();
+    const alive = new Uint8Array(total);
+    alive.set(ix.alive);
+    alive.fill(1, base);
+    ix.matrix = matrix;
+    ix.alive = alive;
     turns.forEach((t, i) => {
-      bm25.add(searchText(t));
-      byKey.set(key(t.sessionId, t.turnId), i);
+      const doc = base + i;
+      ix.turns.push(t);
+      ix.bm25.add(searchText(t));
+      ix.byKey.set(key(t.sessionId, t.turnId), doc);
+      const same = i > 0 && turns[i - 1]!.sessionId === t.sessionId;
+      ix.prev.push(same ? doc - 1 : -1);
+      ix.next.push(-1);
+      if (same) ix.next[doc - 1] = doc;
+      let docs = ix.sessionDocs.get(t.sessionId);
+      if (!docs) ix.sessionDocs.set(t.sessionId, (docs = []));
+      docs.push(doc);
       if (t.speaker) {
         for (const w of words(t.speaker)) {
-          let list = speakers.get(w);
-          if (!list) speakers.set(w, (list = []));
-          list.push(i);
+          let list = ix.speakers.get(w);
+          if (!list) ix.speakers.set(w, (list = []));
+          list.push(doc);
         }
       }
     });
-    return { version, turns, matrix, bm25, byKey, speakers };
+  }
+
+  /** A new index version from `prior`: the docs of changed or vanished sessions die, changed and new sessions are added. */
+  private async update(prior: ScopeIndex, tenant: string, versions: Map<string, string>, version: string): Promise<ScopeIndex> {
+    const changed = [...versions].filter(([id, v]) => prior.sessionVersions!.get(id) !== v).map(([id]) => id);
+    const gone = [...prior.sessionVersions!.keys()].filter((id) => !versions.has(id));
+    const loaded = changed.length > 0 ? await this.source.loadSessions!(tenant, changed) : [];
+    // A copy of the bookkeeping; the heavy parts (BM25 postings, vectors of live docs) are shared.
+    const ix: ScopeIndex = { ...prior, version, turns: [...prior.turns], byKey: new Map(prior.byKey), speakers: prior.speakers, prev: [...prior.prev], next: [...prior.next], alive: Uint8Array.from(prior.alive), sessionDocs: new Map(prior.sessionDocs), sessionVersions: versions };
+    for (const id of [...changed, ...gone]) {
+      for (const doc of ix.sessionDocs.get(id) ?? []) {
+        if (!ix.alive[doc]) continue;
+        ix.alive[doc] = 0;
+        ix.dead++;
+        const t = ix.turns[doc]!;
+        ix.byKey.delete(key(t.sessionId, t.turnId));
+      }
+      ix.sessionDocs.delete(id);
+    }
+    await this.addDocs(ix, loaded);
+    return ix;
   }
 
   private rank(ix: ScopeIndex, tenant: string, query: string, qv: Float32Array, topK: number, excluded: Set<string>): SearchHit[] {
@@ -254,11 +317,12 @@ export class HybridRetriever {
       for (let d = 0, base = 0; d < n; d++, base += dims) {
         let s = 0;
         for (let i = 0; i < dims; i++) s += ix.matrix[base + i]! * qv[i]!;
-        dense[d] = s;
+        dense[d] = ix.alive[d] ? s : -Infinity;
       }
     }
     const lexical = new Float32Array(n);
-    const touched = o.lexicalWeight > 0 ? ix.bm25.score(lexTerms, lexical) : [];
+    // The postings may hold docs of a newer version of this index (an update shares them): only this version's live docs count.
+    const touched = o.lexicalWeight > 0 ? ix.bm25.score(lexTerms, lexical).filter((d) => d < n && ix.alive[d] === 1) : [];
 
     const fuse = (): Map<number, number> => {
       const out = new Map<number, number>();
@@ -268,12 +332,13 @@ export class HybridRetriever {
       return out;
     };
     const fused = fuse();
+    if (ix.dead > 0) for (const doc of fused.keys()) if (!ix.alive[doc]) fused.delete(doc);
     let scores = fused;
     if (o.smoothing > 0) {
       scores = new Map(fused);
       for (const [doc, v] of fused) {
-        for (const nb of [doc - 1, doc + 1]) {
-          if (nb < 0 || nb >= n || ix.turns[nb]!.sessionId !== ix.turns[doc]!.sessionId) continue;
+        for (const nb of [ix.prev[doc]!, ix.next[doc]!]) {
+          if (nb < 0) continue;
           scores.set(nb, (scores.get(nb) ?? 0) + o.smoothing * v);
         }
       }
@@ -327,10 +392,10 @@ export class HybridRetriever {
       const s = scores.get(doc)!;
       take(doc, false, s);
       if (i < o.neighbourHits) {
-        for (const nb of [doc - 1, doc + 1]) {
-          if (nb < 0 || nb >= n) continue;
+        for (const nb of [ix.prev[doc]!, ix.next[doc]!]) {
+          if (nb < 0) continue;
           const t = ix.turns[nb]!;
-          if (t.sessionId !== ix.turns[doc]!.sessionId || excluded.has(key(t.sessionId, t.turnId))) continue;
+          if (excluded.has(key(t.sessionId, t.turnId))) continue;
           take(nb, true, s * 0.5);
         }
       }

@@ -38,6 +38,14 @@ export interface TurnSource {
    * scope are reused while it is unchanged.
    */
   version(scope: RetrievalScope): Promise<string>;
+  /**
+   * Optional, for user scopes: each session in scope → a string that changes whenever that
+   * session's turns change. With `loadSessions`, an index is updated by re-reading only the
+   * sessions whose string changed.
+   */
+  sessionVersions?(scope: RetrievalScope & { userId: string }): Promise<Map<string, string>>;
+  /** The turns of the given sessions of a tenant. */
+  loadSessions?(tenant: string, sessionIds: readonly string[]): Promise<RetrievalTurn[]>;
 }
 
 export function scopeKey(scope: RetrievalScope): string {

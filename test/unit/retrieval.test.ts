@@ -131,3 +131,62 @@ test('bad topK is a coded validation error', async () => {
   await assert.rejects(r.search('x', 0, { tenant: 't', sessionIds: [] }), (err) => isStrataError(err, 'STRATA_ERR_VALIDATION'));
   assert.throws(() => new HybridRetriever(new Source([]), new HashEmbedder(64), { rrfK: -1 }), (err) => isStrataError(err, 'STRATA_ERR_CONFIG_INVALID'));
 });
+
+/** A user's sessions in memory, with per-session versions: the retriever updates its index incrementally. */
+class SessionSource implements TurnSource {
+  readonly sessions = new Map<string, RetrievalTurn[]>();
+  readonly versions = new Map<string, number>();
+  loaded: string[] = [];
+  fullLoads = 0;
+  set(id: string, ts: RetrievalTurn[]): void {
+    this.sessions.set(id, ts);
+    this.versions.set(id, (this.versions.get(id) ?? 0) + 1);
+  }
+  drop(id: string): void {
+    this.sessions.delete(id);
+    this.versions.delete(id);
+  }
+  loadTurns() {
+    this.fullLoads++;
+    return Promise.resolve([...this.sessions.values()].flat());
+  }
+  version() {
+    return Promise.resolve([...this.versions].map(([id, v]) => `${id}:${v}`).join('|'));
+  }
+  sessionVersions() {
+    return Promise.resolve(new Map([...this.versions].map(([id, v]) => [id, String(v)])));
+  }
+  loadSessions(_tenant: string, ids: readonly string[]) {
+    this.loaded.push(...ids);
+    return Promise.resolve(ids.flatMap((id) => this.sessions.get(id) ?? []));
+  }
+}
+
+test('a user index is updated by re-reading only the sessions that changed, and answers as a rebuilt one', async () => {
+  const src = new SessionSource();
+  const texts = ['we talked about the garden', 'the tomatoes need water', 'buy compost on saturday', 'the shed roof leaks', 'call the roofer monday', 'paint the fence blue'];
+  for (let s = 0; s < 6; s++) src.set(`s${s}`, turns(`s${s}`, [texts[s]!, `filler ${s} about nothing`, `more filler ${s}`]));
+  const scope = { tenant: 't', userId: 'u' };
+  const r = new HybridRetriever(src, new HashEmbedder(64));
+  await r.search('roof', 3, scope);
+  assert.deepEqual(src.loaded.sort(), ['s0', 's1', 's2', 's3', 's4', 's5']);
+  // One session gets a turn, one is deleted: only the changed one is read again.
+  src.loaded = [];
+  src.set('s2', turns('s2', [texts[2]!, 'filler 2 about nothing', 'more filler 2', 'the roofer can come on monday']));
+  src.drop('s3');
+  const updated = await r.search('roofer monday', 5, scope);
+  assert.deepEqual(src.loaded, ['s2']);
+  assert.equal(src.fullLoads, 0);
+  assert.ok(!updated.some((h) => h.sessionId === 's3'), 'a deleted session is gone');
+  assert.ok(updated.some((h) => h.sessionId === 's2' && h.turnId === 4), 'the new turn is found');
+  // The same best hit as an index built from scratch over the same turns (term statistics of
+  // dead docs stay until a rebuild, so only close scores may order differently), and no dead doc.
+  const fresh = new HybridRetriever(src, new HashEmbedder(64));
+  const live = new Set([...src.sessions.values()].flat().map((t) => `${t.sessionId}#${t.turnId}`));
+  for (const q of ['roofer can come', 'tomatoes water', 'compost saturday', 'fence blue']) {
+    const a = (await r.search(q, 6, scope)).map((h) => `${h.sessionId}#${h.turnId}`);
+    const b = (await fresh.search(q, 6, scope)).map((h) => `${h.sessionId}#${h.turnId}`);
+    assert.equal(a[0], b[0], q);
+    assert.ok(a.every((k) => live.has(k)), `${q}: ${a.join(' ')}`);
+  }
+});
