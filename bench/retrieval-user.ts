@@ -13,6 +13,8 @@
  * current per user.
  */
 import { readFile } from 'node:fs/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { NewMessage } from '../src/cache/api.js';
 import { percentile } from '../src/eval/common.js';
 import { addSession, EVAL_TENANT, openEvalStrata } from '../src/eval/product.js';
@@ -43,6 +45,12 @@ export interface UserScopeBenchResult {
 
 const USER = 'bench-user';
 
+/** A full garbage collection, so heap sizes before and after the first search compare. */
+function collect(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
 export async function runUserScopeBench(o: UserScopeBenchOptions = {}): Promise<UserScopeBenchResult> {
   const sessionCount = o.sessions ?? 1000;
   const perSession = o.turnsPerSession ?? 50;
@@ -70,12 +78,12 @@ export async function runUserScopeBench(o: UserScopeBenchOptions = {}): Promise<
     try {
       const scope = { tenant: EVAL_TENANT, userId: USER };
       const query = (i: number): string => (userTexts[(i * 7919) % userTexts.length]!.content as string).slice(0, 200);
-      global.gc?.();
+      collect();
       const heapBefore = process.memoryUsage().heapUsed;
       const t0 = performance.now();
       await run.strata.searchDiskHistory('what did we decide about the schedule', 10, scope);
       const firstQueryMs = performance.now() - t0;
-      global.gc?.();
+      collect();
       const indexBytes = Math.max(0, process.memoryUsage().heapUsed - heapBefore);
       const times: number[] = [];
       for (let i = 0; i < queries; i++) {

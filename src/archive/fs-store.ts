@@ -1,5 +1,5 @@
 import { searchText } from '../message.js';
-import { readControl, withCommit } from './control.js';
+import { controlPath, readControl, withCommit } from './control.js';
 import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
@@ -90,6 +90,8 @@ export class FsArchiveStore implements ArchiveStore {
   readonly root: string;
   private readonly cache = new Map<string, { key: string; index: FileIndex }>();
   private readonly users = new UserIndex();
+  /** Owner of a session file as last read from it, with the file's stamp at that time. */
+  private readonly owners = new Map<string, { stamp: string; owner: string | null }>();
   private closed = false;
 
   constructor(options: ArchiveOptions) {
@@ -230,12 +232,41 @@ export class FsArchiveStore implements ArchiveStore {
     this.check();
     validateId('user', userId);
     const ids = await this.users.sessions(join(this.tenantDir(tenant), USER_INDEX_FILE), userId);
+    const stamps = await this.sessionStamps(tenant, ids);
     const out: string[] = [];
     for (const sessionId of ids) {
-      // The index is a hint written after the file: confirm with the file's own metadata.
-      const owner = await this.withSnapshot(this.pathOf({ tenant, sessionId }), async (s) => s.index.meta.userId ?? null);
+      // The index is a hint written after the file: confirm with the file's own metadata (read
+      // again only when the file or its control file changed since the last confirmation).
+      const path = this.pathOf({ tenant, sessionId });
+      const stamp = stamps.get(sessionId) ?? null;
+      if (stamp === null) continue;
+      const known = this.owners.get(path);
+      let owner: string | null;
+      if (known && known.stamp === stamp) owner = known.owner;
+      else {
+        owner = await this.withSnapshot(path, async (snap) => snap.index.meta.userId ?? null);
+        this.owners.set(path, { stamp, owner });
+        if (this.owners.size > 100_000) this.owners.delete(this.owners.keys().next().value!);
+      }
       if (owner === userId) out.push(sessionId);
     }
+    return out;
+  }
+
+  /**
+   * Per session, a string that changes whenever its archive file or its control file changes
+   * (identity, size, modification time of both: two stats, no read); null for a session without
+   * a file. Cheap enough to check a thousand sessions per search.
+   */
+  async sessionStamps(tenant: string, sessionIds: readonly string[]): Promise<Map<string, string | null>> {
+    this.check();
+    const out = new Map<string, string | null>();
+    const one = async (sessionId: string) => {
+      const path = this.pathOf({ tenant, sessionId });
+      const [file, ctl] = await Promise.all([stat(path, { bigint: true }).catch(() => null), stat(controlPath(path), { bigint: true }).catch(() => null)]);
+      out.set(sessionId, file === null ? null : `${file.ino}:${file.size}:${file.mtimeNs}|${ctl ? `${ctl.ino}:${ctl.size}:${ctl.mtimeNs}` : '-'}`);
+    };
+    for (let i = 0; i < sessionIds.length; i += 64) await Promise.all(sessionIds.slice(i, i + 64).map(one));
     return out;
   }
 

@@ -28,6 +28,8 @@ export interface ArchiveStore {
    * that its index is current in one look-up instead of one per session.
    */
   userStamp?(tenant: string, userId: string): Promise<string>;
+  /** Optional: per session, a string that changes whenever its archived turns may have changed (null: no archive). */
+  sessionStamps?(tenant: string, sessionIds: readonly string[]): Promise<Map<string, string | null>>;
   /** Brute-force cosine similarity over stored vectors of the sessions in scope. */
   searchByEmbedding(query: Float32Array, topK: number, scope: SearchScope): Promise<EmbeddingHit[]>;
   saveSummary(ref: SessionRef, summary: Summary): Promise<void>;

@@ -62,6 +62,11 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
   async sessionVersions(scope: RetrievalScope & { userId: string }): Promise<Map<string, string>> {
     const sessionIds = await this.sessionsOf(scope);
     const out = new Map<string, string>();
+    const gen = (sessionId: string) => this.generations.get(`${scope.tenant}\u0000${sessionId}`) ?? 0;
+    if (this.o.archive.sessionStamps) {
+      for (const [sessionId, stamp] of await this.o.archive.sessionStamps(scope.tenant, sessionIds)) if (stamp !== null) out.set(sessionId, `${stamp}:${gen(sessionId)}`);
+      return out;
+    }
     for (let i = 0; i < sessionIds.length; i += INFO_CONCURRENCY) {
       const batch = sessionIds.slice(i, i + INFO_CONCURRENCY);
       const infos = await Promise.all(batch.map((sessionId) => this.o.archive.info({ tenant: scope.tenant, sessionId })));
