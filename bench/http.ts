@@ -1,18 +1,19 @@
 /**
- * HTTP throughput and latency of `strata serve` under a mixed load (appends and context reads
- * over many sessions), against the framework ceiling measured in the same run: the same fastify
- * app answering `GET /healthz`. The server runs in-process on a free loopback port with a
- * temporary data directory and the memory hot tier (or Redis with `redis`).
+ * HTTP throughput and latency of `strata serve` under a mixed load (appends and recent-context
+ * reads over many sessions), against the framework ceiling measured in the same run: the same
+ * server answering `GET /healthz`. The server is a `strata serve` process of its own (temporary
+ * data directory, memory hot tier or Redis, request logs at warn) and the load generator
+ * (autocannon) runs in this process, so neither takes CPU time from the other's event loop.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { loadConfig } from '../src/config.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { StrataConfig } from '../src/config.js';
-import { openMemory } from '../src/cli/commands/common.js';
-import { buildServer } from '../src/server/app.js';
-import { createServerMetrics } from '../src/server/metrics.js';
+import { StrataError } from '../src/errors.js';
 import { importOptional } from './optional.js';
 
 export interface HttpBenchOptions {
@@ -37,6 +38,8 @@ export interface HttpRunResult {
 export interface HttpBenchResult {
   mixed: HttpRunResult;
   baseline: HttpRunResult;
+  /** Both runs as `{name, reqPerSec, p50Ms, p99Ms}`: the baseline first. */
+  runs: Array<{ name: string; reqPerSec: number; p50Ms: number; p99Ms: number }>;
   connections: number;
   durationSec: number;
   hotDriver: string;
@@ -58,6 +61,39 @@ function summarize(r: AutocannonResult): HttpRunResult {
 
 const SAMPLE = 'I am planning a trip to Lisbon in May and would like to know which neighbourhoods are best for walking and food.';
 
+/** How to run the `strata` CLI of this installation: the built bin, or the sources through tsx. */
+function strataCommand(): { args: string[]; cwd: string } {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const built = join(here, '..', '..', 'bin', 'strata.js');
+  if (!import.meta.url.endsWith('.ts') && existsSync(built)) return { args: [built], cwd: join(here, '..', '..') };
+  return { args: ['--import', 'tsx', join(here, '..', 'src', 'cli', 'bin-dev.ts')], cwd: join(here, '..') };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitReady(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new StrataError('STRATA_ERR_INTERNAL', `strata serve exited with ${child.exitCode}: ${stderr().slice(-500)}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new StrataError('STRATA_ERR_INTERNAL', `strata serve did not become ready in 60 s: ${stderr().slice(-500)}`);
+}
+
 export async function runHttpBench(options: HttpBenchOptions = {}): Promise<HttpBenchResult> {
   const connections = options.connections ?? 64;
   const durationSec = options.durationSec ?? 10;
@@ -66,28 +102,39 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
   // names it when an installed package lacks it).
   const autocannon = (await importOptional<{ default: Autocannon }>('autocannon', 'strata bench http')).default;
   const dataDir = await mkdtemp(join(tmpdir(), 'strata-bench-http-'));
-  const config = loadConfig({
-    env: {},
-    file: undefined,
-    cwd: dataDir,
-    flags: {
-      dataDir,
-      ...(options.durability ? { durability: options.durability } : {}),
-      embedder: { provider: 'hash' },
-      hot: options.redisUrl ? { driver: 'redis', redisUrl: options.redisUrl, keyPrefix: `strata-bench-${process.pid}:` } : { driver: 'memory' },
-      server: { host: '127.0.0.1', port: 0, logLevel: 'silent' },
-    },
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const durability = options.durability ?? 'fsync';
+  const hotDriver = options.redisUrl ? 'redis' : 'memory';
+  const { args, cwd } = strataCommand();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    STRATA_DATA_DIR: dataDir,
+    STRATA_HOST: '127.0.0.1',
+    STRATA_PORT: String(port),
+    STRATA_LOG_LEVEL: 'warn',
+    STRATA_EMBEDDER: 'hash',
+    STRATA_DURABILITY: durability,
+    STRATA_HOT_DRIVER: hotDriver,
+    ...(options.redisUrl ? { REDIS_URL: options.redisUrl, STRATA_REDIS_KEY_PREFIX: `strata-bench-${process.pid}:` } : {}),
+  };
+  delete env.STRATA_API_KEYS;
+  const child = spawn(process.execPath, [...args, 'serve'], { cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => {
+    stderr = (stderr + b.toString()).slice(-4000);
   });
-  const logger = pino({ level: 'silent' });
-  const metrics = createServerMetrics({ defaultMetrics: false });
-  const memory = await openMemory(config, { metrics: metrics.hooks, logger });
-  const app = buildServer({ memory, config, logger, metrics });
   try {
-    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    await waitReady(url, child, () => stderr);
     const baseline = summarize(await autocannon({ url: `${url}/healthz`, connections, duration: durationSec }));
 
-    // Seed every session so context reads never hit an unknown session.
-    for (let s = 0; s < sessions; s++) await memory.addMessage(`bench-${s}`, 'user', SAMPLE);
+    // Seed every session so context reads never read an empty session.
+    const seedBody = JSON.stringify({ role: 'user', content: SAMPLE });
+    for (let s = 0; s < sessions; s += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, sessions - s) }, (_, i) => fetch(`${url}/v1/sessions/bench-${s + i}/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: seedBody }).then((r) => r.arrayBuffer())),
+      );
+    }
     let counter = 0;
     const addBody = JSON.stringify({ role: 'user', content: SAMPLE });
     const contextBody = JSON.stringify({ type: 'recent', limit: 20 });
@@ -110,10 +157,14 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
         ],
       }),
     );
-    return { mixed, baseline, connections, durationSec, hotDriver: config.hot.driver, durability: config.durability };
+    const runs = [
+      { name: 'baseline: GET /healthz', reqPerSec: baseline.reqPerSec, p50Ms: baseline.p50Ms, p99Ms: baseline.p99Ms },
+      { name: 'mixed: 50% add, 50% recent context', reqPerSec: mixed.reqPerSec, p50Ms: mixed.p50Ms, p99Ms: mixed.p99Ms },
+    ];
+    return { mixed, baseline, runs, connections, durationSec, hotDriver, durability };
   } finally {
-    await app.close();
-    await memory.close();
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
     await rm(dataDir, { recursive: true, force: true });
   }
 }

@@ -7,7 +7,7 @@ import { parsePositiveInt } from './common.js';
 export function registerBenchHttp(parent: Command, io: CliIo): void {
   parent
     .command('http')
-    .description('HTTP req/s and latency under mixed add/context load, against GET /healthz of the same server')
+    .description('HTTP req/s and latency of a strata serve process under mixed add/context load, against GET /healthz of the same server (load generated in this process)')
     .option('--connections <n>', 'concurrent connections', parsePositiveInt('--connections'), 64)
     .option('--duration <seconds>', 'seconds per run', parsePositiveInt('--duration'), 10)
     .option('--sessions <n>', 'sessions the load is spread over', parsePositiveInt('--sessions'), 1000)
@@ -25,7 +25,7 @@ export function registerBenchHttp(parent: Command, io: CliIo): void {
         ...(flags.durability ? { durability: flags.durability as 'fsync' | 'batch' | 'none' } : {}),
       });
       if (flags.json) {
-        return printJson(io, { reqPerSec: r.mixed.reqPerSec, p50Ms: r.mixed.p50Ms, p99Ms: r.mixed.p99Ms, errors: r.mixed.errors, non2xx: r.mixed.non2xx, baselineReqPerSec: r.baseline.reqPerSec, baselineP50Ms: r.baseline.p50Ms, baselineP99Ms: r.baseline.p99Ms, connections: r.connections, durationSec: r.durationSec, hotDriver: r.hotDriver, durability: r.durability });
+        return printJson(io, { runs: r.runs, reqPerSec: r.mixed.reqPerSec, p50Ms: r.mixed.p50Ms, p99Ms: r.mixed.p99Ms, errors: r.mixed.errors, non2xx: r.mixed.non2xx, baselineReqPerSec: r.baseline.reqPerSec, baselineP50Ms: r.baseline.p50Ms, baselineP99Ms: r.baseline.p99Ms, connections: r.connections, durationSec: r.durationSec, hotDriver: r.hotDriver, durability: r.durability });
       }
       io.stdout.write(`${r.connections} connections, ${r.durationSec} s per run, hot tier ${r.hotDriver}, durability ${r.durability}\n`);
       const row = (name: string, x: typeof r.mixed) => [name, Math.round(x.reqPerSec), x.p50Ms.toFixed(1), x.p99Ms.toFixed(1), x.errors + x.non2xx];
