@@ -66,6 +66,8 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
  * batches, keep the event loop responsive for requests while a large backlog is archived.
  */
 const UNARCHIVED_BATCH = 256;
+/** How far a recent window reaches back for the tool call of the tool results it starts with. */
+const MAX_TOOL_REACH = 128;
 const MAX_PAGE = 1000;
 /** Turns per hot-tier read when a whole range is needed (the stores' read limit). */
 const HOT_READ_PAGE = 10_000;
@@ -489,7 +491,15 @@ export class HybridConversationCache implements ConversationMemory {
     switch (request?.type) {
       case 'recent': {
         const limit = pageLimit(request.limit, this.tuning.recentTurns);
-        const messages = await this.recent(ref, limit);
+        let messages = await this.recent(ref, limit);
+        // A window that starts inside a tool round (tool results whose call is older) reaches
+        // back to the call: a model API refuses a tool result without it (at most MAX_TOOL_REACH turns).
+        if (messages[0]?.role === 'tool' && messages[0].turnId > 1) {
+          const wider = await this.recent(ref, limit + MAX_TOOL_REACH);
+          let j = wider.findIndex((m) => m.turnId === messages[0]!.turnId) - 1;
+          while (j >= 0 && wider[j]!.role === 'tool') j--;
+          if (j >= 0 && (wider[j]!.tool_calls?.length ?? 0) > 0) messages = wider.slice(j);
+        }
         return { type: 'recent', messages, summary: null, tokens: sumTokens(messages), explain: [], nextAfter: null };
       }
       case 'full': {

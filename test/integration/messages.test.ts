@@ -100,6 +100,19 @@ for (const driver of ['memory', 'redis'] as const) {
       assert.deepEqual((await allMessages(reader, 'j')).map(sent), agentConversation());
     });
 
+    test('a recent window that starts with tool results reaches back to their call', async (t) => {
+      const s = await openStrata(await tempDir(t));
+      closeAfter(t, () => s.close());
+      await s.addMessages('w', agentConversation());
+      const ids = async (limit: number) => (await s.getContext('w', { type: 'recent', limit })).messages.map((m) => m.turnId);
+      assert.deepEqual(await ids(2), [6, 7, 8]);
+      assert.deepEqual(await ids(4), [3, 4, 5, 6, 7, 8]);
+      assert.deepEqual(await ids(3), [6, 7, 8]);
+      await s.flush('w');
+      await s.evictToDiskLru('w');
+      assert.deepEqual(await ids(4), [3, 4, 5, 6, 7, 8], 'from the archive too');
+    });
+
     test('bad messages get coded errors naming the field, and change nothing', async (t) => {
       const s = await openStrata(await tempDir(t), { maxInlineDataBytes: 64, maxMessageBytes: 4096 });
       closeAfter(t, () => s.close());
