@@ -29,6 +29,20 @@ export interface StrataConfig {
     /** Prefix of every Redis key. Default `strata:`. */
     readonly keyPrefix: string;
   };
+  readonly store: {
+    /**
+     * Where the journal and the archive live: `fs` (files in `dataDir`, default) or `postgres`
+     * (tables in one PostgreSQL database; instances keep no state of their own, no data directory
+     * is used). docs/postgres.md.
+     */
+    readonly driver: 'fs' | 'postgres';
+    /**
+     * `postgres://user:pass@host:5432/db?sslmode=require&schema=strata&pool_size=10&statement_timeout_ms=30000`:
+     * libpq parameters (TLS: `sslmode`, `sslrootcert`, `sslcert`, `sslkey`) plus Strata's `schema`,
+     * `pool_size`, `statement_timeout_ms`, `max_waiting`, `connect_timeout_ms`. Required with `postgres`.
+     */
+    readonly postgresUrl: string | null;
+  };
   /** When a message is acknowledged: `fsync` (durable on disk, default), `batch` (group fsync without waiting), `none`. */
   readonly durability: 'fsync' | 'batch' | 'none';
   /** Archived turns kept in the hot tier besides the unarchived ones. Default 20. */
@@ -115,6 +129,7 @@ const MiB = 1024 * 1024;
 export const DEFAULTS = {
   dataDir: './data',
   hot: { redisUrl: null, keyPrefix: 'strata:' },
+  store: { driver: 'fs', postgresUrl: null },
   durability: 'fsync',
   recentTurns: 20,
   compaction: { maxUnarchivedTurns: 100, maxUnarchivedAgeMs: 3_600_000, intervalMs: 5_000, leaseTtlMs: 30_000 },
@@ -142,6 +157,7 @@ const schema = z.strictObject({
   dataDir: z.string().min(1),
   instanceId: id,
   hot: z.strictObject({ driver: z.enum(['memory', 'redis']), redisUrl: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').nullable(), keyPrefix: z.string() }),
+  store: z.strictObject({ driver: z.enum(['fs', 'postgres']), postgresUrl: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL').nullable() }),
   durability: z.enum(['fsync', 'batch', 'none']),
   recentTurns: z.number().int().min(0).max(10_000),
   compaction: z.strictObject({ maxUnarchivedTurns: posInt, maxUnarchivedAgeMs: posInt, intervalMs: posInt, leaseTtlMs: posInt }),
@@ -189,6 +205,8 @@ export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind:
   ['REDIS_URL', 'hot.redisUrl', 'string'],
   ['STRATA_REDIS_URL', 'hot.redisUrl', 'string'],
   ['STRATA_REDIS_KEY_PREFIX', 'hot.keyPrefix', 'string'],
+  ['STRATA_STORE', 'store.driver', 'string'],
+  ['STRATA_POSTGRES_URL', 'store.postgresUrl', 'string'],
   ['STRATA_DURABILITY', 'durability', 'string'],
   ['STRATA_RECENT_TURNS', 'recentTurns', 'int'],
   ['STRATA_COMPACTION_MAX_UNARCHIVED_TURNS', 'compaction.maxUnarchivedTurns', 'int'],

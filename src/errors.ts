@@ -38,6 +38,9 @@ export const ERROR_CATALOG = {
   STRATA_ERR_JOURNAL_CLOSED: [503, 'The journal was closed; no more appends are accepted.'],
   STRATA_ERR_JOURNAL_IO: [503, 'Writing or fsyncing the journal failed; nothing of the refused write is acknowledged. The instance reports not ready and retries by itself.'],
   STRATA_ERR_STORAGE_FULL: [503, 'The disk holding the journal or archive is full; nothing of the refused write was stored. The instance reports not ready and recovers by itself when space returns.'],
+  // PostgreSQL store
+  STRATA_ERR_DB_UNAVAILABLE: [503, 'PostgreSQL cannot be reached or the connection dropped (restart, failover, network); the statement did not commit and nothing of the refused write is acknowledged. The instance reports not ready and reconnects by itself; retry writes with the same Idempotency-Key.'],
+  STRATA_ERR_DB_TIMEOUT: [503, 'A PostgreSQL statement ran longer than statement_timeout_ms and was cancelled; its transaction was rolled back. Retry.'],
   // hot tier, leases, lifecycle
   STRATA_ERR_HOT_UNAVAILABLE: [503, 'The hot store (Redis) cannot be reached.'],
   STRATA_ERR_LEASE_BUSY: [409, 'Another instance holds the compaction lease of this session.'],

@@ -1,5 +1,3 @@
-import { mkdir } from 'node:fs/promises';
-import { FsArchiveStore } from './archive/fs-store.js';
 import { InProcessSessionLock } from './archive/lock.js';
 import { HybridConversationCache } from './cache/hybrid-cache.js';
 import type { CoreConfig, DeepPartial } from './config.js';
@@ -13,9 +11,9 @@ import { LeaseSessionLock } from './hot/lease-lock.js';
 import { MemoryHotStore } from './hot/memory/memory-store.js';
 import { RedisHotStore } from './hot/redis/redis-store.js';
 import type { HotStore } from './hot/store.js';
-import { Journal } from './journal/journal.js';
-import type { JournalRecord } from './journal/types.js';
 import type { JournalPort } from './cache/ports.js';
+import { openStores } from './stores.js';
+import type { Stores } from './stores.js';
 import type { StrataMetrics } from './metrics.js';
 import { ArchiveRetrieval } from './retrieval/archive-retrieval.js';
 import { createEmbedder } from './retrieval/create-embedder.js';
@@ -66,7 +64,6 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
   const { clock, metrics, logger, embedderInstance, hotStore, retriever, readOnly, ...configInput } = options as CreateStrataOptions & Record<string, unknown>;
   const config = loadConfig({ file: null, env: {}, flags: configInput as DeepPartial<CoreConfig> });
   const time = clock ?? systemClock;
-  await mkdir(config.dataDir, { recursive: true });
 
   const hot: HotStore = hotStore ?? (config.hot.driver === 'redis' ? new RedisHotStore(redisOptions(config)) : new MemoryHotStore());
   const lock: SessionLock =
@@ -75,24 +72,20 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
   const tokenizer = getTokenizer(config.tokenizer);
   // Loading the BPE ranks takes a few hundred ms: do it at start, not on the first addMessage.
   tokenizer.count('warm-up');
-  // Two locks on purpose: the archive serialises operations on one file within this process,
-  // and the cache holds the session's lease (shared by every instance on one Redis) around each
-  // read-hot → write-archive → mark-archived sequence, so no two instances compact, delete or
-  // import one session at once. The archive's own lock is taken inside the cache's lease.
-  const archive = new FsArchiveStore({ dataDir: config.dataDir, clock: time, lock: new InProcessSessionLock(), embeddingEncoding: config.archive.embeddingEncoding });
-  let journal: Journal | null = null;
+  // Two locks on purpose: the archive serialises commits of one session (fs: a lock per file,
+  // postgres: the session's row lock), and the cache holds the session's lease (shared by every
+  // instance on one Redis) around each read-hot → write-archive → mark-archived sequence, so no
+  // two instances compact, delete or import one session at once.
+  let stores: Stores | null = null;
   try {
-    const replayed: JournalRecord[] = [];
-    let journalPort: JournalPort;
-    if (readOnly === true) {
-      journalPort = readOnlyJournal;
-    } else {
-      journal = await openJournal(config, configInput.instanceId === undefined, metrics);
-      metrics?.instance?.({ instanceId: journal.options.instanceId, hotDriver: config.hot.driver, durability: config.durability });
-      journalPort = journal;
-      for await (const entry of journal.replay()) replayed.push(entry.record);
-      if (journal.recovery.tornTail) logger?.warn({ tornTail: journal.recovery.tornTail }, 'journal: cut a torn tail (a write that was never acknowledged)');
-      for (const damage of journal.recovery.corrupt ?? []) logger?.error?.({ journalDamage: damage }, 'journal: damaged records found; every intact record was replayed, run `strata verify` (and `--repair`)');
+    stores = await openStores(config, { clock: time, readOnly: readOnly === true, defaultedId: configInput.instanceId === undefined, ...(metrics ? { metrics } : {}) });
+    const { archive, replayed } = stores;
+    const journalPort: JournalPort = stores.journal;
+    if (readOnly !== true) {
+      metrics?.instance?.({ instanceId: journalPort.instanceId, hotDriver: config.hot.driver, durability: config.durability });
+      const recovery = stores.recovery;
+      if (recovery?.tornTail) logger?.warn({ tornTail: recovery.tornTail }, 'journal: cut a torn tail (a write that was never acknowledged)');
+      for (const damage of recovery?.corrupt ?? []) logger?.error?.({ journalDamage: damage }, 'journal: damaged records found; every intact record was replayed, run `strata verify` (and `--repair`)');
       if (replayed.length > 0) logger?.info({ records: replayed.length }, 'journal: replaying records of the previous run');
     }
     const retrieval = new ArchiveRetrieval({
@@ -118,7 +111,7 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       ...(metrics ? { metrics } : {}),
       leaseOwner: config.instanceId,
       hotDriver: config.hot.driver,
-      dataDir: config.dataDir,
+      ...(stores.dataDir !== undefined ? { dataDir: stores.dataDir } : {}),
       recentTurns: config.recentTurns,
       maxUnarchivedTurns: config.compaction.maxUnarchivedTurns,
       maxUnarchivedAgeMs: config.compaction.maxUnarchivedAgeMs,
@@ -137,38 +130,10 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
     await cache.start();
     return cache;
   } catch (err) {
-    await journal?.close().catch(() => undefined);
+    await stores?.journal.close().catch(() => undefined);
     await hot.close().catch(() => undefined);
-    await archive.close().catch(() => undefined);
+    await stores?.archive.close().catch(() => undefined);
     throw err;
-  }
-}
-
-/** What a read-only core has instead of a journal: nothing to replay, nothing to write. */
-const readOnlyJournal: JournalPort = {
-  appendMany: () => Promise.reject(new StrataError('STRATA_ERR_NOT_AVAILABLE', 'this Strata instance was opened read-only')),
-  markArchived: () => undefined,
-  markDeleteApplied: () => undefined,
-  markReplayed: () => undefined,
-  safeCheckpoint: () => ({ file: 0, offset: 0 }),
-  checkpoint: () => Promise.resolve(),
-  close: () => Promise.resolve(),
-};
-
-/**
- * Opens this instance's journal. When the instance id was not given and another process (or
- * another core in this process) holds the default one, the next free `<id>-2`, `<id>-3`, … is
- * taken, so several instances on one host need no configuration; their journals all live in
- * the shared directory, where recovery reads every one of them.
- */
-async function openJournal(config: CoreConfig, defaultedId: boolean, metrics: StrataMetrics | undefined): Promise<Journal> {
-  for (let n = 1; ; n++) {
-    const instanceId = n === 1 ? config.instanceId : `${config.instanceId}-${n}`;
-    try {
-      return await Journal.open({ dataDir: config.dataDir, instanceId, durability: config.durability, ...(metrics ? { metrics } : {}) });
-    } catch (err) {
-      if (!defaultedId || n >= 64 || !(err instanceof StrataError) || err.code !== 'STRATA_ERR_JOURNAL_LOCKED') throw err;
-    }
   }
 }
 

@@ -28,7 +28,7 @@ import type {
 import type { CacheTuning } from './options.js';
 import { resolveTuning } from './options.js';
 import { PendingIndex, recordToTurn, sessionKey } from './pending.js';
-import { RecoveryIndex, allocateEpoch, clientKey, isClientKey, messageHash, parseClientKey, voidIdentity } from './recovery.js';
+import { RecoveryIndex, clientKey, isClientKey, messageHash, parseClientKey, voidIdentity } from './recovery.js';
 import type { JournalPort } from './ports.js';
 import type { RetrievalPort } from './retrieval-port.js';
 import { countMessageTokens, messageFields, sameMessage, searchText, validateMessage, type ValidMessage } from '../message.js';
@@ -171,11 +171,12 @@ export class HybridConversationCache implements ConversationMemory {
     this.recovering ??= (async () => {
       let epoch = await this.hot.epoch();
       // A read-only core with its own in-process hot tier writes nothing, not even an epoch marker.
-      const durable = this.dataDir !== undefined && !(this.readOnly && this.hotDriver === 'memory');
-      if (epoch === null) epoch = await this.hot.initEpoch(durable ? await allocateEpoch(this.dataDir!) : (this.epochValue ?? 0) + 1);
+      const durable = !(this.readOnly && this.hotDriver === 'memory');
+      if (epoch === null) epoch = await this.hot.initEpoch(durable ? await this.journal.allocateEpoch() : (this.epochValue ?? 0) + 1);
       if (epoch !== this.epochValue) {
         const started = performance.now();
-        this.recoveryIndex = await RecoveryIndex.build(this.dataDir, this.dataDir ? [] : this.pending.records());
+        // Every instance's unarchived records, whichever journal store holds them.
+        this.recoveryIndex = RecoveryIndex.fromRecords(await this.journal.readPending());
         this.epochValue = epoch;
         this.metrics.recovery?.((performance.now() - started) / 1000, this.recoveryIndex.sessionCount);
       }
@@ -962,7 +963,7 @@ export class HybridConversationCache implements ConversationMemory {
   }
 
   private async checkpoint(): Promise<void> {
-    await this.journal.checkpoint(this.journal.safeCheckpoint());
+    await this.journal.checkpoint();
   }
 
   // ---------------------------------------------------------------- deletion and lifecycle
@@ -1076,7 +1077,7 @@ export class HybridConversationCache implements ConversationMemory {
           (err: unknown) => ({ ok: false, path, error: (err as Error).message }),
         )
       : { ok: true, path };
-    const journal = this.journal.health?.() ?? { ok: true };
+    const journal = this.journal.health();
     return { ok: hot.ok && dataDir.ok && journal.ok && !this.closed, hot, dataDir, journal };
   }
 

@@ -1,7 +1,4 @@
-import type { Journal } from '../journal/journal.js';
+import type { JournalStore } from '../journal/store.js';
 
-/** What the cache needs from the write-ahead journal. */
-export type JournalPort = Pick<Journal, 'appendMany' | 'markArchived' | 'markDeleteApplied' | 'markReplayed' | 'safeCheckpoint' | 'checkpoint' | 'close'> & {
-  /** Not ok while the last write failed and none succeeded since (full disk, I/O error). */
-  health?(): { ok: boolean; error?: string; code?: string };
-};
+/** What the cache needs from the write-ahead journal: the `JournalStore` contract (fs or postgres driver). */
+export type JournalPort = JournalStore;

@@ -1,47 +1,16 @@
 import { messageExtension, messageText, type MessageFields } from '../message.js';
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { fsyncDir } from '../archive/io.js';
-import { StrataError } from '../errors.js';
 import { journalRoot, readAllJournals } from '../journal/read-all.js';
 import type { JournalRecord, TurnRecord } from '../journal/types.js';
 import type { SessionRef } from '../types.js';
 import { sessionKey } from './pending.js';
 
 /**
- * Recovery after the hot tier lost its data (docs/consistency.md, "Redis loss").
- *
- * Epochs name the hot tier's datasets. A new dataset (first start, Redis restart without
- * persistence, FLUSHALL) gets a number allocated here, durably, from the shared data directory:
- * `epochs/<number>` is created exclusively, so two instances never allocate the same number and
- * a later dataset always has a larger one. Turn records carry the epoch their id was assigned
- * in; when two records claim one id (a writer paused across a loss journaled an id that the new
- * dataset handed out again), the one from the later epoch wins — the earlier one can never
- * have been acknowledged, because its writer's confirm saw the epoch change.
+ * Recovery after the hot tier lost its data (docs/consistency.md, "Redis loss"): epochs are
+ * allocated by the journal store (`JournalStore.allocateEpoch`), every instance's unarchived
+ * records read through it (`readPending`) into a `RecoveryIndex`.
  */
-export async function allocateEpoch(dataDir: string): Promise<number> {
-  const dir = join(dataDir, 'epochs');
-  await mkdir(dir, { recursive: true });
-  for (let attempt = 0; attempt < 100; attempt++) {
-    let max = 0;
-    for (const name of await readdir(dir)) if (/^\d{1,15}$/.test(name)) max = Math.max(max, Number(name));
-    const next = max + 1;
-    try {
-      const fh = await open(join(dir, String(next)), 'wx');
-      await fh.sync();
-      await fh.close();
-      await fsyncDir(dir);
-      // Only the largest number matters to the next allocation; older markers can go.
-      for (const name of await readdir(dir)) if (/^\d{1,15}$/.test(name) && Number(name) < next - 8) await unlink(join(dir, name)).catch(() => undefined);
-      return next;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StrataError('STRATA_ERR_ARCHIVE_IO', `allocating an epoch in ${dir} failed: ${(err as Error).message}`, { cause: err });
-    }
-  }
-  throw new StrataError('STRATA_ERR_INTERNAL', `could not allocate an epoch in ${dir}: too many concurrent allocations`);
-}
-
+export { allocateEpoch } from '../journal/epochs.js';
 
 /**
  * The hash an idempotency key is bound to: a retry must carry the same message, at the same
@@ -104,12 +73,18 @@ interface SessionRecords {
 export class RecoveryIndex {
   private readonly sessions = new Map<string, SessionRecords>();
 
+  /** From every instance's journal in a data directory (fs driver), plus `extra`. */
   static async build(dataDir: string | undefined, extra: Iterable<JournalRecord> = []): Promise<RecoveryIndex> {
-    const index = new RecoveryIndex();
-    const voids = new Set<string>();
     const all: JournalRecord[] = [];
     if (dataDir !== undefined) for (const { records } of await readAllJournals(journalRoot(dataDir))) for (const r of records) all.push(r);
     for (const r of extra) all.push(r);
+    return RecoveryIndex.fromRecords(all);
+  }
+
+  /** From records of any journal store (`JournalStore.readPending`), each instance's in write order. */
+  static fromRecords(all: readonly JournalRecord[]): RecoveryIndex {
+    const index = new RecoveryIndex();
+    const voids = new Set<string>();
     for (const r of all) if (r.type === 'void') voids.add(`${sessionKey(r)}\u0000${voidIdentity(r.turnId, r.key, r.epoch)}`);
     for (const r of all) {
       if (r.type === 'void') continue;

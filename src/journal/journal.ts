@@ -11,6 +11,9 @@ import { FileScanner } from './scan.js';
 import { ArchiveTracker, compareLsn } from './tracker.js';
 import type { JournalRecord, Lsn } from './types.js';
 import { validateRecord } from './validate.js';
+import { allocateEpoch } from './epochs.js';
+import { journalRoot, readAllJournals } from './read-all.js';
+import type { JournalHealth, JournalReader, JournalStore } from './store.js';
 
 export interface ReplayEntry {
   lsn: Lsn;
@@ -47,12 +50,7 @@ export interface JournalCorruption {
   copy: string;
 }
 
-/** `journal.health()`: not ok while the last append failed and none has succeeded since. */
-export interface JournalHealth {
-  ok: boolean;
-  error?: string;
-  code?: string;
-}
+export type { JournalHealth };
 
 interface QueuedFrame {
   frame: Buffer;
@@ -88,7 +86,7 @@ const ftruncateFd = (fd: number, length: number): Promise<void> => new Promise((
  * the next batch, so the number of fsyncs per second stays bounded by the disk's fsync latency
  * while throughput grows with concurrency.
  */
-export class Journal {
+export class Journal implements JournalStore {
   readonly options: ResolvedJournalOptions;
   readonly dir: string;
   readonly tracker = new ArchiveTracker();
@@ -419,6 +417,20 @@ export class Journal {
     await new Promise<void>((resolve) => closeFd(old, () => resolve()));
   }
 
+  get instanceId(): string {
+    return this.options.instanceId;
+  }
+
+  /** Every instance's journal in the shared data directory, from each one's checkpoint (read-all.ts). */
+  readPending(): Promise<JournalRecord[]> {
+    return fsJournalReader(this.options.dataDir).readPending();
+  }
+
+  /** From the shared data directory's `epochs/` (epochs.ts). */
+  allocateEpoch(): Promise<number> {
+    return allocateEpoch(this.options.dataDir);
+  }
+
   /** The LSN the next record will get at the earliest: everything before it is written. */
   endLsn(): Lsn {
     return { ...this.current };
@@ -456,10 +468,10 @@ export class Journal {
   /**
    * Durably records that every record before `lsn` is archived (checkpoint file written to a
    * temp file, fsynced, renamed, directory fsynced), then deletes journal files that lie wholly
-   * below it. A checkpoint below the current one is a no-op.
+   * below it. A checkpoint below the current one is a no-op. Without `lsn`: `safeCheckpoint()`.
    */
-  checkpoint(lsn: Lsn): Promise<void> {
-    const run = this.checkpointing.then(() => this.writeCheckpoint(lsn));
+  checkpoint(lsn?: Lsn): Promise<void> {
+    const run = this.checkpointing.then(() => this.writeCheckpoint(lsn ?? this.safeCheckpoint()));
     this.checkpointing = run.catch(() => undefined);
     return run;
   }
@@ -537,4 +549,16 @@ export class Journal {
       await this.releaseLock();
     }
   }
+}
+
+/** Every instance's journal and the epochs of a shared data directory, read without any lock. */
+export function fsJournalReader(dataDir: string): JournalReader {
+  return {
+    readPending: async () => {
+      const out: JournalRecord[] = [];
+      for (const { records } of await readAllJournals(journalRoot(dataDir))) for (const r of records) out.push(r);
+      return out;
+    },
+    allocateEpoch: () => allocateEpoch(dataDir),
+  };
 }
