@@ -3,6 +3,8 @@ import { MemoryHotStore } from '../../src/hot/memory/memory-store.js';
 import { RedisHotStore } from '../../src/hot/redis/redis-store.js';
 import type { HotStore } from '../../src/hot/store.js';
 import { startRedis } from '../helpers/redis.js';
+import { startRedisCluster } from '../helpers/redis-cluster.js';
+import type { TestRedisCluster } from '../helpers/redis-cluster.js';
 import type { TestRedis } from '../helpers/redis.js';
 import { hotStoreSuite } from './hot-store.js';
 
@@ -12,10 +14,11 @@ hotStoreSuite('memory', async () => {
 });
 
 let redis: TestRedis;
+let cluster: TestRedisCluster;
 before(async () => {
-  redis = await startRedis();
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
 });
-after(() => redis.stop());
+after(() => Promise.all([redis.stop(), cluster.stop()]));
 
 let counter = 0;
 hotStoreSuite('redis', async () => {
@@ -24,6 +27,25 @@ hotStoreSuite('redis', async () => {
   const opened: HotStore[] = [];
   const open = (): RedisHotStore => {
     const s = new RedisHotStore({ url: redis.url, keyPrefix });
+    opened.push(s);
+    return s;
+  };
+  return {
+    store: open(),
+    twin: async () => open(),
+    elapse: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    cleanup: async () => {
+      await Promise.all(opened.map((s) => s.close()));
+    },
+  };
+});
+
+// The same suite on a real 6-node Redis Cluster (3 masters, 3 replicas), one per file.
+hotStoreSuite('redis cluster', async () => {
+  const keyPrefix = `cluster${++counter}:`;
+  const opened: HotStore[] = [];
+  const open = (): RedisHotStore => {
+    const s = new RedisHotStore({ url: cluster.url, keyPrefix });
     opened.push(s);
     return s;
   };

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createClient, ErrorReply } from 'redis';
 import { isStrataError } from '../../src/errors.js';
-import { HotKeys } from '../../src/hot/redis/keys.js';
+import { HotKeys, SHARD_COUNT, shardOf, tagSlot } from '../../src/hot/redis/keys.js';
 import { RedisHotStore } from '../../src/hot/redis/redis-store.js';
 import { SCRIPT_NAMES, mapRedisError } from '../../src/hot/redis/scripts.js';
 import type { SessionRef } from '../../src/types.js';
@@ -27,14 +27,25 @@ describe('RedisHotStore options', () => {
 });
 
 describe('key layout', () => {
-  test('session keys carry the session hash tag; global keys carry none', () => {
+  test("a session's keys and its shard's indexes share one hash tag (one Cluster slot); shards spread over the slot range", () => {
     const keys = new HotKeys('p:');
-    const s = keys.session(REF);
-    for (const k of [s.meta, s.turns, s.lease]) assert.match(k, /^p:\{acme:chat-1\}:/);
-    for (const k of Object.values(keys.global)) {
-      assert.ok(k.startsWith('p:'));
-      assert.doesNotMatch(k, /[{}]/);
+    const tagOf = (k: string): string => k.slice(k.indexOf('{') + 1, k.indexOf('}'));
+    for (const ref of [REF, { tenant: 'acme', sessionId: 'a}b{c:d' }, { tenant: 't', sessionId: 'ünï 🙂' }]) {
+      const s = keys.session(ref);
+      const g = keys.shardOf(ref);
+      const tags = new Set([s.meta, s.turns, s.lease, s.fence, s.idem, s.idemAge, s.voids, s.floor, ...Object.values(g)].map(tagOf));
+      assert.equal(tags.size, 1, `one tag for ${ref.sessionId}`);
+      assert.equal(s.shard, shardOf(ref));
+      assert.ok(s.meta.startsWith('p:{'));
     }
+    assert.equal(keys.shards.length, SHARD_COUNT);
+    // Shard n's slot lies in the n-th of SHARD_COUNT equal slot ranges.
+    keys.shards.forEach((g, n) => {
+      const slot = tagSlot(tagOf(g.lru));
+      assert.ok(slot >= (n * 16384) / SHARD_COUNT - 1 && slot < ((n + 1) * 16384) / SHARD_COUNT, `shard ${n} slot ${slot}`);
+    });
+    assert.equal(tagSlot('123456789'), 0x31c3, 'CRC16 XMODEM, as Redis Cluster');
+    assert.ok(keys.isLegacyKey('p:{acme:chat-1}:m') && keys.isLegacyKey('p:lru') && !keys.isLegacyKey(keys.session(REF).meta) && !keys.isLegacyKey(keys.shards[0]!.lru));
   });
 
   test('docs/redis-keys.md names every script and every key', () => {
@@ -42,9 +53,8 @@ describe('key layout', () => {
     const files = readdirSync(new URL('../../src/hot/redis/scripts/', import.meta.url)).map((f) => f.replace(/\.lua$/, '')).sort();
     assert.deepEqual(files, [...SCRIPT_NAMES].sort(), 'every script file is registered');
     for (const name of files) assert.ok(doc.includes(`\`${name}\``), `docs lists ${name}`);
-    const keys = new HotKeys('<p>');
-    for (const k of Object.values(keys.global)) assert.ok(doc.includes(`\`${k}\``), `docs lists ${k}`);
-    for (const suffix of [':m', ':t', ':lease']) assert.ok(doc.includes(`\`<p>{<t>:<s>}${suffix}\``), `docs lists ${suffix}`);
+    for (const name of ['lru', 'backlog', 'age', 'bytes', 'epoch']) assert.ok(doc.includes(`\`<p>{<g>}${name}\``), `docs lists ${name}`);
+    for (const suffix of [':m', ':t', ':lease']) assert.ok(doc.includes(`\`<p>{<g>}<t>:<s>${suffix}\``), `docs lists ${suffix}`);
   });
 });
 
@@ -72,7 +82,7 @@ describe('RedisHotStore on a real Redis', () => {
       await store.initEpoch(1);
       assert.ok(await store.acquireLease(REF, 'me', 10_000, T0));
       const s = store.keys.session(REF);
-      for (const key of [s.meta, s.turns, ...Object.values(store.keys.global)]) {
+      for (const key of [s.meta, s.turns, ...Object.values(store.keys.shardOf(REF))]) {
         assert.equal(await redis.command(['PTTL', key]), -1, `${key} exists without TTL`);
       }
       const leaseTtl = Number(await redis.command(['PTTL', s.lease]));

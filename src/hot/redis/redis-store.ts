@@ -1,16 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { createClient } from 'redis';
+import { createClient, createCluster } from 'redis';
 import { StrataError } from '../../errors.js';
 import type { SessionRef, Turn } from '../../types.js';
 import { decodeTurn, decodeTurnWithKey, encodeTurn, encodedTurnKey, turnBytes } from '../encoding.js';
 import type { HotAppendOptions, HotAppendResult, HotSeed, HotSeedOptions, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
 import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
-import { DEFAULT_KEY_PREFIX, HotKeys, parseSessionMember, sessionMember } from './keys.js';
+import { DEFAULT_KEY_PREFIX, HotKeys, SHARD_COUNT, parseSessionMember, sessionMember } from './keys.js';
+import type { ShardKeys } from './keys.js';
 import { mapRedisError, runScript } from './scripts.js';
-import type { RedisCommandClient } from './scripts.js';
+import type { RedisCommandClient, RedisSend } from './scripts.js';
 
 export interface RedisHotStoreOptions {
-  /** Redis URL (`redis://host:port/db`); the store creates, connects and closes its own client. Exactly one of `url` and `client`. */
+  /**
+   * Redis URL; the store creates, connects and closes its own client. Exactly one of `url` and
+   * `client`. `redis://host:port/db` (or `rediss://`) is a single primary;
+   * `redis+cluster://host:port,host:port` (or `rediss+cluster://`) a Redis Cluster, found
+   * through any of the nodes listed (node-redis `createCluster`; replicas are not read).
+   */
   url?: string;
   /**
    * A node-redis v5+ client (or anything with `sendCommand`), already connected; the caller keeps
@@ -31,6 +37,15 @@ interface OwnedClient extends RedisCommandClient {
   destroy(): void;
 }
 
+/** `redis+cluster://h:p,h:p` → the root node URLs, or null for a single-primary URL. */
+export function parseClusterUrl(url: string): string[] | null {
+  const match = /^(rediss?)\+cluster:\/\/(.+)$/.exec(url);
+  if (match === null) return null;
+  const nodes = match[2]!.split(',').map((n) => n.trim());
+  if (nodes.length === 0 || nodes.some((n) => !/^[^\s/,]+:\d{1,5}$/.test(n))) return [];
+  return nodes.map((n) => `${match[1]!}://${n}`);
+}
+
 /** How long a void marker outlives the confirm that wrote it: far longer than any append takes. */
 const VOID_WINDOW_MS = 24 * 3600 * 1000;
 
@@ -41,6 +56,14 @@ function configError(option: string, expected: string, got: unknown): StrataErro
   return new StrataError('STRATA_ERR_CONFIG_INVALID', `RedisHotStore option \`${option}\`: expected ${expected}, got ${shown}`, { details: { option } });
 }
 
+/** A sorted-set reply with scores, RESP2 `[member, score, …]` or RESP3 `[[member, score], …]`, as pairs. */
+function scored(reply: unknown): Array<{ member: string; score: number }> {
+  const flat = (reply as unknown[]).flatMap((e) => (Array.isArray(e) ? e : [e])) as Array<string | number>;
+  const out: Array<{ member: string; score: number }> = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: String(flat[i]), score: Number(flat[i + 1]) });
+  return out;
+}
+
 function toTurns(reply: unknown, descending: boolean, withKeys = false): Turn[] {
   const flat = reply as string[];
   const out: Turn[] = [];
@@ -49,16 +72,21 @@ function toTurns(reply: unknown, descending: boolean, withKeys = false): Turn[] 
 }
 
 /**
- * The hot tier in Redis, shared by every app instance that uses the same Redis and key prefix.
- * Layout and scripts: docs/redis-keys.md. Every multi-step update is one Lua script; turn ids
- * are assigned inside the append script, so concurrent instances agree on order. No key that
- * holds turns ever gets a TTL: idle expiry goes through compaction in the cache.
- * Requires `maxmemory-policy noeviction` (the default) for the same reason.
+ * The hot tier in Redis (a single primary or a Redis Cluster), shared by every app instance that
+ * uses the same Redis and key prefix. Layout and scripts: docs/redis-keys.md. Every multi-step
+ * update is one Lua script within one shard (one Cluster slot); turn ids are assigned inside the
+ * append script, so concurrent instances agree on order. Global reads (LRU, backlog, bytes,
+ * epoch) fan out over the shards. No key that holds turns ever gets a TTL: idle expiry goes
+ * through compaction in the cache. Requires `maxmemory-policy noeviction` (the default) for the
+ * same reason.
  */
 export class RedisHotStore implements HotStore {
   readonly keys: HotKeys;
-  readonly #client: RedisCommandClient;
+  readonly #send: RedisSend;
   readonly #owned: OwnedClient | null;
+  /** True on Redis Cluster: the layout before sharding cannot exist there, so there is nothing to migrate. */
+  readonly #cluster: boolean;
+  #legacyChecked = false;
   #connecting: Promise<void> | null = null;
   #everConnected = false;
   #closed = false;
@@ -73,14 +101,16 @@ export class RedisHotStore implements HotStore {
     this.keys = new HotKeys(keyPrefix);
     if (client !== undefined) {
       if (typeof client !== 'object' || client === null || typeof client.sendCommand !== 'function') throw configError('client', 'a node-redis client with sendCommand()', client);
-      this.#client = client;
+      this.#send = (_key, args) => client.sendCommand(args);
       this.#owned = null;
+      this.#cluster = false;
       this.#everConnected = true;
     } else {
-      if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) throw configError('url', 'a redis:// or rediss:// URL', url);
-      const owned = createClient({
-        url,
-        RESP: 2,
+      const clusterNodes = typeof url === 'string' ? parseClusterUrl(url) : null;
+      if (typeof url !== 'string' || (clusterNodes === null && !/^rediss?:\/\//.test(url)) || clusterNodes?.length === 0) {
+        throw configError('url', 'a redis:// or rediss:// URL, or redis+cluster://host:port,host:port', url);
+      }
+      const clientOptions = {
         ...(clientName === undefined ? {} : { name: clientName }),
         // Fail fast while disconnected instead of queueing: the cache's journal already holds
         // every acknowledged turn, and callers get STRATA_ERR_HOT_UNAVAILABLE at once.
@@ -91,15 +121,37 @@ export class RedisHotStore implements HotStore {
           // once connected, reconnect forever with capped backoff.
           reconnectStrategy: (retries: number, cause: Error) => (this.#everConnected ? Math.min(50 * 2 ** retries, 2000) : retries >= 3 ? cause : 100),
         },
-      });
-      // Without a listener an 'error' event would crash the process; failures surface per call.
-      owned.on('error', () => {});
-      this.#client = owned as unknown as OwnedClient;
-      this.#owned = owned as unknown as OwnedClient;
+      };
+      if (clusterNodes !== null) {
+        const cluster = createCluster({
+          rootNodes: clusterNodes.map((nodeUrl) => ({ url: nodeUrl })),
+          defaults: clientOptions,
+          RESP: 2,
+          // A primary that stops answering is usually being replaced by its replica: look at the
+          // topology again soon (node-redis waits 5 s by default), so writes move over quickly.
+          topologyRefreshOnReconnectionAttemptStrategy: 300,
+        });
+        cluster.on('error', () => {});
+        this.#send = (key, args) => cluster.sendCommand(key, false, args);
+        this.#owned = cluster as unknown as OwnedClient;
+        this.#cluster = true;
+      } else {
+        const owned = createClient({ url, RESP: 2, ...clientOptions });
+        // Without a listener an 'error' event would crash the process; failures surface per call.
+        owned.on('error', () => {});
+        this.#send = (_key, args) => owned.sendCommand(args);
+        this.#owned = owned as unknown as OwnedClient;
+        this.#cluster = false;
+      }
     }
   }
 
-  async #ready(): Promise<RedisCommandClient> {
+  /** Whether this store talks to a Redis Cluster. */
+  get isCluster(): boolean {
+    return this.#cluster;
+  }
+
+  async #ready(): Promise<RedisSend> {
     if (this.#closed) throw new StrataError('STRATA_ERR_CLOSED', 'the Redis hot store is closed');
     if (this.#owned !== null && !this.#everConnected) {
       this.#connecting ??= this.#owned.connect().then(
@@ -113,25 +165,32 @@ export class RedisHotStore implements HotStore {
       );
       await this.#connecting;
     }
-    return this.#client;
+    return this.#send;
   }
 
-  async #command(operation: string, args: string[]): Promise<unknown> {
-    const client = await this.#ready();
+  /** One command, sent to the node serving `key` (its first key). */
+  async #command(operation: string, key: string, args: string[]): Promise<unknown> {
+    const send = await this.#ready();
     try {
-      return await client.sendCommand(args);
+      return await send(key, args);
     } catch (err) {
       throw mapRedisError(err, operation);
     }
+  }
+
+  /** Runs `fn` on every shard at once (node-redis pipelines the commands per node). */
+  async #eachShard<T>(fn: (shard: ShardKeys, n: number) => Promise<T>): Promise<T[]> {
+    return Promise.all(this.keys.shards.map((shard, n) => fn(shard, n)));
   }
 
   async #script(name: Parameters<typeof runScript>[1], keys: string[], args: string[]): Promise<unknown> {
     return runScript(await this.#ready(), name, keys, args);
   }
 
-  #sessionAndGlobal(ref: SessionRef): string[] {
+  /** The session's meta and turns, then its shard's lru, backlog, age and bytes. */
+  #sessionAndShard(ref: SessionRef): string[] {
     const s = this.keys.session(ref);
-    const g = this.keys.global;
+    const g = this.keys.shardOf(ref);
     return [s.meta, s.turns, g.lru, g.backlog, g.age, g.bytes];
   }
 
@@ -141,8 +200,8 @@ export class RedisHotStore implements HotStore {
     checkTime('now', now);
     const s = this.keys.session(ref);
     const idem = options.idempotency;
-    const epochKey = this.keys.global.epoch;
-    const reply = (await this.#script('append-9', [...this.#sessionAndGlobal(ref), epochKey, s.idem, s.idemAge], [
+    const epochKey = this.keys.shardOf(ref).epoch;
+    const reply = (await this.#script('append-9', [...this.#sessionAndShard(ref), epochKey, s.idem, s.idemAge], [
       sessionMember(ref),
       encodeTurn(turn),
       String(turn.createdAt),
@@ -168,25 +227,27 @@ export class RedisHotStore implements HotStore {
     const s = this.keys.session(ref);
     const args = [String(epoch), String(VOID_WINDOW_MS)];
     for (const t of turns) args.push(String(t.turnId), t.key);
-    const reply = (await this.#script('confirm-4', [this.keys.global.epoch, s.turns, s.idem, s.voids], args)) as unknown[];
+    const reply = (await this.#script('confirm-4', [this.keys.shardOf(ref).epoch, s.turns, s.idem, s.voids], args)) as unknown[];
     return reply.map((v) => Number(v) === 1);
   }
 
   async holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
     checkRef(ref);
     if (turns.length === 0) return [];
-    const values = (await this.#command('holds', ['HMGET', this.keys.session(ref).turns, ...turns.map((t) => String(t.turnId))])) as Array<string | null>;
+    const values = (await this.#command('holds', this.keys.session(ref).turns, ['HMGET', this.keys.session(ref).turns, ...turns.map((t) => String(t.turnId))])) as Array<string | null>;
     return turns.map((t, i) => typeof values[i] === 'string' && encodedTurnKey(values[i]) === t.key);
   }
 
   async voided(ref: SessionRef): Promise<string[]> {
     checkRef(ref);
-    return (await this.#command('voided', ['SMEMBERS', this.keys.session(ref).voids])) as string[];
+    const key = this.keys.session(ref).voids;
+    return (await this.#command('voided', key, ['SMEMBERS', key])) as string[];
   }
 
   async floor(ref: SessionRef): Promise<number> {
     checkRef(ref);
-    return Number((await this.#command('floor', ['GET', this.keys.session(ref).floor])) ?? 0);
+    const key = this.keys.session(ref).floor;
+    return Number((await this.#command('floor', key, ['GET', key])) ?? 0);
   }
 
   async seed(ref: SessionRef, seed: HotSeed, now: number, options: HotSeedOptions = {}): Promise<boolean | 'epochChanged' | 'conflict'> {
@@ -224,7 +285,7 @@ export class RedisHotStore implements HotStore {
       ...voidCandidates,
       ...turnArgs,
     ];
-    const reply = Number(await this.#script('seed-11', [...this.#sessionAndGlobal(ref), this.keys.global.epoch, s.floor, s.voids, s.idem, s.idemAge], args));
+    const reply = Number(await this.#script('seed-11', [...this.#sessionAndShard(ref), this.keys.shardOf(ref).epoch, s.floor, s.voids, s.idem, s.idemAge], args));
     if (reply === 1) return true;
     if (reply === 0) return false;
     return reply === -1 ? 'epochChanged' : 'conflict';
@@ -235,20 +296,21 @@ export class RedisHotStore implements HotStore {
     checkInt('count', count, 0, MAX_READ_TURNS);
     checkTime('now', now);
     const s = this.keys.session(ref);
-    return toTurns(await this.#script('recent-3', [s.meta, s.turns, this.keys.global.lru], [sessionMember(ref), String(count), String(now)]), true);
+    const g = this.keys.shardOf(ref);
+    return toTurns(await this.#script('recent-4', [s.meta, s.turns, g.lru, g.epoch], [sessionMember(ref), String(count), String(now)]), true);
   }
 
   async unarchived(ref: SessionRef, limit: number): Promise<Turn[]> {
     checkRef(ref);
     checkInt('limit', limit, 0, MAX_READ_TURNS);
     const s = this.keys.session(ref);
-    return toTurns(await this.#script('range-2', [s.meta, s.turns], ['0', String(Number.MAX_SAFE_INTEGER), String(limit), 'unarchived']), false, true);
+    return toTurns(await this.#script('range-3', [s.meta, s.turns, this.keys.shardOf(ref).epoch], ['0', String(Number.MAX_SAFE_INTEGER), String(limit), 'unarchived']), false, true);
   }
 
   async idempotencyEntries(ref: SessionRef, keys: readonly string[]): Promise<Array<{ turnId: number; hash: string } | null>> {
     checkRef(ref);
     if (keys.length === 0) return [];
-    const values = (await this.#command('idempotencyEntries', ['HMGET', this.keys.session(ref).idem, ...keys])) as Array<string | null>;
+    const values = (await this.#command('idempotencyEntries', this.keys.session(ref).idem, ['HMGET', this.keys.session(ref).idem, ...keys])) as Array<string | null>;
     return values.map((v) => {
       if (typeof v !== 'string') return null;
       const sep = v.indexOf(':');
@@ -261,7 +323,7 @@ export class RedisHotStore implements HotStore {
     checkInt('fromTurn', fromTurn, 0);
     checkInt('toTurn', toTurn, 0);
     const s = this.keys.session(ref);
-    return toTurns(await this.#script('range-2', [s.meta, s.turns], [String(fromTurn), String(toTurn), String(MAX_READ_TURNS), '']), false);
+    return toTurns(await this.#script('range-3', [s.meta, s.turns, this.keys.shardOf(ref).epoch], [String(fromTurn), String(toTurn), String(MAX_READ_TURNS), '']), false);
   }
 
   async markArchived(ref: SessionRef, upTo: number, keepRecent: number, leaseToken?: string): Promise<void> {
@@ -270,13 +332,13 @@ export class RedisHotStore implements HotStore {
     checkInt('keepRecent', keepRecent, 0);
     if (leaseToken !== undefined) checkToken(leaseToken);
     const s = this.keys.session(ref);
-    const g = this.keys.global;
-    await this.#script('markarchived-6', [s.meta, s.turns, g.backlog, g.age, g.bytes, s.lease], [sessionMember(ref), String(upTo), String(keepRecent), leaseToken ?? '']);
+    const g = this.keys.shardOf(ref);
+    await this.#script('markarchived-7', [s.meta, s.turns, g.backlog, g.age, g.bytes, s.lease, g.epoch], [sessionMember(ref), String(upTo), String(keepRecent), leaseToken ?? '']);
   }
 
   async meta(ref: SessionRef): Promise<HotSessionMeta | null> {
     checkRef(ref);
-    const v = (await this.#command('meta', ['HMGET', this.keys.session(ref).meta, ...META_FIELDS])) as Array<string | null>;
+    const v = (await this.#command('meta', this.keys.session(ref).meta, ['HMGET', this.keys.session(ref).meta, ...META_FIELDS])) as Array<string | null>;
     if (v[0] === null || v[0] === undefined) return null;
     const num = (i: number): number => Number(v[i] ?? 0);
     return {
@@ -295,14 +357,14 @@ export class RedisHotStore implements HotStore {
   async dropIfArchived(ref: SessionRef): Promise<boolean> {
     checkRef(ref);
     const s = this.keys.session(ref);
-    const reply = (await this.#script('remove-10', [...this.#sessionAndGlobal(ref), s.floor, s.idem, s.idemAge, this.keys.global.epoch], [sessionMember(ref), 'ifArchived', '', '0'])) as number[];
+    const reply = (await this.#script('remove-10', [...this.#sessionAndShard(ref), s.floor, s.idem, s.idemAge, this.keys.shardOf(ref).epoch], [sessionMember(ref), 'ifArchived', '', '0'])) as number[];
     return Number(reply[0]) === 1;
   }
 
   async deleteSession(ref: SessionRef, options: { epoch?: number; minFloor?: number } = {}): Promise<{ turns: number; lastTurnId: number } | 'epochChanged'> {
     checkRef(ref);
     const s = this.keys.session(ref);
-    const reply = (await this.#script('remove-10', [...this.#sessionAndGlobal(ref), s.floor, s.idem, s.idemAge, this.keys.global.epoch], [sessionMember(ref), 'always', options.epoch === undefined ? '' : String(options.epoch), String(options.minFloor ?? 0)])) as number[];
+    const reply = (await this.#script('remove-10', [...this.#sessionAndShard(ref), s.floor, s.idem, s.idemAge, this.keys.shardOf(ref).epoch], [sessionMember(ref), 'always', options.epoch === undefined ? '' : String(options.epoch), String(options.minFloor ?? 0)])) as number[];
     if (Number(reply[0]) === -1) return 'epochChanged';
     return { turns: Number(reply[1]), lastTurnId: Number(reply[2]) };
   }
@@ -313,28 +375,33 @@ export class RedisHotStore implements HotStore {
     for (const id of turnIds) checkInt('turn id', id, 1);
     if (turnIds.length === 0) return 0;
     const s = this.keys.session(ref);
-    const g = this.keys.global;
+    const g = this.keys.shardOf(ref);
     const unique = [...new Set(turnIds)].map(String);
-    return Number(await this.#script('deleteturns-5', [s.meta, s.turns, g.backlog, g.age, g.bytes], [sessionMember(ref), ...unique]));
+    return Number(await this.#script('deleteturns-6', [s.meta, s.turns, g.backlog, g.age, g.bytes, g.epoch], [sessionMember(ref), ...unique]));
   }
 
   async lruSessions(limit: number): Promise<Array<{ ref: SessionRef; lastAccess: number }>> {
     checkInt('limit', limit, 0, MAX_READ_TURNS);
     if (limit === 0) return [];
-    const reply = (await this.#command('lruSessions', ['ZRANGE', this.keys.global.lru, '0', String(limit - 1), 'WITHSCORES'])) as unknown[];
-    // RESP2 answers [member, score, …]; RESP3 (a caller's client may speak it) [[member, score], …].
-    const flat = reply.flatMap((e) => (Array.isArray(e) ? e : [e])) as Array<string | number>;
-    const out: Array<{ ref: SessionRef; lastAccess: number }> = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) out.push({ ref: parseSessionMember(String(flat[i])), lastAccess: Number(flat[i + 1]) });
-    return out;
+    // The first `limit` of every shard, merged: the global first `limit` are among them.
+    const perShard = await this.#eachShard(async (g) => scored(await this.#command('lruSessions', g.lru, ['ZRANGE', g.lru, '0', String(limit - 1), 'WITHSCORES'])));
+    return perShard
+      .flat()
+      .sort((a, b) => a.score - b.score)
+      .slice(0, limit)
+      .map((e) => ({ ref: parseSessionMember(e.member), lastAccess: e.score }));
   }
 
   async idleSessions(before: number, limit: number): Promise<SessionRef[]> {
     checkTime('before', before);
     checkInt('limit', limit, 0, MAX_READ_TURNS);
     if (limit === 0) return [];
-    const members = (await this.#command('idleSessions', ['ZRANGEBYSCORE', this.keys.global.lru, '-inf', `(${before}`, 'LIMIT', '0', String(limit)])) as string[];
-    return members.map(parseSessionMember);
+    const perShard = await this.#eachShard(async (g) => scored(await this.#command('idleSessions', g.lru, ['ZRANGEBYSCORE', g.lru, '-inf', `(${before}`, 'WITHSCORES', 'LIMIT', '0', String(limit)])));
+    return perShard
+      .flat()
+      .sort((a, b) => a.score - b.score)
+      .slice(0, limit)
+      .map((e) => parseSessionMember(e.member));
   }
 
   async sessionsToCompact(minUnarchived: number, oldestBefore: number, limit: number): Promise<SessionRef[]> {
@@ -342,17 +409,22 @@ export class RedisHotStore implements HotStore {
     checkTime('oldestBefore', oldestBefore);
     checkInt('limit', limit, 0, MAX_READ_TURNS);
     if (limit === 0) return [];
-    const g = this.keys.global;
     // Oldest backlog first (age), then the biggest backlog; a session in both appears once.
-    const [byAge, byCount] = (await Promise.all([
-      this.#command('sessionsToCompact', ['ZRANGEBYSCORE', g.age, '-inf', `(${oldestBefore}`, 'LIMIT', '0', String(limit)]),
-      this.#command('sessionsToCompact', ['ZREVRANGEBYSCORE', g.backlog, '+inf', String(minUnarchived), 'LIMIT', '0', String(limit)]),
-    ])) as [string[], string[]];
-    return [...new Set([...byAge, ...byCount])].slice(0, limit).map(parseSessionMember);
+    const perShard = await this.#eachShard(async (g) => {
+      const [byAge, byCount] = await Promise.all([
+        this.#command('sessionsToCompact', g.age, ['ZRANGEBYSCORE', g.age, '-inf', `(${oldestBefore}`, 'WITHSCORES', 'LIMIT', '0', String(limit)]),
+        this.#command('sessionsToCompact', g.backlog, ['ZREVRANGEBYSCORE', g.backlog, '+inf', String(minUnarchived), 'WITHSCORES', 'LIMIT', '0', String(limit)]),
+      ]);
+      return { byAge: scored(byAge), byCount: scored(byCount) };
+    });
+    const byAge = perShard.flatMap((p) => p.byAge).sort((a, b) => a.score - b.score);
+    const byCount = perShard.flatMap((p) => p.byCount).sort((a, b) => b.score - a.score);
+    return [...new Set([...byAge, ...byCount].map((e) => e.member))].slice(0, limit).map(parseSessionMember);
   }
 
   async totalBytes(): Promise<number> {
-    return Number((await this.#command('totalBytes', ['GET', this.keys.global.bytes])) ?? 0);
+    const perShard = await this.#eachShard(async (g) => Number((await this.#command('totalBytes', g.bytes, ['GET', g.bytes])) ?? 0));
+    return perShard.reduce((a, b) => a + b, 0);
   }
 
   async acquireLease(ref: SessionRef, owner: string, ttlMs: number, now: number): Promise<{ token: string; fence: number } | null> {
@@ -363,7 +435,7 @@ export class RedisHotStore implements HotStore {
     // Expiry is Redis's own clock (PX), the same for every instance; `now` is not needed here.
     const token = `${owner}:${randomBytes(12).toString('hex')}`;
     const s = this.keys.session(ref);
-    const reply = (await this.#script('acquirelease-3', [s.lease, s.fence, this.keys.global.epoch], [token, String(ttlMs)])) as unknown[];
+    const reply = (await this.#script('acquirelease-3', [s.lease, s.fence, this.keys.shardOf(ref).epoch], [token, String(ttlMs)])) as unknown[];
     const status = Number(reply[0]);
     if (status === 0) return null;
     return { token, fence: Number(reply[2]) * 2 ** 32 + Number(reply[1]) };
@@ -389,18 +461,85 @@ export class RedisHotStore implements HotStore {
     return Number(await this.#script('releaseownerlease-1', [this.keys.session(ref).lease], [owner])) === 1;
   }
 
-  async epoch(): Promise<number | null> {
-    const v = await this.#script('epoch-1', [this.keys.global.epoch], ['']);
-    return v === null || v === undefined || v === false ? null : Number(v);
+  /** Every shard's epoch (null: missing or broken). */
+  async #shardEpochs(): Promise<Array<number | null>> {
+    return this.#eachShard(async (g) => {
+      const v = await this.#script('epoch-1', [g.epoch], []);
+      return v === null || v === undefined || v === false ? null : Number(v);
+    });
   }
 
+  /**
+   * The dataset's epoch: the one every shard holds, null when a shard has none (its node lost
+   * its data, or a failover or restart of its primary was detected) or shards disagree (an
+   * initEpoch is under way). docs/consistency.md, "Shards".
+   */
+  async epoch(): Promise<number | null> {
+    const epochs = await this.#shardEpochs();
+    const first = epochs[0] ?? null;
+    return first !== null && epochs.every((e) => e === first) ? first : null;
+  }
+
+  /**
+   * Makes `candidate` (freshly allocated, larger than any epoch allocated before) the epoch of
+   * every shard unless they already agree on one: a missing shard gets it, a broken one is wiped
+   * first, an intact one is raised to it and keeps its sessions. Racing callers converge on the
+   * largest candidate; a shard is only ever given a caller's own fresh candidate, never a number
+   * some instance may already have recovered in. Returns the epoch in force.
+   */
   async initEpoch(candidate: number): Promise<number> {
     checkInt('epoch', candidate, 1);
-    return Number(await this.#script('epoch-1', [this.keys.global.epoch], [String(candidate)]));
+    const before = await this.#shardEpochs();
+    if (before[0] !== null && before.every((e) => e === before[0])) return before[0]!;
+    await this.#migrateLegacy();
+    await this.#eachShard(async (g, n) => {
+      for (;;) {
+        const [status] = (await this.#script('epochinit-5', [g.epoch, g.lru, g.backlog, g.age, g.bytes], [String(candidate), 'create', this.keys.shardSessionBase(n)])) as unknown[];
+        if (Number(status) === 1) return;
+      }
+    });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const epochs = await this.#shardEpochs();
+      if (epochs[0] !== null && epochs.every((e) => e === epochs[0])) return epochs[0]!;
+      if (epochs.includes(null)) break;
+      // Another instance is giving the shards its larger candidate: help it finish.
+      const target = Math.max(...(epochs as number[]));
+      await this.#eachShard((g, n) => this.#script('epochinit-5', [g.epoch, g.lru, g.backlog, g.age, g.bytes], [String(target), 'raise', this.keys.shardSessionBase(n)]));
+    }
+    throw new StrataError('STRATA_ERR_RECOVERING', `the Redis hot tier lost data again while its ${SHARD_COUNT} shards were given epoch ${candidate}; retry`, { details: { epoch: candidate } });
+  }
+
+  /**
+   * The layout before sharding (untagged `<p>lru`, `<p>epoch`, … and `<p>{<t>:<s>}:…` session
+   * keys, single primary only) is dropped the first time an epoch is set: its sessions are
+   * re-seeded from the archive and every instance's journal, exactly as after a FLUSHALL, so
+   * nothing acknowledged is lost. First the old byte counter becomes the text `migrated`, so an
+   * instance of the previous version still running fails every write (its scripts INCRBY it)
+   * instead of handing out ids this layout does not know; the old epoch key goes last, so a
+   * migration cut short runs again. docs/redis-keys.md, "Upgrading".
+   */
+  async #migrateLegacy(): Promise<void> {
+    if (this.#cluster || this.#legacyChecked) return;
+    const legacy = this.keys.legacy;
+    const bytes = await this.#command('migrate', legacy.bytes, ['GET', legacy.bytes]);
+    const present = Number(await this.#command('migrate', legacy.epoch, ['EXISTS', legacy.epoch, legacy.lru, legacy.backlog, legacy.age]));
+    if (present > 0 || (bytes !== null && bytes !== 'migrated')) {
+      await this.#command('migrate', legacy.bytes, ['SET', legacy.bytes, 'migrated']);
+      let cursor = '0';
+      do {
+        const [next, found] = (await this.#command('migrate', legacy.epoch, ['SCAN', cursor, 'MATCH', `${this.keys.prefix}*`, 'COUNT', '1000'])) as [string, string[]];
+        cursor = String(next);
+        const doomed = found.filter((k) => this.keys.isLegacyKey(k) && k !== legacy.bytes && k !== legacy.epoch);
+        if (doomed.length > 0) await this.#command('migrate', legacy.epoch, ['UNLINK', ...doomed]);
+      } while (cursor !== '0');
+      await this.#command('migrate', legacy.epoch, ['DEL', legacy.epoch]);
+    }
+    this.#legacyChecked = true;
   }
 
   async ping(): Promise<void> {
-    await this.#command('ping', ['PING']);
+    // Every shard's node answers (on a single primary: the same server 64 times, pipelined).
+    await this.#eachShard((g) => this.#command('ping', g.epoch, ['PING']));
   }
 
   async close(): Promise<void> {

@@ -5,10 +5,10 @@ import { StrataError } from '../../errors.js';
 import type { ErrorCode } from '../../errors.js';
 
 /**
- * The Lua scripts of `scripts/<name>-<numKeys>.lua`, read once per process, called by EVALSHA
- * with a fallback to EVAL on NOSCRIPT (after a Redis restart, SCRIPT FLUSH or failover; EVAL
- * also puts the script back into the server's cache). Every Redis error is mapped to a coded
- * StrataError here and nowhere else.
+ * The Lua scripts of `scripts/<name>-<numKeys>.lua`, each preceded by `shard-lib.lua` (the shard
+ * state checks they share), read once per process, called by EVALSHA with a fallback to EVAL on
+ * NOSCRIPT (after a Redis restart, SCRIPT FLUSH or failover; EVAL also puts the script back into
+ * the server's cache). Every Redis error is mapped to a coded StrataError here and nowhere else.
  */
 
 /** The smallest client surface the hot store needs; a node-redis v5+ client satisfies it. */
@@ -16,7 +16,10 @@ export interface RedisCommandClient {
   sendCommand(args: ReadonlyArray<string>): Promise<unknown>;
 }
 
-export const SCRIPT_NAMES = ['append-9', 'confirm-4', 'seed-11', 'recent-3', 'range-2', 'markarchived-6', 'deleteturns-5', 'remove-10', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1'] as const;
+/** Sends one command to the node serving `key`'s slot (a single primary serves every key). */
+export type RedisSend = (key: string, args: string[]) => Promise<unknown>;
+
+export const SCRIPT_NAMES = ['append-9', 'confirm-4', 'seed-11', 'recent-4', 'range-3', 'markarchived-7', 'deleteturns-6', 'remove-10', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1', 'epochinit-5'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 interface LoadedScript {
@@ -32,8 +35,9 @@ let loaded: ReadonlyMap<ScriptName, LoadedScript> | null = null;
 export function loadScripts(): ReadonlyMap<ScriptName, LoadedScript> {
   if (loaded !== null) return loaded;
   const map = new Map<ScriptName, LoadedScript>();
+  const lib = readFileSync(new URL('./shard-lib.lua', import.meta.url), 'utf8');
   for (const name of SCRIPT_NAMES) {
-    const body = readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+    const body = `${lib}\n${readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8')}`;
     const numKeys = Number(name.slice(name.lastIndexOf('-') + 1));
     map.set(name, { name, body, numKeys, sha: createHash('sha1').update(body).digest('hex') });
   }
@@ -58,6 +62,13 @@ function isErrorReply(err: unknown): err is Error {
   return err instanceof ErrorReply || (err instanceof Error && ['ErrorReply', 'SimpleError', 'BlobError'].includes(err.constructor.name));
 }
 
+/**
+ * Error replies that mean "not now" rather than a bug: a cluster between a primary's failure and
+ * its replica's promotion (CLUSTERDOWN), a slot in migration (TRYAGAIN), a replica that has not
+ * learnt it was promoted, a server loading its data.
+ */
+const TRANSIENT_REPLIES = /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING|READONLY|BUSY)\b/;
+
 export function isNoScript(err: unknown): boolean {
   return isErrorReply(err) && err.message.startsWith('NOSCRIPT');
 }
@@ -71,23 +82,26 @@ export function mapRedisError(err: unknown, operation: string): StrataError {
       const code = SCRIPT_ERRORS[reason[1]!] ?? 'STRATA_ERR_INTERNAL';
       return new StrataError(code, `${operation}: ${reason[2] ?? reason[1]}`, { cause: err, details: { operation, reason: reason[1] } });
     }
+    if (TRANSIENT_REPLIES.test(err.message)) {
+      return new StrataError('STRATA_ERR_HOT_UNAVAILABLE', `${operation}: Redis is not available right now (${err.message})`, { cause: err, details: { operation } });
+    }
     return new StrataError('STRATA_ERR_INTERNAL', `${operation}: Redis replied with an error: ${err.message}`, { cause: err, details: { operation } });
   }
   const message = err instanceof Error ? err.message : String(err);
   return new StrataError('STRATA_ERR_HOT_UNAVAILABLE', `${operation}: Redis is unreachable (${message})`, { cause: err, details: { operation } });
 }
 
-/** Runs one script: EVALSHA, and on NOSCRIPT the full body with EVAL. */
-export async function runScript(client: RedisCommandClient, name: ScriptName, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+/** Runs one script on the node of its first key: EVALSHA, and on NOSCRIPT the full body with EVAL. */
+export async function runScript(send: RedisSend, name: ScriptName, keys: readonly string[], args: readonly string[]): Promise<unknown> {
   const script = loadScripts().get(name)!;
   if (keys.length !== script.numKeys) throw new StrataError('STRATA_ERR_INTERNAL', `script ${name} takes ${script.numKeys} keys, got ${keys.length}`);
   const tail = [String(script.numKeys), ...keys, ...args];
   try {
     try {
-      return await client.sendCommand(['EVALSHA', script.sha, ...tail]);
+      return await send(keys[0]!, ['EVALSHA', script.sha, ...tail]);
     } catch (err) {
       if (!isNoScript(err)) throw err;
-      return await client.sendCommand(['EVAL', script.body, ...tail]);
+      return await send(keys[0]!, ['EVAL', script.body, ...tail]);
     }
   } catch (err) {
     throw mapRedisError(err, name.slice(0, name.lastIndexOf('-')));

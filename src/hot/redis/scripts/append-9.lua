@@ -1,7 +1,7 @@
 --[[ append: assigns the next turn id of a session and stores the turn, atomically.
-KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] global lru zset
-KEYS[4] global backlog zset    KEYS[5] global age zset      KEYS[6] global bytes counter
-KEYS[7] global epoch           KEYS[8] session idempotency hash (key -> "turnId:hash")
+KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] shard lru zset
+KEYS[4] shard backlog zset     KEYS[5] shard age zset       KEYS[6] shard bytes counter
+KEYS[7] shard epoch hash          KEYS[8] session idempotency hash (key -> "turnId:hash")
 KEYS[9] session idempotency zset (key -> createdAt, for expiry)
 ARGV[1] session member (tenant:session)   ARGV[2] encoded turn (src/hot/encoding.ts)
 ARGV[3] turn createdAt (ms)               ARGV[4] now (ms)   ARGV[5] userId or ''
@@ -11,10 +11,10 @@ Returns {status, turnId}:
   { 1, id}  appended at id
   { 2, id}  the key is known: the message was appended before at id (nothing changed)
   { 0, 0}   the session has no metadata here: the caller must seed it
-  {-1, 0}   the epoch changed (Redis lost its data): the caller must recover first
+  {-1, 0}   the shard's epoch is not the caller's (Redis lost data, or a failover): the caller must recover first
   {-2, id}  the key is known for a different message (nothing changed)
 ]]
-if ARGV[6] ~= '' and redis.call('GET', KEYS[7]) ~= ARGV[6] then return {-1, 0} end
+if ARGV[6] ~= '' and shardEpoch(KEYS[7]) ~= ARGV[6] then return {-1, 0} end
 if ARGV[7] ~= '' then
   local known = redis.call('HGET', KEYS[8], ARGV[7])
   if known then

@@ -1,7 +1,7 @@
 --[[ confirm: after a writer journaled turns it was given ids for, decides whether those ids
 still hold its turns (then it may acknowledge) or not (then it voids its records and retries).
 docs/consistency.md, "Acknowledging a turn".
-KEYS[1] global epoch   KEYS[2] session turns hash   KEYS[3] session idempotency hash
+KEYS[1] shard epoch hash  KEYS[2] session turns hash   KEYS[3] session idempotency hash
 KEYS[4] session void set
 ARGV[1] the epoch the ids were assigned in   ARGV[2] void window (ms)
 ARGV[3..] turnId, key pairs
@@ -11,7 +11,7 @@ carries the writer's key (a re-seed after a loss took it from the journal), or w
 client idempotency key maps to that id. Otherwise "key#id#epoch" joins the void set, atomically, so a
 re-seed running after this call leaves the journaled record out (seed checks the set).
 ]]
-local same = redis.call('GET', KEYS[1]) == ARGV[1]
+local same = shardEpoch(KEYS[1]) == ARGV[1]
 local out = {}
 for i = 3, #ARGV, 2 do
   local id, key = ARGV[i], ARGV[i + 1]

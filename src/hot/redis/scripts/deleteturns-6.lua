@@ -1,9 +1,11 @@
 --[[ deleteTurns: removes the given turns if held; metadata (next id) is kept. Atomic.
-KEYS[1] session meta hash   KEYS[2] session turns hash   KEYS[3] global backlog zset
-KEYS[4] global age zset     KEYS[5] global bytes counter
+KEYS[1] session meta hash   KEYS[2] session turns hash   KEYS[3] shard backlog zset
+KEYS[4] shard age zset      KEYS[5] shard bytes counter   KEYS[6] shard epoch hash
 ARGV[1] session member   ARGV[2..] turn ids (decimal)
-Returns how many turns were removed (0 for an unknown session).
+Returns how many turns were removed (0 for an unknown session or a broken shard, which is wiped
+and re-seeded from the journals: the caller deletes from the archive and journal as well).
 ]]
+if shardState(KEYS[6]) == 'broken' then return 0 end
 local meta = KEYS[1]
 local m = redis.call('HMGET', meta, 'nextTurnId', 'archivedUpTo', 'firstTurnId', 'unarchivedCount', 'oldestUnarchivedAt')
 if not m[1] then return 0 end

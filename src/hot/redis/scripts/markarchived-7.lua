@@ -1,11 +1,13 @@
 --[[ markArchived: records that every turn <= upTo is archived and trims archived turns beyond
 the last `keepRecent` held ones, atomically. Monotonic.
-KEYS[1] session meta hash   KEYS[2] session turns hash   KEYS[3] global backlog zset
-KEYS[4] global age zset     KEYS[5] global bytes counter  KEYS[6] session lease key
+KEYS[1] session meta hash   KEYS[2] session turns hash   KEYS[3] shard backlog zset
+KEYS[4] shard age zset      KEYS[5] shard bytes counter   KEYS[6] session lease key
+KEYS[7] shard epoch hash
 ARGV[1] session member   ARGV[2] upTo   ARGV[3] keepRecent
 ARGV[4] lease token of the compaction that archived the turns, or '' (no lease: single process)
 Returns the number of turns trimmed; 0 and no change for an unknown session (dropped or
-deleted while it was being compacted) or when upTo is below the current archivedUpTo.
+deleted while it was being compacted), for a broken shard (it is wiped and re-seeded), or when upTo
+is below the current archivedUpTo.
 Error reply STRATA_UPTO_BEYOND_LAST when upTo names a turn that was never appended.
 Error reply STRATA_FENCED, and no change, when the lease is no longer held by ARGV[4]: a holder
 whose lease expired (paused process) must not trim turns that the new holder is responsible for.
@@ -13,6 +15,7 @@ whose lease expired (paused process) must not trim turns that the new holder is 
 if ARGV[4] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[4] then
   return redis.error_reply('STRATA_FENCED the compaction lease is no longer held by this token')
 end
+if shardState(KEYS[7]) == 'broken' then return 0 end
 local meta = KEYS[1]
 local m = redis.call('HMGET', meta, 'nextTurnId', 'archivedUpTo', 'firstTurnId', 'bytes')
 if not m[1] then return 0 end

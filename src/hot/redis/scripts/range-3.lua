@@ -1,11 +1,12 @@
 --[[ range: held turns of a session with ids in [from, to], ascending, at most `limit`.
-KEYS[1] session meta hash   KEYS[2] session turns hash
+KEYS[1] session meta hash   KEYS[2] session turns hash   KEYS[3] shard epoch hash
 ARGV[1] from   ARGV[2] to   ARGV[3] limit (0..10000)
 ARGV[4] 'unarchived' to start after archivedUpTo instead of at ARGV[1], or ''
-Returns a flat array {id, encoded, ...} ascending; empty for an unknown session.
-Read-only. Ids are clamped to what the session can hold (firstTurnId .. nextTurnId - 1) and
+Returns a flat array {id, encoded, ...} ascending; empty for an unknown session or a broken shard.
+Read-only (except marking a shard broken, shard-lib.lua). Ids are clamped to what the session can hold (firstTurnId .. nextTurnId - 1) and
 fetched in bounded HMGET batches, so a wide range never means one unbounded read.
 ]]
+if shardState(KEYS[3]) == 'broken' then return {} end
 local m = redis.call('HMGET', KEYS[1], 'nextTurnId', 'firstTurnId', 'archivedUpTo')
 if not m[1] then return {} end
 local lo = tonumber(ARGV[1])

@@ -1,11 +1,14 @@
 --[[ recent: the last N held turns of a session, and a touch of its last access.
-KEYS[1] session meta hash   KEYS[2] session turns hash   KEYS[3] global lru zset
+KEYS[1] session meta hash   KEYS[2] session turns hash   KEYS[3] shard lru zset
+KEYS[4] shard epoch hash
 ARGV[1] session member   ARGV[2] count (0..10000)   ARGV[3] now (ms)
 Returns a flat array {id, encoded, id, encoded, ...} in DESCENDING id order (the caller
-reverses it), empty when the session is unknown (an unknown session is not touched).
+reverses it), empty when the session is unknown (an unknown session is not touched) or its shard is
+broken (its state may have lost writes: nothing is read from it until it is wiped and re-seeded).
 Cost: one HMGET of exactly `count` ids when the session has no holes; holes left by
 deleteTurns are skipped by fetching further down, never by reading the whole hash.
 ]]
+if shardState(KEYS[4]) == 'broken' then return {} end
 local m = redis.call('HMGET', KEYS[1], 'nextTurnId', 'firstTurnId', 'turnCount', 'lastAccess')
 if not m[1] then return {} end
 local want = tonumber(ARGV[2])

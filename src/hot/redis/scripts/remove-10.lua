@@ -1,8 +1,8 @@
 --[[ remove: drops a session's hot state, atomically.
-KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] global lru zset
-KEYS[4] global backlog zset    KEYS[5] global age zset      KEYS[6] global bytes counter
+KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] shard lru zset
+KEYS[4] shard backlog zset     KEYS[5] shard age zset       KEYS[6] shard bytes counter
 KEYS[7] session deletion floor KEYS[8] session idempotency hash  KEYS[9] session idempotency zset
-KEYS[10] global epoch
+KEYS[10] shard epoch hash
 ARGV[1] session member
 ARGV[2] 'ifArchived' (dropIfArchived: refuse while any turn is unarchived) or 'always' (deleteSession)
 ARGV[3] the epoch the caller recovered in, or '' (no check)
@@ -14,7 +14,10 @@ journaled turn of the session (recover first) to raise the floor above all of th
 handed out again, and a seed never brings them back. Idempotency keys stay: a late retry of a
 deleted message answers its old id and stores nothing (it must not bring the message back).
 ]]
-if ARGV[3] ~= '' and redis.call('GET', KEYS[10]) ~= ARGV[3] then return {-1, 0, 0} end
+local state, epoch = shardState(KEYS[10])
+if ARGV[3] ~= '' and epoch ~= ARGV[3] then return {-1, 0, 0} end
+-- A broken shard's state may have lost writes: nothing is dropped from it by 'ifArchived'.
+if state == 'broken' and ARGV[2] == 'ifArchived' then return {0, 0, 0} end
 local m = redis.call('HMGET', KEYS[1], 'unarchivedCount', 'bytes', 'nextTurnId')
 local floor = tonumber(redis.call('GET', KEYS[7]) or '0')
 if not m[1] then

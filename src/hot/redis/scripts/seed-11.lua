@@ -1,7 +1,7 @@
 --[[ seed: creates the hot state of a session if it has none, atomically.
-KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] global lru zset
-KEYS[4] global backlog zset    KEYS[5] global age zset      KEYS[6] global bytes counter
-KEYS[7] global epoch           KEYS[8] session deletion floor KEYS[9] session void set
+KEYS[1] session meta hash      KEYS[2] session turns hash   KEYS[3] shard lru zset
+KEYS[4] shard backlog zset     KEYS[5] shard age zset       KEYS[6] shard bytes counter
+KEYS[7] shard epoch hash          KEYS[8] session deletion floor KEYS[9] session void set
 KEYS[10] session idempotency hash  KEYS[11] session idempotency zset
 ARGV[1] session member   ARGV[2] now   ARGV[3] nextTurnId   ARGV[4] archivedUpTo
 ARGV[5] userId or ''     ARGV[6] firstTurnId   ARGV[7] unarchivedCount
@@ -17,7 +17,7 @@ floor, or nextTurnId does not clear the floor (the caller re-reads both and seed
 Nothing changes unless 1 is returned.
 ]]
 local meta = KEYS[1]
-if ARGV[10] ~= '' and redis.call('GET', KEYS[7]) ~= ARGV[10] then return -1 end
+if ARGV[10] ~= '' and shardEpoch(KEYS[7]) ~= ARGV[10] then return -1 end
 if redis.call('EXISTS', meta) == 1 then return 0 end
 local floor = tonumber(redis.call('GET', KEYS[8]) or '0')
 if tonumber(ARGV[3]) <= floor then return -2 end
