@@ -293,6 +293,42 @@ export function archiveStoreSuite(name: string, makeStore: (ctx: { clock: FakeCl
       await store.close();
     });
 
+    test('fencing: a commit or deletion below the highest committed fencing number is refused and changes nothing', async () => {
+      const { store } = await setup();
+      await store.append(ref, makeTurns(1, 4), { fence: 10 });
+      await store.append(ref, makeTurns(5, 6), { fence: 12 });
+      const before = await store.exportSession(ref);
+      await rejects(store.append(ref, makeTurns(7, 9), { fence: 11 }), 'STRATA_ERR_FENCED');
+      await rejects(store.deleteSession(ref, { fence: 11, upTo: 9 }), 'STRATA_ERR_FENCED');
+      assert.deepEqual(await store.exportSession(ref), before);
+      assert.equal(await store.deletedUpTo(ref), 0);
+      // A precommit that throws (a lease lost) commits nothing either.
+      await assert.rejects(store.append(ref, makeTurns(7, 9), { fence: 12, precommit: () => Promise.reject(new Error('lease lost')) }), /lease lost/);
+      assert.equal((await store.info(ref))?.highWater, 6);
+      assert.deepEqual(await store.append(ref, makeTurns(7, 9), { fence: 12 }), { appended: 3, skipped: 0, highWater: 9 });
+      const receipt = await store.deleteSession(ref, { fence: 13, upTo: 20 });
+      assert.equal(receipt.turns, 9);
+      assert.equal(await store.deletedUpTo(ref), 20, 'the deletion floor covers ids not archived yet');
+      // Turns at or below the floor are never archived again; later ones start the session anew.
+      const after = await store.append(ref, makeTurns(18, 22), { fence: 13 });
+      assert.deepEqual([after.appended, after.highWater], [2, 22]);
+      assert.deepEqual((await store.read(ref)).map((t) => t.turnId), [21, 22]);
+      await store.close();
+    });
+
+    test('idempotency keys are kept with archived turns, forgotten after their window, and outlive a deletion', async () => {
+      const { store } = await setup();
+      const key = (k: string, turnId: number, createdAt: number) => ({ key: `k:${k}#0`, turnId, hash: `h${turnId}`, createdAt });
+      await store.append(ref, makeTurns(1, 2), { idempotency: [key('a', 1, 100), key('b', 2, 200)], keysSince: 0 });
+      await store.append(ref, makeTurns(3, 3), { idempotency: [key('c', 3, 300)], keysSince: 150 });
+      const keys = (await store.idempotencyKeys(ref)).sort((x, y) => x.turnId - y.turnId);
+      assert.deepEqual(keys, [key('b', 2, 200), key('c', 3, 300)]);
+      await store.deleteSession(ref);
+      assert.deepEqual((await store.idempotencyKeys(ref)).map((k) => k.turnId).sort(), [2, 3]);
+      assert.equal(await store.committedTurn(ref, 2), null);
+      await store.close();
+    });
+
     test('stats count sessions, turns, bytes and segments per tenant and overall', async () => {
       const { store } = await setup();
       await store.append({ tenant: 'acme', sessionId: 'x' }, makeTurns(1, 5));
