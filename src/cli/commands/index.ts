@@ -11,6 +11,7 @@ import { registerInspect } from './inspect.js';
 import { registerReindex } from './reindex.js';
 import { registerSearch } from './search.js';
 import { registerMcp } from './mcp.js';
+import { registerMigrate } from './migrate.js';
 import { registerServe } from './serve.js';
 import { registerStats } from './stats.js';
 import { registerVerify } from './verify.js';
@@ -30,7 +31,7 @@ import { registerEvalRetrieval } from './eval-retrieval.js';
 export type RegisterCommand = (parent: Command, io: CliIo) => void;
 
 /** Top-level commands (`strata <name>`). */
-export const commands: RegisterCommand[] = [registerServe, registerMcp, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats, registerChaos];
+export const commands: RegisterCommand[] = [registerServe, registerMcp, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats, registerChaos, registerMigrate];
 
 /** `strata bench <name>` subcommands. */
 export const benchCommands: RegisterCommand[] = [registerBenchHttp, registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchHot, registerBenchArchive];
