@@ -24,7 +24,11 @@ export interface StrataConfig {
   readonly hot: {
     /** `memory` (in-process, embedded default) or `redis`. Default `redis` when `redisUrl` is set, else `memory`. */
     readonly driver: 'memory' | 'redis';
-    /** Redis URL, e.g. `redis://127.0.0.1:6379`. Default none. */
+    /**
+     * Redis URL, e.g. `redis://127.0.0.1:6379` (a single primary) or
+     * `redis+cluster://10.0.0.1:6379,10.0.0.2:6379` (a Redis Cluster, found through any listed
+     * node; `STRATA_REDIS_CLUSTER_NODES=host:port,…` sets the same). Default none.
+     */
     readonly redisUrl: string | null;
     /** Prefix of every Redis key. Default `strata:`. */
     readonly keyPrefix: string;
@@ -156,7 +160,7 @@ const nullableString = z.string().min(1).nullable();
 const schema = z.strictObject({
   dataDir: z.string().min(1),
   instanceId: id,
-  hot: z.strictObject({ driver: z.enum(['memory', 'redis']), redisUrl: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').nullable(), keyPrefix: z.string() }),
+  hot: z.strictObject({ driver: z.enum(['memory', 'redis']), redisUrl: z.string().regex(/^rediss?(\+cluster)?:\/\//, 'a redis:// or rediss:// URL, or redis+cluster://host:port,host:port').nullable(), keyPrefix: z.string() }),
   store: z.strictObject({ driver: z.enum(['fs', 'postgres']), postgresUrl: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL').nullable() }),
   durability: z.enum(['fsync', 'batch', 'none']),
   recentTurns: z.number().int().min(0).max(10_000),
@@ -195,7 +199,7 @@ type SchemaOutput = z.infer<typeof schema>;
 const _shapeCheck: (s: SchemaOutput) => StrataConfig = (s) => s;
 void _shapeCheck;
 
-type ValueKind = 'string' | 'int' | 'number-or-null' | 'api-keys';
+type ValueKind = 'string' | 'int' | 'number-or-null' | 'api-keys' | 'redis-cluster-nodes';
 
 /** Environment variables: name → option path and how the string is parsed. */
 export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind: ValueKind]> = [
@@ -204,6 +208,7 @@ export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind:
   ['STRATA_HOT_DRIVER', 'hot.driver', 'string'],
   ['REDIS_URL', 'hot.redisUrl', 'string'],
   ['STRATA_REDIS_URL', 'hot.redisUrl', 'string'],
+  ['STRATA_REDIS_CLUSTER_NODES', 'hot.redisUrl', 'redis-cluster-nodes'],
   ['STRATA_REDIS_KEY_PREFIX', 'hot.keyPrefix', 'string'],
   ['STRATA_STORE', 'store.driver', 'string'],
   ['STRATA_POSTGRES_URL', 'store.postgresUrl', 'string'],
@@ -311,6 +316,8 @@ export function parseApiKeys(text: string): Record<string, string> | null {
 
 function parseEnvValue(raw: string, kind: ValueKind): unknown {
   switch (kind) {
+    case 'redis-cluster-nodes':
+      return `redis+cluster://${raw.trim()}`;
     case 'string':
       return raw;
     case 'int':

@@ -47,7 +47,7 @@ export interface TestRedisCluster {
   promote(replicaPort: number): Promise<void>;
   /** FLUSHALL on every master (the replicas follow). */
   flushall(): Promise<void>;
-  /** Waits until every live node answers `cluster_state:ok` and knows the same masters. */
+  /** Waits until every live node answers `cluster_state:ok` and knows the same masters, and every replica's link is up. */
   waitOk(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -94,7 +94,14 @@ type Client = ReturnType<typeof createClient>;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}): Promise<TestRedisCluster> {
+export interface StartRedisClusterOptions {
+  /** `cluster-node-timeout`: how long until an unreachable node counts as failed. Default 1000 ms. */
+  nodeTimeoutMs?: number;
+  /** Enables DEBUG (e.g. `DEBUG SLEEP` to make a replica lag). Default false. */
+  debug?: boolean;
+}
+
+export async function startRedisCluster(options: StartRedisClusterOptions = {}): Promise<TestRedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'strata-redis-cluster-'));
   const taken = new Set<number>();
   const ports: number[] = [];
@@ -108,6 +115,7 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
       '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
       '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1000),
       '--save', '', '--appendonly', 'no', '--dbfilename', `dump-${port}.rdb`,
+      ...(options.debug ? ['--enable-debug-command', 'yes'] : []),
     ];
     const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     children.set(port, proc);
@@ -160,7 +168,9 @@ export async function startRedisCluster(options: { nodeTimeoutMs?: number } = {}
     const deadline = Date.now() + 30_000;
     for (;;) {
       const infos = await Promise.all(live().map((p) => command(p, ['CLUSTER', 'INFO']).catch(() => '')));
-      const ok = infos.every((i) => String(i).includes('cluster_state:ok'));
+      // A replica whose link is not up yet has not copied its master: a failover would lose everything.
+      const replication = await Promise.all(live().map((p) => command(p, ['INFO', 'replication']).catch(() => '')));
+      const ok = infos.every((i) => String(i).includes('cluster_state:ok')) && replication.every((r) => String(r).includes('role:master') || String(r).includes('master_link_status:up'));
       if (ok) {
         // Every live node must agree on the masters, or a client may still be sent to a stale one.
         const views = await Promise.all(

@@ -12,9 +12,11 @@ An intact shard only ever moves to a higher epoch and keeps its sessions: nothin
 there. A missing shard (FLUSHALL, restart without persistence) has nothing to wipe. A broken
 shard's sessions may have lost writes, so their metadata and turns are deleted (500 sessions per
 call, from its lru index, which lists every session held) before the shard gets the candidate;
-every session is then re-seeded from the archive and every instance's journal. Idempotency
-keys, void markers, deletion floors, leases and fencing counters stay: they only ever name ids
-that were handed out, and the fencing numbers of the new epoch are higher anyway.
+every session is then re-seeded from the archive and every instance's journal. Their compaction
+leases go too (the promoted replica may hold a lease whose release it never received): a
+compaction still running under one is fenced, since the new epoch's fencing numbers are higher.
+Idempotency keys, void markers, deletion floors and fencing counters stay: they only ever name
+ids that were handed out.
 The session keys are not in KEYS: they share the shard's hash tag, so they are in this slot.
 ]]
 local state, epoch = shardState(KEYS[1])
@@ -32,7 +34,7 @@ if state == 'broken' then
   for _, member in ipairs(members) do
     local meta = ARGV[3] .. member .. ':m'
     local bytes = tonumber(redis.call('HGET', meta, 'bytes') or '0')
-    redis.call('DEL', meta, ARGV[3] .. member .. ':t')
+    redis.call('DEL', meta, ARGV[3] .. member .. ':t', ARGV[3] .. member .. ':lease')
     redis.call('ZREM', KEYS[2], member)
     redis.call('ZREM', KEYS[3], member)
     redis.call('ZREM', KEYS[4], member)
