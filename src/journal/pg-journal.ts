@@ -112,6 +112,9 @@ export class PgJournal implements JournalStore {
    */
   private async takeLock(): Promise<void> {
     const client = await this.db.pool.connect().catch((err: unknown) => Promise.reject(dbError(err, 'locking the journal')));
+    // A dropped lock connection (server restart) ends the lock; the journal keeps working (its
+    // rows are safe), the id is merely unguarded until the process restarts.
+    client.on('error', () => undefined);
     try {
       const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [`strata.journal:${this.db.settings.schema}:${this.instanceId}`]);
       if (!rows[0]?.ok) throw new StrataError('STRATA_ERR_JOURNAL_LOCKED', `another live process uses journal instance ${this.instanceId} in PostgreSQL schema ${this.db.settings.schema}`, { details: { instanceId: this.instanceId } });
@@ -119,9 +122,6 @@ export class PgJournal implements JournalStore {
       client.release(true);
       throw err instanceof StrataError ? err : dbError(err, 'locking the journal');
     }
-    // A dropped lock connection (server restart) ends the lock; the journal keeps working (its
-    // rows are safe), the id is merely unguarded until the process restarts.
-    client.on('error', () => undefined);
     this.lockClient = client;
   }
 

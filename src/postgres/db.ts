@@ -195,6 +195,13 @@ export class Db implements Sql {
       this.checkWaiting();
       const client = await this.note(this.pool.connect(), what);
       let broken = false;
+      // A connection that dies while checked out between two statements (a server restart) is
+      // reported as an 'error' event, which nobody else listens to while we hold the client.
+      const onError = (err: unknown): void => {
+        broken = true;
+        this.lastError = dbError(err, what);
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await fn(client);
@@ -216,6 +223,7 @@ export class Db implements Sql {
         }
         throw mapped;
       } finally {
+        client.removeListener('error', onError);
         client.release(broken);
       }
     }

@@ -1,4 +1,5 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chmodSync, chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -74,20 +75,27 @@ export interface Cluster {
   /** postgres://postgres@127.0.0.1:<port>/postgres */
   baseUrl: string;
   dir: string;
-  start(): void;
+  start(): Promise<void>;
   /** Fast shutdown (connections are terminated), as a managed database's restart does. */
-  stop(): void;
-  restart(): void;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
   /** Stops the server and removes the cluster. */
-  destroy(): void;
+  destroy(): Promise<void>;
 }
 
-function asPostgres(args: string[]): void {
+const run = promisify(execFile);
+
+/** Runs a PostgreSQL binary as the postgres user (initdb and pg_ctl refuse to run as root). */
+async function asPostgres(args: string[]): Promise<void> {
   const root = process.getuid?.() === 0;
   const cmd = root ? 'runuser' : args[0]!;
   const argv = root ? ['-u', 'postgres', '--', ...args] : args.slice(1);
-  const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`${args.join(' ')} failed (${r.status}): ${r.stderr || r.stdout}`);
+  try {
+    await run(cmd, argv, { encoding: 'utf8', timeout: 120_000 });
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; code?: unknown };
+    throw new Error(`${args.join(' ')} failed (${String(e.code)}): ${e.stderr || e.stdout}`);
+  }
 }
 
 /** A private PostgreSQL 15 cluster in a temp directory on a free port, started. */
@@ -100,7 +108,7 @@ export async function startCluster(): Promise<Cluster> {
     chownSync(dir, uid, gid);
   }
   const data = join(dir, 'data');
-  asPostgres([join(PG_BIN, 'initdb'), '-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
+  await asPostgres([join(PG_BIN, 'initdb'), '-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
   const port = await freePort();
   const opts = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=on -c max_connections=100 -c shared_buffers=32MB`;
   const cluster: Cluster = {
@@ -109,19 +117,15 @@ export async function startCluster(): Promise<Cluster> {
     dir,
     start: () => asPostgres([join(PG_BIN, 'pg_ctl'), '-D', data, '-l', join(dir, 'log'), '-o', opts, '-w', '-t', '60', 'start']),
     stop: () => asPostgres([join(PG_BIN, 'pg_ctl'), '-D', data, '-m', 'fast', '-w', '-t', '60', 'stop']),
-    restart: () => {
-      cluster.stop();
-      cluster.start();
+    restart: async () => {
+      await cluster.stop();
+      await cluster.start();
     },
-    destroy: () => {
-      try {
-        cluster.stop();
-      } catch {
-        // already stopped
-      }
+    destroy: async () => {
+      await cluster.stop().catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  cluster.start();
+  await cluster.start();
   return cluster;
 }
