@@ -510,3 +510,203 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     await rm(dataDir, { recursive: true, force: true });
   }
 }
+
+// ------------------------------------------------------------------ single primary vs Redis Cluster
+
+export interface HotClusterBenchOptions {
+  /** The cluster's nodes, `host:port,host:port` (any of them; the masters are found through CLUSTER NODES). */
+  clusterNodes: string;
+  /** A single primary to compare with; default: a private `redis-server` started by the benchmark. */
+  redisUrl?: string;
+  /** Default 200. */
+  sessions?: number;
+  /** Turns per session. Default 100. */
+  turns?: number;
+  input?: string;
+  /** `recent` calls with one caller. Default 2000. */
+  reads?: number;
+  /** `recent` calls with `concurrency` callers. Default 4 × `reads`. */
+  concurrentReads?: number;
+  /** Default 64. */
+  concurrency?: number;
+  /** Default `hash`: compaction is the same for both sides and not what this run compares. */
+  embedder?: 'glove' | 'hash';
+  onPhase?: HotBenchOptions['onPhase'];
+}
+
+export interface HotSideResult {
+  /** Σ used_memory delta over the masters, after every message was added and flushed. */
+  redisBytes: number;
+  masters: number;
+  recent: LatencyResult;
+  /** `addMessage` (fsync) with `concurrency` writers. */
+  addPerSec: number;
+}
+
+export interface HotClusterBenchResult {
+  sessions: number;
+  turns: number;
+  messages: number;
+  concurrency: number;
+  embedder: string;
+  single: HotSideResult;
+  cluster: HotSideResult;
+  /** cluster recent p50 / single recent p50, one caller (and p99). */
+  latencyRatio: { p50: number; p99: number; concurrentP99: number };
+  /** Sessions whose `recent` answer was checked on each side. */
+  verified: number;
+  seconds: number;
+}
+
+/** The masters of a cluster (CLUSTER NODES through any node), as admin clients. */
+async function clusterMasters(nodes: string): Promise<AdminClient[]> {
+  const seed = createClient({ url: `redis://${nodes.split(',')[0]!.trim()}`, RESP: 2 }) as AdminClient;
+  seed.on('error', () => {});
+  await seed.connect();
+  try {
+    const lines = String(await seed.sendCommand(['CLUSTER', 'NODES'])).trim().split('\n');
+    const masters = lines.filter((l) => l.split(' ')[2]!.split(',').includes('master') && !l.split(' ')[2]!.includes('fail')).map((l) => l.split(' ')[1]!.split('@')[0]!);
+    return await Promise.all(
+      masters.map(async (addr) => {
+        const c = createClient({ url: `redis://${addr}`, RESP: 2 }) as AdminClient;
+        c.on('error', () => {});
+        await c.connect();
+        return c;
+      }),
+    );
+  } finally {
+    await seed.close();
+  }
+}
+
+/**
+ * Strata's hot tier on a single primary and on a Redis Cluster, side by side in one run: the same
+ * sessions added through `addMessage` (fsync, `concurrency` writers), flushed to the steady state,
+ * every `recent` answer checked, then `recent` with one caller and with `concurrency` callers.
+ * Only Strata is measured: the baselines of `runHotBench` cannot run on a cluster (LangChain's
+ * history is fine there, but the question here is what the cluster layout costs).
+ */
+export async function runHotClusterBench(options: HotClusterBenchOptions): Promise<HotClusterBenchResult> {
+  const started = performance.now();
+  const sessions = options.sessions ?? 200;
+  const turns = options.turns ?? 100;
+  const reads = options.reads ?? 2000;
+  const concurrentReads = options.concurrentReads ?? reads * 4;
+  const concurrency = options.concurrency ?? 64;
+  const embedderName = options.embedder ?? 'hash';
+  const phase = options.onPhase ?? (() => noPhase);
+  const recentTurns = Math.min(RECENT_TURNS, turns);
+  const pool = await loadTurns(options.input ?? SHAREGPT);
+  const turnAt = (s: number, t: number): ChatTurn => pool[(s * turns + t) % pool.length]!;
+  const sessionId = (s: number): string => `bench-${String(s).padStart(6, '0')}`;
+  const { createStrata } = await import('../src/strata.js');
+
+  const side = async (name: string, url: string, masters: AdminClient[], prefix: string): Promise<HotSideResult> => {
+    const memory = async (): Promise<number> => (await Promise.all(masters.map(usedMemory))).reduce((a, b) => a + b, 0);
+    const dataDir = await mkdtemp(join(tmpdir(), 'strata-bench-hot-'));
+    const strata = await createStrata({
+      dataDir,
+      instanceId: `bench-hot-${process.pid}`,
+      hot: { driver: 'redis', redisUrl: url, keyPrefix: prefix },
+      durability: 'fsync',
+      embedder: { provider: embedderName },
+      compaction: { intervalMs: 3_600_000 },
+    });
+    try {
+      const before = await memory();
+      let bar = phase(`${name}: addMessage (fsync)`, sessions * turns);
+      const t0 = performance.now();
+      await drive(concurrency, sessions, async (s) => {
+        for (let t = 0; t < turns; t++) {
+          const turn = turnAt(s, t);
+          for (;;) {
+            try {
+              await strata.addMessage(sessionId(s), turn.role, turn.content);
+              break;
+            } catch (err) {
+              if (!(err instanceof StrataError) || err.code !== 'STRATA_ERR_BACKPRESSURE') throw err;
+              await sleep(20);
+            }
+          }
+          bar.increment();
+        }
+      });
+      const addSeconds = (performance.now() - t0) / 1000;
+      bar.stop();
+      await strata.flush();
+      const redisBytes = (await memory()) - before;
+      bar = phase(`${name}: verifying`, sessions);
+      await drive(concurrency, sessions, async (s) => {
+        const got = (await strata.getContext(sessionId(s), { type: 'recent' })).messages;
+        const ok = got.length === recentTurns && got.every((m, k) => m.turnId === turns - recentTurns + k + 1 && m.content === turnAt(s, turns - recentTurns + k).content);
+        if (!ok) throw new Error(`${name}: recent context of ${sessionId(s)} does not match the messages written`);
+      }, () => bar.increment());
+      bar.stop();
+      const call = (i: number) => strata.getContext(sessionId(i % sessions), { type: 'recent' });
+      await drive(1, Math.min(500, reads), (i) => call(i + 7919));
+      bar = phase(`${name}: recent, 1 caller`, reads);
+      const single = await drive(1, reads, call, () => bar.increment());
+      bar.stop();
+      bar = phase(`${name}: recent, ${concurrency} callers`, concurrentReads);
+      const many = await drive(concurrency, concurrentReads, call, () => bar.increment());
+      bar.stop();
+      return {
+        redisBytes,
+        masters: masters.length,
+        recent: {
+          p50Ms: percentile(single.sorted, 0.5),
+          p99Ms: percentile(single.sorted, 0.99),
+          singleOpsPerSec: reads / single.seconds,
+          opsPerSec: concurrentReads / many.seconds,
+          concurrentP50Ms: percentile(many.sorted, 0.5),
+          concurrentP99Ms: percentile(many.sorted, 0.99),
+        },
+        addPerSec: (sessions * turns) / addSeconds,
+      };
+    } finally {
+      await strata.close().catch(() => undefined);
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  };
+
+  const run = randomBytes(4).toString('hex');
+  const prefix = `strata-bench-hot:${run}:`;
+  const privateRedis = options.redisUrl ? null : await startPrivateRedis();
+  const singleUrl = options.redisUrl ?? privateRedis!.url;
+  const singleAdmin = createClient({ url: singleUrl, RESP: 2 }) as AdminClient;
+  singleAdmin.on('error', () => {});
+  let masters: AdminClient[] = [];
+  try {
+    await singleAdmin.connect();
+    masters = await clusterMasters(options.clusterNodes);
+    const single = await side('single primary', singleUrl, [singleAdmin], prefix);
+    const cluster = await side('cluster', `redis+cluster://${options.clusterNodes}`, masters, prefix);
+    return {
+      sessions,
+      turns,
+      messages: sessions * turns,
+      concurrency,
+      embedder: embedderName,
+      single,
+      cluster,
+      latencyRatio: {
+        p50: cluster.recent.p50Ms / single.recent.p50Ms,
+        p99: cluster.recent.p99Ms / single.recent.p99Ms,
+        concurrentP99: cluster.recent.concurrentP99Ms / single.recent.concurrentP99Ms,
+      },
+      verified: sessions,
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    // Only this run's keys are deleted from the cluster; a private single primary is stopped.
+    for (const m of masters) {
+      await deleteKeys(m, `${prefix}*`).catch(() => undefined);
+      await m.close().catch(() => undefined);
+    }
+    if (singleAdmin.isOpen) {
+      if (!privateRedis) await deleteKeys(singleAdmin, `${prefix}*`).catch(() => undefined);
+      await singleAdmin.close().catch(() => undefined);
+    }
+    await privateRedis?.stop();
+  }
+}

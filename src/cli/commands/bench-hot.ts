@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { StrataError } from '../../errors.js';
 import { formatTable, printJson, type CliIo } from '../io.js';
-import type { HotBenchResult } from '../../../bench/hot.js';
+import type { HotBenchResult, HotClusterBenchResult } from '../../../bench/hot.js';
 import { parsePositiveInt, progress } from './common.js';
 
 interface BenchHotFlags {
   redis?: string;
+  redisCluster?: string;
   sessions: number;
   turns: number;
   input?: string;
@@ -25,6 +26,12 @@ function parseRedisUrl(value: string): string {
   return value;
 }
 
+function parseClusterNodes(value: string): string {
+  const nodes = value.split(',').map((n) => n.trim());
+  if (nodes.length === 0 || nodes.some((n) => !/^[^\s/,]+:\d{1,5}$/.test(n))) throw new StrataError('STRATA_ERR_VALIDATION', `--redis-cluster: expected host:port,host:port, received ${JSON.stringify(value)}`);
+  return nodes.join(',');
+}
+
 const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 const ms = (v: number): string => v.toFixed(3);
 const rate = (v: number): string => String(Math.round(v));
@@ -41,9 +48,28 @@ export function registerBenchHot(parent: Command, io: CliIo): void {
     .option('--reads <n>', 'recent calls measured with one caller (4x that with 64 callers), per system', parsePositiveInt('--reads'), 2000)
     .option('--cold <n>', 'sessions evicted then read cold', parsePositiveInt('--cold'), 500)
     .option('--embedder <name>', 'embedder used at compaction: glove or hash', parseEmbedder, 'glove')
+    .option('--redis-cluster <nodes>', 'instead: Strata on a single primary (--redis, or a private redis-server) and on this Redis Cluster (host:port,host:port), side by side; default 200 sessions × 100 turns, hash embedder')
     .option('--json', 'print one JSON object')
-    .action(async (flags: BenchHotFlags) => {
+    .action(async (flags: BenchHotFlags, command: Command) => {
       const redisUrl = flags.redis === undefined ? undefined : parseRedisUrl(flags.redis);
+      if (flags.redisCluster !== undefined) {
+        const clusterNodes = parseClusterNodes(flags.redisCluster);
+        const given = (name: string): boolean => command.getOptionValueSource(name) !== 'default';
+        const { runHotClusterBench } = await import('../../../bench/hot.js');
+        const r = await runHotClusterBench({
+          clusterNodes,
+          reads: flags.reads,
+          ...(given('sessions') ? { sessions: flags.sessions } : {}),
+          ...(given('turns') ? { turns: flags.turns } : {}),
+          ...(given('embedder') ? { embedder: flags.embedder } : {}),
+          ...(redisUrl ? { redisUrl } : {}),
+          ...(flags.input ? { input: flags.input } : {}),
+          ...(flags.json ? {} : { onPhase: (label: string, total: number) => progress(io, total, label) }),
+        });
+        if (flags.json) return printJson(io, r);
+        io.stdout.write(formatHotClusterBench(r));
+        return;
+      }
       const { runHotBench } = await import('../../../bench/hot.js');
       const r = await runHotBench({
         sessions: flags.sessions,
@@ -85,4 +111,22 @@ export function formatHotBench(r: HotBenchResult): string {
     `then flush ${r.add.flushSeconds.toFixed(1)} s (archived end to end: ${rate(r.add.archivedPerSec)} messages/s); event-loop delay p99 ${r.add.eventLoopDelayP99Ms.toFixed(0)} ms, max ${r.add.eventLoopDelayMaxMs.toFixed(0)} ms; ${r.add.backpressureRetries} backpressure retries.\n` +
     `Cold: ${r.coldRecent.sessions} evicted sessions, the first recent call rehydrates from the archive. Every answer was checked against the messages written. Total ${r.seconds.toFixed(0)} s.\n`;
   return header + table + notes;
+}
+
+/** Single primary and Redis Cluster side by side (Markdown). */
+export function formatHotClusterBench(r: HotClusterBenchResult): string {
+  const a = r.single;
+  const b = r.cluster;
+  const header = `${r.sessions} sessions × ${r.turns} turns (${r.messages} messages of real ShareGPT text) through addMessage (fsync), flushed; recent = last 20 turns; ${r.concurrency} concurrent callers\n\n`;
+  const table = formatTable(
+    ['measure', 'single primary', `Redis Cluster (${b.masters} masters + replicas)`, 'cluster / single'],
+    [
+      ['Redis used_memory (sum over masters)', mb(a.redisBytes), mb(b.redisBytes), `${(b.redisBytes / a.redisBytes).toFixed(2)}×`],
+      ['recent p50 / p99 ms (1 caller)', `${ms(a.recent.p50Ms)} / ${ms(a.recent.p99Ms)}`, `${ms(b.recent.p50Ms)} / ${ms(b.recent.p99Ms)}`, `${r.latencyRatio.p50.toFixed(2)}× / ${r.latencyRatio.p99.toFixed(2)}×`],
+      [`recent p50 / p99 ms (${r.concurrency} callers)`, `${ms(a.recent.concurrentP50Ms)} / ${ms(a.recent.concurrentP99Ms)}`, `${ms(b.recent.concurrentP50Ms)} / ${ms(b.recent.concurrentP99Ms)}`, `${(b.recent.concurrentP50Ms / a.recent.concurrentP50Ms).toFixed(2)}× / ${r.latencyRatio.concurrentP99.toFixed(2)}×`],
+      [`recent ops/s (${r.concurrency} callers)`, rate(a.recent.opsPerSec), rate(b.recent.opsPerSec), `${(b.recent.opsPerSec / a.recent.opsPerSec).toFixed(2)}×`],
+      [`addMessage/s (fsync, ${r.concurrency} writers)`, rate(a.addPerSec), rate(b.addPerSec), `${(b.addPerSec / a.addPerSec).toFixed(2)}×`],
+    ],
+  );
+  return `${header}${table}\nEvery recent answer (${r.verified} sessions per side) was checked against the messages written. Embedder ${r.embedder}. Total ${r.seconds.toFixed(0)} s.\n`;
 }
