@@ -92,6 +92,59 @@ describe('RedisHotStore on a real Redis', () => {
     }
   });
 
+  test('the unsharded layout of the previous version is dropped when the first epoch is set; its writers then fail', async () => {
+    const prefix = redis.prefix('legacy');
+    // What the previous version left: untagged indexes, session keys tagged by session.
+    const old = [`${prefix}{acme:chat-1}:m`, `${prefix}{acme:chat-1}:t`, `${prefix}{acme:a}b}:f`, `${prefix}lru`, `${prefix}backlog`, `${prefix}age`, `${prefix}epoch`];
+    await redis.command(['HSET', old[0]!, 'nextTurnId', '3']);
+    await redis.command(['HSET', old[1]!, '1', 'x', '2', 'y']);
+    await redis.command(['SET', old[2]!, '9']);
+    for (const k of old.slice(3, 6)) await redis.command(['ZADD', k, '1', 'acme:chat-1']);
+    await redis.command(['SET', old[6]!, '4']);
+    await redis.command(['SET', `${prefix}bytes`, '42']);
+    const store = new RedisHotStore({ url: redis.url, keyPrefix: prefix });
+    try {
+      await store.seed(REF, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0);
+      assert.equal(await store.epoch(), null, 'the new layout starts without an epoch: the cache recovers from the journals');
+      assert.equal(await store.initEpoch(5), 5);
+      for (const k of old) assert.equal(await redis.command(['EXISTS', k]), 0, `${k} deleted`);
+      assert.equal(await redis.command(['GET', `${prefix}bytes`]), 'migrated');
+      assert.ok((await store.meta(REF)) !== null, 'keys of the new layout are kept');
+      assert.equal(await store.epoch(), 5);
+      // A writer of the previous version increments the old byte counter: it now fails.
+      await assert.rejects(redis.command(['INCRBY', `${prefix}bytes`, '10']));
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a shard stored by another primary (failover, restart) is broken: refused, unread, wiped by initEpoch; other shards keep their sessions', async () => {
+    const store = new RedisHotStore({ url: redis.url, keyPrefix: redis.prefix('broken') });
+    try {
+      const other: SessionRef = Array.from({ length: 100 }, (_, i) => ({ tenant: 'acme', sessionId: `o${i}` })).find((r) => shardOf(r) !== shardOf(REF))!;
+      assert.equal(await store.initEpoch(3), 3);
+      for (const ref of [REF, other]) {
+        await store.seed(ref, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0, { epoch: 3 });
+        assert.deepEqual(await store.append(ref, { role: 'user', content: 'hi', createdAt: T0 }, T0, { epoch: 3 }), { turnId: 1 });
+      }
+      // The shard's state now looks written by another primary, as on a promoted replica.
+      await redis.command(['HSET', store.keys.shardOf(REF).epoch, 'node', 'f'.repeat(40)]);
+      assert.deepEqual(await store.recent(REF, 5, T0), [], 'nothing is read from a broken shard');
+      assert.deepEqual(await store.append(REF, { role: 'user', content: 'x', createdAt: T0 }, T0, { epoch: 3 }), { epochChanged: true });
+      assert.equal(await store.epoch(), null);
+      assert.deepEqual(await store.append(other, { role: 'user', content: 'y', createdAt: T0 }, T0, { epoch: 3 }), { turnId: 2 }, 'other shards go on');
+      assert.equal(await store.initEpoch(4), 4);
+      assert.equal(await store.meta(REF), null, 'the broken shard was wiped: its sessions are seeded again');
+      assert.equal((await store.meta(other))?.nextTurnId, 3, 'an intact shard keeps its sessions');
+      assert.equal(await store.epoch(), 4);
+      assert.deepEqual(await store.append(REF, { role: 'user', content: 'z', createdAt: T0 }, T0, { epoch: 4 }), { needsSeed: true });
+      assert.deepEqual(await store.confirm(other, 3, [{ turnId: 2, key: 'nokey' }]), [false], 'a turn without that key is not confirmed under a newer epoch');
+      assert.equal(await store.totalBytes(), (await store.meta(other))!.bytes, 'the wiped bytes left the total');
+    } finally {
+      await store.close();
+    }
+  });
+
   test('clientName names the connection; a caller-owned client stays open after close()', async () => {
     const named = new RedisHotStore({ url: redis.url, keyPrefix: redis.prefix('named'), clientName: 'strata-hot-test' });
     await named.ping();
