@@ -61,7 +61,7 @@ interface InputSession {
   turns: Array<{ role: string; content: string }>;
 }
 
-async function readSessions(path: string): Promise<InputSession[]> {
+export async function readSessions(path: string): Promise<InputSession[]> {
   let data: unknown;
   try {
     data = JSON.parse(await readFile(path, 'utf8'));
@@ -87,12 +87,12 @@ export function pseudoEmbedding(dims: number, session: number, turn: number): Fl
   return v;
 }
 
-function toRole(role: string): Role {
+export function toRole(role: string): Role {
   if ((ROLES as readonly string[]).includes(role)) return role as Role;
   return role === 'human' ? 'user' : 'assistant';
 }
 
-function sessionStart(s: InputSession, i: number): number {
+export function sessionStart(s: InputSession, i: number): number {
   const m = s.date ? /^(\d{4})\/(\d{2})\/(\d{2})\D+(\d{2}):(\d{2})/.exec(s.date) : null;
   return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!) : Date.UTC(2023, 0, 1) + i * 3_600_000;
 }

@@ -31,7 +31,7 @@ const SESSIONS = 64;
 const WORDS = 'the a to of and in is it you that for on with as are this be have not but what can your so if about'.split(' ');
 
 /** A deterministic message of ~40 words (≈ 200 bytes, a typical chat turn) for append `i`. */
-function record(i: number): TurnRecord {
+export function benchRecord(i: number): TurnRecord {
   const words: string[] = [];
   let x = (i * 2654435761) >>> 0;
   for (let w = 0; w < 40; w++) {
@@ -47,7 +47,7 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /** Runs `count` appends spread over `concurrency` writers, each awaiting its append before the next. */
-async function drive(concurrency: number, count: number, appendOne: (i: number) => Promise<unknown>): Promise<{ seconds: number; latencies: number[] }> {
+export async function drive(concurrency: number, count: number, appendOne: (i: number) => Promise<unknown>): Promise<{ seconds: number; latencies: number[] }> {
   const latencies = new Array<number>(count);
   let next = 0;
   const t0 = performance.now();
@@ -71,7 +71,7 @@ export async function measureAppends(options: { dir: string; concurrency: number
   let fsyncs = 0;
   const io: JournalIo = { write: nodeJournalIo.write, fdatasync: (fd) => (fsyncs++, nodeJournalIo.fdatasync(fd)) };
   const journal = await Journal.open({ dataDir: options.dir, instanceId: `bench-appends-${process.pid}-${Date.now()}`, durability: options.durability ?? 'fsync', io });
-  const records = Array.from({ length: options.count }, (_, i) => record(i));
+  const records = Array.from({ length: options.count }, (_, i) => benchRecord(i));
   try {
     const { seconds, latencies } = await drive(options.concurrency, options.count, (i) => journal.append(records[i]!));
     return { appendsPerSec: options.count / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), fsyncs };
@@ -83,7 +83,7 @@ export async function measureAppends(options: { dir: string; concurrency: number
 /** Baseline: every message is its own write + fdatasync on one append-mode file (JSON lines), no group commit. */
 export async function measureBaselineAppends(options: { dir: string; concurrency: number; count: number }): Promise<AppendMeasurement> {
   const fh = await open(join(options.dir, `baseline-${process.pid}-${Date.now()}.jsonl`), 'a');
-  const lines = Array.from({ length: options.count }, (_, i) => `${JSON.stringify(record(i))}\n`);
+  const lines = Array.from({ length: options.count }, (_, i) => `${JSON.stringify(benchRecord(i))}\n`);
   try {
     const { seconds, latencies } = await drive(options.concurrency, options.count, async (i) => {
       await fh.appendFile(lines[i]!);
@@ -101,7 +101,7 @@ export async function measureReplay(options: { dir: string; records: number }): 
   const writer = await Journal.open({ dataDir: options.dir, instanceId, durability: 'none' });
   const chunk = 1000;
   for (let i = 0; i < options.records; i += chunk) {
-    await Promise.all(Array.from({ length: Math.min(chunk, options.records - i) }, (_, k) => writer.append(record(i + k))));
+    await Promise.all(Array.from({ length: Math.min(chunk, options.records - i) }, (_, k) => writer.append(benchRecord(i + k))));
   }
   await writer.close();
   const jdir = join(options.dir, 'journal', instanceId);

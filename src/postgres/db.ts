@@ -94,7 +94,7 @@ const RETRYABLE = new Set(['40001', '40P01']);
 
 /** What statements run on: a transaction's connection, or the pool (each statement its own transaction). */
 export interface Sql {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
 /**
@@ -177,13 +177,13 @@ export class Db implements Sql {
   }
 
   /** One statement in its own transaction. */
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values: unknown[] = [], what = 'a query'): Promise<pg.QueryResult<R>> {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, values: unknown[] = [], what = 'a query'): Promise<pg.QueryResult<R>> {
     try {
       this.checkWaiting();
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.note(this.pool.query<R>(text, values), what);
+    return this.note(typeof text === 'string' ? this.pool.query<R>(text, values) : this.pool.query<R>(text), what);
   }
 
   /**
