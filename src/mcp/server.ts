@@ -61,7 +61,7 @@ function tool<In extends z.ZodObject>(def: ToolDef<In, z.output<In>>): ToolDef<z
 }
 
 const addMessagesInput = s.addMessagesBody.options[1].extend({ sessionId, idempotencyKey });
-const searchInput = s.sessionSearchBody.extend({
+const searchInput = s.sessionSearchBodyWithRecent.extend({
   sessionId: sessionId.optional().describe('Search this session (give sessionId or userId)'),
   userId: s.userSearchBody.shape.userId.optional().describe('Search every session of this user (give sessionId or userId)'),
 });
@@ -101,16 +101,17 @@ export const TOOLS: ReadonlyArray<ToolDef<z.ZodObject, unknown>> = [
     title: 'Search conversation history',
     description:
       'Hybrid (keyword + embedding) search of past turns — text, tool calls and tool results — in one session (sessionId) or in every session of a user (userId). ' +
-      'In one session the recent window (the last turns, which get_context returns anyway) is not searched. ' +
+      'Every turn is searched; in one session, excludeRecent: true leaves out the recent window (the last turns, which get_context returns anyway). ' +
       'Returns {hits: [{sessionId, turnId, role, content, score, ...}]}, best first.',
     input: searchInput,
     annotations: { readOnlyHint: true, openWorldHint: false },
-    async run({ query, k, sessionId: id, userId }, memory, tenant) {
+    async run({ query, k, sessionId: id, userId, excludeRecent }, memory, tenant) {
       if ((id === undefined) === (userId === undefined)) {
         const field = id === undefined ? 'sessionId' : 'userId';
         throw new StrataError('STRATA_ERR_VALIDATION', `${field}: give exactly one of sessionId (one session) or userId (every session of a user)`, { details: { field } });
       }
-      const scope = id !== undefined ? { tenant, sessionId: id } : { tenant, userId: userId! };
+      if (excludeRecent !== undefined && id === undefined) throw new StrataError('STRATA_ERR_VALIDATION', 'excludeRecent: applies to a session search (sessionId)', { details: { field: 'excludeRecent' } });
+      const scope = id !== undefined ? { tenant, sessionId: id, ...(excludeRecent !== undefined ? { excludeRecent } : {}) } : { tenant, userId: userId! };
       return { hits: await memory.searchDiskHistory(query, k ?? DEFAULT_K, scope) };
     },
   }),

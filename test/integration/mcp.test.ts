@@ -119,16 +119,17 @@ async function exercise(client: Client, sessionId: string, userId: string): Prom
   const smart = await ok(client, 'get_context', { sessionId, type: 'smart', query: 'weather in Lisbon', maxTokens: 2000 });
   assert.deepEqual(smart.messages.map(sent), CONVERSATION);
 
-  // The tool result is found by a word that only its content has: across the user's sessions at
-  // once; in its session once it has left the recent window (which session search leaves out).
+  // The tool result is found by a word that only its content has: across the user's sessions
+  // and in its session; leaving out the recent window hides it until it has left the window.
   const byUser = await ok(client, 'search_history', { userId, query: 'zephyrine' });
   assert.equal(byUser.hits[0]?.sessionId, sessionId, JSON.stringify(byUser.hits));
   assert.equal(byUser.hits[0].turnId, 4);
   assert.deepEqual({ role: byUser.hits[0].role, tool_call_id: byUser.hits[0].tool_call_id, name: byUser.hits[0].name, content: byUser.hits[0].content }, { role: 'tool', tool_call_id: 'call_w1', name: 'get_weather', content: CONVERSATION[3]!.content });
-  assert.deepEqual((await ok(client, 'search_history', { sessionId, query: 'zephyrine' })).hits, []);
+  assert.equal((await ok(client, 'search_history', { sessionId, query: 'zephyrine' })).hits[0]?.turnId, 4);
+  assert.deepEqual((await ok(client, 'search_history', { sessionId, query: 'zephyrine', excludeRecent: true })).hits, []);
   const filler = Array.from({ length: 20 }, (_, i) => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `small talk number ${i}` }));
   assert.equal((await ok(client, 'add_messages', { sessionId, messages: filler })).turnIds.length, 20);
-  const inSession = await ok(client, 'search_history', { sessionId, query: 'zephyrine', k: 3 });
+  const inSession = await ok(client, 'search_history', { sessionId, query: 'zephyrine', k: 3, excludeRecent: true });
   assert.equal(inSession.hits[0]?.turnId, 4, JSON.stringify(inSession.hits));
   assert.equal(inSession.hits[0].tool_call_id, 'call_w1');
   const neither = await toolError(client, 'search_history', { query: 'zephyrine' });
