@@ -20,7 +20,6 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -34,6 +33,7 @@ import { importOptional } from './optional.js';
 // Types only (erased): the packages themselves are loaded by importOptional.
 import type * as LangChainRedis from '@langchain/redis';
 import type * as LangChainMessages from '@langchain/core/messages';
+import { freePort } from '../src/net.js';
 
 export const SHAREGPT = sharedDataFile('sharegpt-sessions.json');
 
@@ -177,19 +177,6 @@ function embeddingJson(seed: number): string {
     v[i] = x / 2 ** 31 - 1;
   }
   return JSON.stringify(Array.from(v));
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A private redis-server without persistence; `stop()` ends it and removes its directory. */

@@ -8,13 +8,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StrataConfig } from '../src/config.js';
 import { StrataError } from '../src/errors.js';
 import { importOptional } from './optional.js';
+import { freePort } from '../src/net.js';
 
 export interface HttpBenchOptions {
   connections?: number;
@@ -67,17 +67,6 @@ function strataCommand(): { args: string[]; cwd: string } {
   const built = join(here, '..', '..', 'bin', 'strata.js');
   if (!import.meta.url.endsWith('.ts') && existsSync(built)) return { args: [built], cwd: join(here, '..', '..') };
   return { args: ['--import', 'tsx', join(here, '..', 'src', 'cli', 'bin-dev.ts')], cwd: join(here, '..') };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitReady(url: string, child: ChildProcess, stderr: () => string): Promise<void> {

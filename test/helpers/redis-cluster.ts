@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from 'redis';
+import { freePort } from '../../src/net.js';
 
 const run = promisify(execFile);
 
@@ -50,19 +51,6 @@ export interface TestRedisCluster {
   /** Waits until every live node answers `cluster_state:ok` and knows the same masters, and every replica's link is up. */
   waitOk(): Promise<void>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function portFree(port: number): Promise<boolean> {

@@ -10,26 +10,14 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../src/net.js';
+export { freePort };
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** The CLI from the sources, run through tsx (imported by absolute URL: children run in temp dirs). */
 export const SOURCE_CLI = ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli/bin-dev.ts')];
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** This process's environment without any STRATA_* or REDIS_URL of the developer's shell, plus `extra`. */
 export function serveEnv(extra: Record<string, string>): Record<string, string> {

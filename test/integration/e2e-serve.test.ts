@@ -9,7 +9,6 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +17,7 @@ import assert from 'node:assert/strict';
 import { parseConversations } from '../../src/cli/importers.js';
 import { startRedis } from '../helpers/redis.js';
 import { sharedDataFile } from '../../bench/data.js';
+import { freePort } from '../../src/net.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN_DEV = join(ROOT, 'src/cli/bin-dev.ts');
@@ -38,18 +38,6 @@ interface ContextReply {
 interface Sent {
   role: string;
   content: string;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** One `strata serve` process; `output()` holds everything it wrote (for failure messages). */
