@@ -363,3 +363,19 @@ export function inspectBytes(bytes: Uint8Array, file = '<bytes>'): InspectReport
   }
   return { size: index.size, validEnd: index.validEnd, tornBytes: index.tornBytes, meta: index.meta, records, damage: index.damage, ok: index.damage.length === 0 && !index.versionError };
 }
+
+/**
+ * The index of an uploaded archive file, checked whole before anything is written: a known
+ * version, no damage, no torn tail, and every codec frame decoding (not only block CRCs).
+ * `what` names it in errors (`import of <tenant>/<session>`).
+ */
+export async function checkedImport(what: string, file: Uint8Array, maxDecodedBytes: number): Promise<FileIndex> {
+  if (!(file instanceof Uint8Array)) throw new StrataError('STRATA_ERR_VALIDATION', 'file: expected a Uint8Array');
+  const index = indexFile(what, file);
+  if (index.versionError) throw index.versionError;
+  const firstDamage = index.damage[0];
+  if (firstDamage) throw new StrataError('STRATA_ERR_ARCHIVE_CORRUPT', firstDamage.message, { details: { ...firstDamage } });
+  if (index.tornBytes > 0) throw new StrataError('STRATA_ERR_ARCHIVE_CORRUPT', `${what}: the file ends inside a record (${index.tornBytes} trailing bytes)`);
+  await readTurns(index, {}, async (s) => file.subarray(s.bodyOffset, s.bodyOffset + s.bodyLength), { maxDecodedBytes });
+  return index;
+}

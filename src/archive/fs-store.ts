@@ -8,7 +8,7 @@ import { validateId } from '../ids.js';
 import { archiveStem, sessionIdOfStem, shardOf, stemNeedsRecordedId } from './layout.js';
 import type { ArchivedTurn, SessionRef } from '../types.js';
 import type { FileIndex, SegmentEntry, SessionMeta } from './file.js';
-import { encodeMetaRecord, encodeSummaryRecord, indexFile, inspectBytes, readTurns, segmentsFor } from './file.js';
+import { checkedImport, encodeMetaRecord, encodeSummaryRecord, indexFile, inspectBytes, readTurns, segmentsFor } from './file.js';
 import type { InspectReport } from './file.js';
 import { FILE_EXTENSION, RECORD_TYPES, encodeRecord } from './format.js';
 import { atomicWrite, fsyncDir, ioError, isTempName, readAt, writeAll } from './io.js';
@@ -33,7 +33,7 @@ import type {
   TurnRange,
 } from './store.js';
 import { USER_INDEX_FILE, UserIndex } from './user-index.js';
-import { validateQuery, validateRange, validateSummary, validateTurns } from './validate.js';
+import { addReceipt, expiryCutoff, validateQuery, validateRange, validateSummary, validateTurns } from './validate.js';
 import { norm } from './vectors.js';
 
 /** Result of `verify` for one file. */
@@ -74,7 +74,6 @@ interface Snapshot {
 
 const EMPTY_RECEIPT: DeleteReceipt = Object.freeze({ sessions: 0, turns: 0, bytes: 0, vectors: 0, summaries: 0 });
 const SHARD_PATTERN = /^[0-9a-f]{2}$/;
-const DAY_MS = 86_400_000;
 
 export { shardOf } from './layout.js';
 
@@ -657,16 +656,14 @@ export class FsArchiveStore implements ArchiveStore {
     this.check();
     const total = { ...EMPTY_RECEIPT };
     for (const sessionId of await this.listUserSessions(tenant, userId)) {
-      const r = await this.deleteSession({ tenant, sessionId });
-      for (const k of Object.keys(total) as Array<keyof DeleteReceipt>) total[k] += r[k];
+      addReceipt(total, await this.deleteSession({ tenant, sessionId }));
     }
     return total;
   }
 
   async cleanupExpiredSessions(maxAgeDays: number): Promise<number> {
     this.check();
-    if (typeof maxAgeDays !== 'number' || !Number.isFinite(maxAgeDays) || maxAgeDays < 0) throw new StrataError('STRATA_ERR_VALIDATION', `maxAgeDays: expected a non-negative number, received ${String(maxAgeDays)}`);
-    const cutoff = this.options.clock.now() - maxAgeDays * DAY_MS;
+    const cutoff = expiryCutoff(maxAgeDays, this.options.clock.now());
     let deleted = 0;
     for (const tenant of await this.tenants()) {
       for await (const f of this.walkTenant(tenant, null)) {
@@ -685,15 +682,8 @@ export class FsArchiveStore implements ArchiveStore {
   async importSession(ref: SessionRef, file: Uint8Array, options: { userId?: string } = {}): Promise<ArchiveSessionInfo> {
     this.check();
     const path = this.pathOf(ref);
-    if (!(file instanceof Uint8Array)) throw new StrataError('STRATA_ERR_VALIDATION', 'file: expected a Uint8Array');
     const userId = options.userId === undefined ? undefined : validateId('user', options.userId);
-    const index = indexFile(`import of ${ref.tenant}/${ref.sessionId}`, file);
-    if (index.versionError) throw index.versionError;
-    const firstDamage = index.damage[0];
-    if (firstDamage) throw new StrataError('STRATA_ERR_ARCHIVE_CORRUPT', firstDamage.message, { details: { ...firstDamage } });
-    if (index.tornBytes > 0) throw new StrataError('STRATA_ERR_ARCHIVE_CORRUPT', `import of ${ref.tenant}/${ref.sessionId}: the file ends inside a record (${index.tornBytes} trailing bytes)`);
-    // Decode everything once: verifies every codec frame too, not only block CRCs.
-    await readTurns(index, {}, async (s) => file.subarray(s.bodyOffset, s.bodyOffset + s.bodyLength), { maxDecodedBytes: this.options.maxDecodedBytes });
+    const index = await checkedImport(`import of ${ref.tenant}/${ref.sessionId}`, file, this.options.maxDecodedBytes);
     const owner = userId ?? index.meta.userId ?? null;
     // The metadata record names the owner given here and, for a hashed file name, this session's id.
     const extraMeta: SessionMeta = { ...(userId !== undefined && userId !== index.meta.userId ? { userId } : {}), ...(stemNeedsRecordedId(archiveStem(ref.sessionId)) && index.meta.sessionId !== ref.sessionId ? { sessionId: ref.sessionId } : {}) };

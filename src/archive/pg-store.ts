@@ -6,7 +6,7 @@ import type { Db, Sql } from '../postgres/db.js';
 import type { ArchivedTurn, Clock, SessionRef } from '../types.js';
 import { systemClock } from '../types.js';
 import type { FileIndex, SegmentEntry } from './file.js';
-import { encodeMetaRecord, encodeSummaryRecord, indexFile, readTurns, segmentsFor } from './file.js';
+import { checkedImport, encodeMetaRecord, encodeSummaryRecord, indexFile, readTurns, segmentsFor } from './file.js';
 import { RECORD_TYPES, encodeRecord } from './format.js';
 import type { ArchiveOptions } from './options.js';
 import { resolveArchiveOptions } from './options.js';
@@ -27,7 +27,7 @@ import type {
   Summary,
   TurnRange,
 } from './store.js';
-import { validateQuery, validateRange, validateSummary, validateTurns } from './validate.js';
+import { addReceipt, expiryCutoff, validateQuery, validateRange, validateSummary, validateTurns } from './validate.js';
 import { norm } from './vectors.js';
 
 export type PgArchiveOptions = Omit<ArchiveOptions, 'dataDir' | 'lock' | 'indexCacheSize' | 'commitWaitMs' | 'writeHook'> & { db: Db; clock?: Clock };
@@ -86,7 +86,6 @@ interface NewSegment {
 }
 
 const EMPTY_RECEIPT: DeleteReceipt = Object.freeze({ sessions: 0, turns: 0, bytes: 0, vectors: 0, summaries: 0 });
-const DAY_MS = 86_400_000;
 
 /**
  * The `postgres` driver of `ArchiveStore` (schema: src/postgres/schema.ts, docs/postgres.md).
@@ -536,16 +535,14 @@ export class PgArchiveStore implements ArchiveStore {
     this.check();
     const total = { ...EMPTY_RECEIPT };
     for (const sessionId of await this.listUserSessions(tenant, userId)) {
-      const r = await this.deleteSession({ tenant, sessionId });
-      for (const k of Object.keys(total) as Array<keyof DeleteReceipt>) total[k] += r[k];
+      addReceipt(total, await this.deleteSession({ tenant, sessionId }));
     }
     return total;
   }
 
   async cleanupExpiredSessions(maxAgeDays: number): Promise<number> {
     this.check();
-    if (typeof maxAgeDays !== 'number' || !Number.isFinite(maxAgeDays) || maxAgeDays < 0) throw new StrataError('STRATA_ERR_VALIDATION', `maxAgeDays: expected a non-negative number, received ${String(maxAgeDays)}`);
-    const cutoff = this.clock.now() - maxAgeDays * DAY_MS;
+    const cutoff = expiryCutoff(maxAgeDays, this.clock.now());
     const { rows } = await this.db.query<{ tenant: string; session_id: string }>('SELECT tenant, session_id FROM archive_sessions WHERE live AND coalesce(last_turn_at, created_at) < $1', [cutoff]);
     let deleted = 0;
     for (const r of rows) {
@@ -564,15 +561,8 @@ export class PgArchiveStore implements ArchiveStore {
   async importSession(ref: SessionRef, file: Uint8Array, options: { userId?: string } = {}): Promise<ArchiveSessionInfo> {
     this.check();
     const s = this.ref(ref);
-    if (!(file instanceof Uint8Array)) throw new StrataError('STRATA_ERR_VALIDATION', 'file: expected a Uint8Array');
     const userId = options.userId === undefined ? undefined : validateId('user', options.userId);
-    const index = indexFile(`import of ${s.tenant}/${s.sessionId}`, file);
-    if (index.versionError) throw index.versionError;
-    const firstDamage = index.damage[0];
-    if (firstDamage) throw new StrataError('STRATA_ERR_ARCHIVE_CORRUPT', firstDamage.message, { details: { ...firstDamage } });
-    if (index.tornBytes > 0) throw new StrataError('STRATA_ERR_ARCHIVE_CORRUPT', `import of ${s.tenant}/${s.sessionId}: the file ends inside a record (${index.tornBytes} trailing bytes)`);
-    // Decode everything once: verifies every codec frame too, not only block CRCs.
-    await readTurns(index, {}, this.body(file), { maxDecodedBytes: this.options.maxDecodedBytes });
+    const index = await checkedImport(`import of ${s.tenant}/${s.sessionId}`, file, this.options.maxDecodedBytes);
     const segments = index.segments.map((e) => segmentOf(file.subarray(e.recordOffset, e.bodyOffset + e.bodyLength), index.file));
     const owner = userId ?? index.meta.userId ?? null;
     return this.db.tx('importing a session', async (sql) => {

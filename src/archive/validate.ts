@@ -2,7 +2,7 @@ import { StrataError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import type { ArchivedTurn } from '../types.js';
 import { ROLES } from '../types.js';
-import type { Summary, TurnRange } from './store.js';
+import type { DeleteReceipt, Summary, TurnRange } from './store.js';
 
 /** Turn ids are stored as u32 in segment headers. */
 export const MAX_TURN_ID = 0xffffffff;
@@ -88,4 +88,16 @@ export function asImportError(err: unknown): unknown {
   const prefix = `${err.code}: `;
   const reason = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
   return new StrataError('STRATA_ERR_INPUT_FORMAT', `the file is not a valid Strata archive: ${reason}`, { cause: err, details: { cause: err.code } });
+}
+
+/** The cut-off time of a retention pass: sessions whose last activity is older are expired. */
+export function expiryCutoff(maxAgeDays: unknown, now: number): number {
+  if (typeof maxAgeDays !== 'number' || !Number.isFinite(maxAgeDays) || maxAgeDays < 0) throw new StrataError('STRATA_ERR_VALIDATION', `maxAgeDays: expected a non-negative number, received ${String(maxAgeDays)}`);
+  return now - maxAgeDays * 86_400_000;
+}
+
+/** Adds `r` to `total`, field by field (the receipt of a deletion of several sessions). */
+export function addReceipt(total: DeleteReceipt, r: DeleteReceipt): DeleteReceipt {
+  for (const k of Object.keys(total) as Array<keyof DeleteReceipt>) total[k] += r[k];
+  return total;
 }
