@@ -21,40 +21,27 @@ before(async () => {
 after(() => Promise.all([redis.stop(), cluster.stop()]));
 
 let counter = 0;
-hotStoreSuite('redis', async () => {
-  // A unique prefix per test: tests share one server but never each other's keys.
-  const keyPrefix = redis.prefix(`conf${++counter}`);
+
+/** A harness over Redis stores at `url` sharing one key prefix (a store and its twins). */
+function redisHarness(url: string, keyPrefix: string) {
   const opened: HotStore[] = [];
   const open = (): RedisHotStore => {
-    const s = new RedisHotStore({ url: redis.url, keyPrefix });
+    const s = new RedisHotStore({ url, keyPrefix });
     opened.push(s);
     return s;
   };
   return {
     store: open(),
     twin: async () => open(),
-    elapse: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    elapse: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
     cleanup: async () => {
       await Promise.all(opened.map((s) => s.close()));
     },
   };
-});
+}
+
+// A unique prefix per test: tests share one server but never each other's keys.
+hotStoreSuite('redis', async () => redisHarness(redis.url, redis.prefix(`conf${++counter}`)));
 
 // The same suite on a real 6-node Redis Cluster (3 masters, 3 replicas), one per file.
-hotStoreSuite('redis cluster', async () => {
-  const keyPrefix = `cluster${++counter}:`;
-  const opened: HotStore[] = [];
-  const open = (): RedisHotStore => {
-    const s = new RedisHotStore({ url: cluster.url, keyPrefix });
-    opened.push(s);
-    return s;
-  };
-  return {
-    store: open(),
-    twin: async () => open(),
-    elapse: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-    cleanup: async () => {
-      await Promise.all(opened.map((s) => s.close()));
-    },
-  };
-});
+hotStoreSuite('redis cluster', async () => redisHarness(cluster.url, `cluster${++counter}:`));
