@@ -52,3 +52,11 @@ export function toSessionRef(session: string | SessionRef, tenant?: string): Ses
   if (typeof session === 'string') return { tenant: validateId('tenant', tenant ?? DEFAULT_TENANT), sessionId: validateId('session', session) };
   return { tenant: validateId('tenant', session.tenant), sessionId: validateId('session', session.sessionId) };
 }
+
+/**
+ * The one in-memory key of a session (maps, sets): tenant ids cannot contain NUL or '/', so the
+ * pair is unambiguous. Redis keys are built in hot/redis/keys.ts, file names in archive/layout.ts.
+ */
+export function sessionKey(ref: { tenant: string; sessionId: string }): string {
+  return `${ref.tenant}\u0000${ref.sessionId}`;
+}

@@ -6,6 +6,7 @@ import type { ArchiveStore } from './archive/store.js';
 import type { CoreConfig } from './config.js';
 import { StrataError } from './errors.js';
 import { Journal, fsJournalReader } from './journal/journal.js';
+import { PendingLedger } from './journal/ledger.js';
 import { PgJournal, pgJournalReader } from './journal/pg-journal.js';
 import type { JournalReader, JournalStore } from './journal/store.js';
 import type { JournalRecord } from './journal/types.js';
@@ -116,6 +117,7 @@ export function readOnlyJournal(reader: JournalReader): JournalStore {
   const refuse = (): Promise<never> => Promise.reject(new StrataError('STRATA_ERR_NOT_AVAILABLE', 'this Strata instance was opened read-only'));
   return {
     instanceId: 'read-only',
+    pending: new PendingLedger(),
     append: refuse,
     appendMany: refuse,
     // eslint-disable-next-line require-yield -- nothing to replay

@@ -102,7 +102,6 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       archive,
       journal: journalPort,
       lock,
-      replayed,
       readOnly: readOnly === true,
       clock: time,
       embedder,

@@ -5,7 +5,7 @@ import type { Tokenizer } from '../context/tokenizer.js';
 import { StrataError } from '../errors.js';
 import type { HotStore, NewHotTurn } from '../hot/store.js';
 import { toSessionRef, validateId } from '../ids.js';
-import type { DeleteRecord, TurnRecord, VoidRecord } from '../journal/types.js';
+import type { TurnRecord, VoidRecord } from '../journal/types.js';
 import type { StrataMetrics, StrataSnapshot } from '../metrics.js';
 import { noMetrics } from '../metrics.js';
 import type { Embedder } from '../retrieval/embedder.js';
@@ -27,7 +27,9 @@ import type {
 } from './api.js';
 import type { CacheTuning } from './options.js';
 import { resolveTuning } from './options.js';
-import { PendingIndex, recordToTurn, sessionKey } from './pending.js';
+import { sessionKey } from '../ids.js';
+import { recordToTurn } from '../journal/ledger.js';
+import type { PendingTurns } from '../journal/store.js';
 import { RecoveryIndex, clientKey, isClientKey, messageHash, parseClientKey, voidIdentity } from './recovery.js';
 import type { JournalPort } from './ports.js';
 import type { RetrievalPort } from './retrieval-port.js';
@@ -39,8 +41,6 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
   journal: JournalPort;
   /** Serialises writers of one session's archive file (a Redis lease when instances share a Redis). */
   lock: SessionLock;
-  /** Records replayed from the journal at start that are not archived yet. */
-  replayed?: Iterable<TurnRecord | DeleteRecord | VoidRecord>;
   clock?: Clock;
   /** Computes embeddings at compaction; none means turns are archived without vectors. */
   embedder?: Embedder | null;
@@ -93,7 +93,8 @@ export class HybridConversationCache implements ConversationMemory {
   private readonly tokenizer: Tokenizer | null;
   private readonly retrieval: RetrievalPort | null;
   private readonly metrics: StrataMetrics;
-  private readonly pending = new PendingIndex();
+  /** The journal's ledger of this instance's unarchived records. */
+  private readonly pending: PendingTurns;
   /** Per user: its archived sessions and whether their embedder was checked, valid while the archive's user stamp is unchanged. */
   private readonly userSessionCache = new Map<string, { stamp: string | null; sessionIds: string[]; embedderChecked: boolean }>();
   private readonly hotDriver: 'redis' | 'memory';
@@ -120,7 +121,7 @@ export class HybridConversationCache implements ConversationMemory {
   private lastMaintenanceError: { code: string; message: string; at: number } | null = null;
 
   constructor(options: HybridCacheOptions) {
-    const { hot, archive, journal, lock, replayed, clock, embedder, tokenizer, retrieval, metrics, hotDriver, dataDir, leaseOwner, readOnly, ...tuning } = options;
+    const { hot, archive, journal, lock, clock, embedder, tokenizer, retrieval, metrics, hotDriver, dataDir, leaseOwner, readOnly, ...tuning } = options;
     this.readOnly = readOnly ?? false;
     this.tuning = resolveTuning(tuning);
     this.hot = hot;
@@ -135,13 +136,8 @@ export class HybridConversationCache implements ConversationMemory {
     this.hotDriver = hotDriver ?? 'memory';
     this.dataDir = dataDir;
     this.leaseOwner = leaseOwner ?? null;
-    for (const record of replayed ?? []) {
-      const ref = { tenant: record.tenant, sessionId: record.sessionId };
-      if (record.type === 'turn') this.pending.add(ref, record);
-      else if (record.type === 'void') this.pending.dropVoided(ref, record.turnId, record.key, record.epoch);
-      else if (record.turnIds) this.pending.dropTurns(ref, record.turnIds);
-      else this.pending.dropSession(ref);
-    }
+    // The journal's ledger holds what its replay found unarchived (records of previous runs).
+    this.pending = journal.pending;
     for (const ref of this.pending.refs()) this.replayedUpTo.set(sessionKey(ref), { ref, upTo: this.pending.maxTurnId(ref) });
     this.metrics.snapshot?.(() => this.metricsSnapshot());
   }
@@ -328,7 +324,6 @@ export class HybridConversationCache implements ConversationMemory {
       records.forEach((r, j) => {
         if (confirmed[j]) {
           ids[slots[j]!] = r.turnId;
-          this.pending.add(ref, r);
         } else {
           voids.push({ type: 'void', tenant: r.tenant, sessionId: r.sessionId, turnId: r.turnId, key: r.key!, epoch: r.epoch! });
           voided.push({ slot: slots[j]!, record: r });
@@ -958,7 +953,6 @@ export class HybridConversationCache implements ConversationMemory {
   }
 
   private markArchived(ref: SessionRef, upTo: number): void {
-    this.pending.markArchived(ref, upTo);
     this.journal.markArchived(ref.tenant, ref.sessionId, upTo);
   }
 

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { journalRoot, readAllJournals } from '../journal/read-all.js';
 import type { JournalRecord, TurnRecord } from '../journal/types.js';
 import type { SessionRef } from '../types.js';
-import { sessionKey } from './pending.js';
+import { sessionKey } from '../ids.js';
 
 /**
  * Recovery after the hot tier lost its data (docs/consistency.md, "Redis loss"): epochs are

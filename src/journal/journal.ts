@@ -8,7 +8,7 @@ import { acquireLock } from './lock.js';
 import { nodeJournalIo, resolveJournalOptions } from './options.js';
 import type { JournalOptions, ResolvedJournalOptions } from './options.js';
 import { FileScanner } from './scan.js';
-import { ArchiveTracker, compareLsn } from './tracker.js';
+import { PendingLedger } from './ledger.js';
 import type { JournalRecord, Lsn } from './types.js';
 import { validateRecord } from './validate.js';
 import { allocateEpoch } from './epochs.js';
@@ -86,10 +86,15 @@ const ftruncateFd = (fd: number, length: number): Promise<void> => new Promise((
  * the next batch, so the number of fsyncs per second stays bounded by the disk's fsync latency
  * while throughput grows with concurrency.
  */
+export function compareLsn(a: Lsn, b: Lsn): number {
+  return a.file - b.file || a.offset - b.offset;
+}
+
 export class Journal implements JournalStore {
   readonly options: ResolvedJournalOptions;
   readonly dir: string;
-  readonly tracker = new ArchiveTracker();
+  /** What this instance journaled (or replayed) that the archive does not hold yet. */
+  readonly pending = new PendingLedger<Lsn>(compareLsn);
   readonly recovery: JournalRecovery;
 
   private queue: QueuedFrame[] = [];
@@ -111,7 +116,7 @@ export class Journal implements JournalStore {
   private replayFiles: number[];
   /** Lowest sequence number that may still exist on disk. */
   private oldestFile: number;
-  /** Until replay is done, records of previous runs are not in the tracker: never checkpoint past them. */
+  /** Until replay is done, records of previous runs are not in the ledger: never checkpoint past them. */
   private replayFloor: Lsn | null;
 
   private constructor(
@@ -366,7 +371,7 @@ export class Journal implements JournalStore {
     for (const q of batch) {
       const lsn = { file, offset };
       lsns.push(lsn);
-      for (const r of q.records) this.tracker.add(r, lsn);
+      for (const r of q.records) this.pending.add(r, lsn);
       offset += q.frame.length;
     }
     this.current = { file, offset };
@@ -442,16 +447,17 @@ export class Journal implements JournalStore {
   }
 
   markArchived(tenant: string, sessionId: string, upToTurnId: number): void {
-    this.tracker.markArchived(tenant, sessionId, upToTurnId);
+    this.pending.markArchived({ tenant, sessionId }, upToTurnId);
   }
 
   markDeleteApplied(tenant: string, sessionId: string): void {
-    this.tracker.markDeleteApplied(tenant, sessionId);
+    this.pending.markDeleteApplied({ tenant, sessionId });
   }
 
   /** Records of previous runs are in the archive (replayInto calls this when it finishes). */
   markReplayed(): void {
     this.replayFloor = null;
+    this.pending.forgetReplayed();
   }
 
   /**
@@ -460,7 +466,7 @@ export class Journal implements JournalStore {
    * records of previous runs.
    */
   safeCheckpoint(): Lsn {
-    let lsn = this.tracker.lowest() ?? this.endLsn();
+    let lsn = this.pending.lowest() ?? this.endLsn();
     if (this.replayFloor && compareLsn(this.replayFloor, lsn) < 0) lsn = this.replayFloor;
     return { ...lsn };
   }
@@ -520,7 +526,10 @@ export class Journal implements JournalStore {
         const out: ReplayEntry[] = [];
         for (const f of frames) {
           const lsn = { file: seq, offset: f.offset };
-          for (const record of decodePayload(f.payload, path, f.offset)) out.push({ lsn, record });
+          for (const record of decodePayload(f.payload, path, f.offset)) {
+            this.pending.add(record, lsn, true);
+            out.push({ lsn, record });
+          }
         }
         yield out;
       }

@@ -1,8 +1,10 @@
 import type pg from 'pg';
 import { StrataError } from '../errors.js';
+import { sessionKey } from '../ids.js';
 import type { StrataMetrics } from '../metrics.js';
 import type { Db } from '../postgres/db.js';
 import { dbError } from '../postgres/db.js';
+import { PendingLedger } from './ledger.js';
 import { decodePayload, encodeFrame, FRAME_HEADER_BYTES } from './format.js';
 import type { JournalHealth, JournalReader, JournalStore } from './store.js';
 import type { JournalRecord } from './types.js';
@@ -14,6 +16,7 @@ const KIND = { turn: 1, delete: 2, void: 3 } as const;
 const PAGE = 5000;
 
 interface Queued {
+  records: readonly JournalRecord[];
   rows: EncodedRow[];
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -80,6 +83,8 @@ export class PgJournal implements JournalStore {
   private lastError: StrataError | null = null;
   /** Rows of this instance with id ≤ this were written by previous runs (the replay). */
   private replayUpTo = '0';
+  /** What this instance journaled (or replayed) that the archive does not hold yet. */
+  readonly pending = new PendingLedger();
   private readonly archivedMarks = new Map<string, { tenant: string; sessionId: string; upTo: number }>();
   private readonly deleteMarks = new Map<string, { tenant: string; sessionId: string }>();
   private checkpointing: Promise<void> = Promise.resolve();
@@ -143,7 +148,7 @@ export class PgJournal implements JournalStore {
       for (const r of records) validateRecord(r);
       const rows = records.map(encodeRow);
       return new Promise<void>((resolve, reject) => {
-        this.queue.push({ rows, resolve, reject });
+        this.queue.push({ records, rows, resolve, reject });
         this.draining ??= this.drain();
       });
     } catch (err) {
@@ -172,7 +177,10 @@ export class PgJournal implements JournalStore {
           await this.db.query(INSERT, [t, s, this.instanceId, k, n, r], 'a journal append');
           this.metrics.journalFsync?.((performance.now() - started) / 1000, batch.length);
           this.lastError = null;
-          for (const q of batch) q.resolve();
+          for (const q of batch) {
+            for (const record of q.records) this.pending.add(record, null);
+            q.resolve();
+          }
         } catch (err) {
           this.lastError = err instanceof StrataError ? err : dbError(err, 'a journal append');
           for (const q of batch) q.reject(this.lastError);
@@ -191,24 +199,32 @@ export class PgJournal implements JournalStore {
         [this.instanceId, after, this.replayUpTo, PAGE],
         'the journal replay',
       );
-      for (const row of rows) yield { record: decodeRow(row.record, row.id) };
+      for (const row of rows) {
+        const record = decodeRow(row.record, row.id);
+        this.pending.add(record, null, true);
+        yield { record };
+      }
       if (rows.length < PAGE) return;
       after = rows.at(-1)!.id;
     }
   }
 
   markArchived(tenant: string, sessionId: string, upTo: number): void {
-    const key = `${tenant}\u0000${sessionId}`;
+    this.pending.markArchived({ tenant, sessionId }, upTo);
+    const key = sessionKey({ tenant, sessionId });
     const mark = this.archivedMarks.get(key);
     if (!mark || mark.upTo < upTo) this.archivedMarks.set(key, { tenant, sessionId, upTo });
   }
 
   markDeleteApplied(tenant: string, sessionId: string): void {
-    this.deleteMarks.set(`${tenant}\u0000${sessionId}`, { tenant, sessionId });
+    this.pending.markDeleteApplied({ tenant, sessionId });
+    this.deleteMarks.set(sessionKey({ tenant, sessionId }), { tenant, sessionId });
   }
 
-  /** Nothing to do: rows are forgotten per session by turn id, never by position. */
-  markReplayed(): void {}
+  /** Rows are forgotten per session by turn id, never by position: only the ledger forgets. */
+  markReplayed(): void {
+    this.pending.forgetReplayed();
+  }
 
   /**
    * Deletes the rows marked archived: this instance's turn and void rows of each marked session

@@ -1,4 +1,8 @@
+import type { PendingLedger } from './ledger.js';
 import type { JournalRecord } from './types.js';
+
+/** What the cache reads of a journal's pending ledger (`PendingLedger`). */
+export type PendingTurns = Pick<PendingLedger<unknown>, 'records' | 'turns' | 'userId' | 'maxTurnId' | 'has' | 'refs' | 'refsOfUser' | 'size'>;
 
 /** `health()`: not ok while the last write failed and none has succeeded since. */
 export interface JournalHealth {
@@ -20,6 +24,11 @@ export interface JournalHealth {
 export interface JournalStore {
   /** Names this instance's records. */
   readonly instanceId: string;
+  /**
+   * The one ledger of this instance's records the archive does not hold yet: every record this
+   * store wrote or replayed goes in, `markArchived` / `markDeleteApplied` take them out.
+   */
+  readonly pending: PendingTurns;
   /** Durable before it resolves (as the configured durability promises). */
   append(record: JournalRecord): Promise<unknown>;
   /**

@@ -153,7 +153,7 @@ test('rotation by size, checkpoint deletes files wholly below it and survives re
   }
 });
 
-test('tracker: safeCheckpoint is the oldest unarchived record; deletes drop pending turns', async () => {
+test('pending ledger: safeCheckpoint is the oldest unarchived record; deletes drop pending turns', async () => {
   const { dir, cleanup } = await tempDir();
   try {
     const journal = await Journal.open({ dataDir: dir, instanceId: 'a' });
@@ -164,12 +164,13 @@ test('tracker: safeCheckpoint is the oldest unarchived record; deletes drop pend
     journal.markArchived('t1', 'a', 1);
     assert.deepEqual(journal.safeCheckpoint(), b1);
     journal.markArchived('t1', 'b', 1);
-    assert.deepEqual(journal.tracker.pending('t1', 'a'), { ...journal.safeCheckpoint() });
+    assert.deepEqual(journal.pending.records().map((r) => [r.sessionId, r.turnId]), [['a', 2]], 'only a/2 is pending');
     const del = await journal.append({ type: 'delete', tenant: 't1', sessionId: 'a', turnIds: [2], at: 1 });
     assert.deepEqual(journal.safeCheckpoint(), del, 'the delete dropped turn a/2 but is pending itself');
     journal.markDeleteApplied('t1', 'a');
     assert.deepEqual(journal.safeCheckpoint(), journal.endLsn(), 'nothing pending: the end of the journal');
-    assert.equal(journal.tracker.size, 0);
+    assert.equal(journal.pending.size, 0);
+    assert.equal(journal.pending.lowest(), null);
     await journal.checkpoint(journal.safeCheckpoint());
     await journal.close();
     const reopened = await Journal.open({ dataDir: dir, instanceId: 'a' });
