@@ -22,6 +22,10 @@ export const ERROR_CATALOG = {
   STRATA_ERR_NOT_FOUND: [404, 'The session, turn or user does not exist (or belongs to another tenant). Reading the messages or context of a session answers empty instead.'],
   STRATA_ERR_CONFLICT: [409, 'The operation conflicts with the current state (for example an import over an existing session).'],
   STRATA_ERR_NOT_AVAILABLE: [501, 'The requested feature is not available in this configuration.'],
+  // moving data (`strata copy`)
+  STRATA_ERR_COPY_PENDING: [409, 'The source of `strata copy` holds unarchived journal records (acknowledged turns not in its archive yet); nothing was copied. Let the instances that wrote them archive them (start them once), or pass --include-pending to archive them into the target.'],
+  STRATA_ERR_COPY_CONFLICT: [409, 'The target of `strata copy` holds a session of the same id with other content (or a deleted session of that id, or unarchived journal records of it); nothing was written to the target.'],
+  STRATA_ERR_COPY_MISMATCH: [500, 'A session `strata copy` wrote reads back from the target differently from the source (messages, owner, summaries or user index); the run lists the sessions and exits non-zero.'],
   // codec
   STRATA_ERR_CODEC_UNKNOWN: [500, 'A frame names a codec id this build does not know.'],
   STRATA_ERR_CODEC_TRUNCATED: [500, 'A codec frame ends before its declared content.'],

@@ -4,6 +4,7 @@ import { registerBenchHttp } from './bench-http.js';
 import { registerChaos } from './chaos.js';
 import { registerCompact } from './compact.js';
 import { registerContext } from './context.js';
+import { registerCopy } from './copy.js';
 import { registerExport } from './export.js';
 import { registerGc } from './gc.js';
 import { registerImport } from './import.js';
@@ -31,7 +32,7 @@ import { registerEvalRetrieval } from './eval-retrieval.js';
 export type RegisterCommand = (parent: Command, io: CliIo) => void;
 
 /** Top-level commands (`strata <name>`). */
-export const commands: RegisterCommand[] = [registerServe, registerMcp, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats, registerChaos, registerMigrate];
+export const commands: RegisterCommand[] = [registerServe, registerMcp, registerImport, registerExport, registerInspect, registerVerify, registerSearch, registerContext, registerGc, registerCompact, registerReindex, registerStats, registerChaos, registerMigrate, registerCopy];
 
 /** `strata bench <name>` subcommands. */
 export const benchCommands: RegisterCommand[] = [registerBenchHttp, registerBenchRetrieval, registerBenchJournal, registerBenchCodec, registerBenchHot, registerBenchArchive];
