@@ -41,6 +41,8 @@ export interface CopyOptions {
   includePending?: boolean;
   /** Plan and compare only; create and write nothing. Default false. */
   dryRun?: boolean;
+  /** Sessions checked or copied at once. Default 4. */
+  concurrency?: number;
   /** Called after each session is checked and after each is copied (a throw stops the run). */
   onProgress?: (event: CopyProgress) => void | Promise<void>;
 }
@@ -101,6 +103,12 @@ const LIST_PAGE = 1000;
 const MESSAGE_PAGE = 1000;
 /** Sessions named in an error message (all of them are in its details). */
 const NAMED_IN_MESSAGE = 5;
+/**
+ * Sessions in flight by default: each session is a few round trips and fsyncs (one import
+ * transaction or atomic rename, one read back), so a few at once hide their latency; more
+ * mostly queue on the pools (10 connections) and the disk.
+ */
+const DEFAULT_CONCURRENCY = 4;
 
 interface SourceSession {
   ref: SessionRef;
@@ -125,9 +133,11 @@ export async function copyStores(options: CopyOptions): Promise<CopyReport> {
   if (sameEndpoint(fromSpec, toSpec)) throw new StrataError('STRATA_ERR_VALIDATION', `--from and --to name the same store (${fromSpec.label}): nothing to copy`);
   const dryRun = options.dryRun === true;
   const includePending = options.includePending === true;
+  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new StrataError('STRATA_ERR_VALIDATION', `concurrency: expected an integer from 1 to 64, received ${String(concurrency)}`);
   const source = await openSource(options.config, fromSpec);
   let target: Endpoint | null = null;
-  const copier = new Copier(source, options);
+  const copier = new Copier(source, options, concurrency);
   try {
     const sessions = await copier.listSource();
     const pending = { sessions: sessions.filter((s) => s.pendingTurns > 0).length, turns: sessions.reduce((n, s) => n + s.pendingTurns, 0), included: includePending };
@@ -193,10 +203,12 @@ function pendingError(pending: { sessions: number; turns: number }, sessions: re
   );
 }
 
-function conflictError(conflicts: CopyReport['conflicts']): StrataError {
+/** `during`: found while copying (sessions copied before it stay); otherwise by the check, before any write. */
+function conflictError(conflicts: CopyReport['conflicts'], during = false): StrataError {
+  const outcome = during ? 'that session was left untouched, the sessions copied before it stay' : 'nothing was written';
   return new StrataError(
     'STRATA_ERR_COPY_CONFLICT',
-    `the target holds ${conflicts.length} session(s) that differ from the source (${sessionList(conflicts)}; first: ${conflicts[0]!.reason}): nothing was written. Copy into an empty store, or delete those sessions from the target first`,
+    `the target holds ${conflicts.length} session(s) that differ from the source (${sessionList(conflicts)}; first: ${conflicts[0]!.reason}): ${outcome}. Copy into an empty store, or delete those sessions from the target first`,
     { details: { conflicts } },
   );
 }
@@ -209,6 +221,7 @@ class Copier {
   constructor(
     private readonly source: Endpoint,
     private readonly options: CopyOptions,
+    private readonly concurrency: number,
   ) {}
 
   private get sourceArchive(): ArchiveStore {
@@ -250,34 +263,31 @@ class Copier {
       return plan;
     }
     const targetRecovery = RecoveryIndex.fromRecords(await target.journal!.readPending());
-    let tenant: string | null = null;
-    let present = new Map<string, ArchiveSessionInfo>();
-    for (const [i, s] of sessions.entries()) {
-      if (s.ref.tenant !== tenant) {
-        tenant = s.ref.tenant;
-        present = await listAll(target.archive, tenant);
-      }
+    const present = new Map<string, Map<string, ArchiveSessionInfo>>();
+    for (const tenant of new Set(sessions.map((s) => s.ref.tenant))) present.set(tenant, await listAll(target.archive, tenant));
+    let done = 0;
+    await eachLimit(sessions, this.concurrency, async (s, i) => {
       const entry: PlannedSession = { ...s, action: 'copy', userId: s.info?.userId ?? null };
-      if (present.has(s.ref.sessionId)) {
+      if (present.get(s.ref.tenant)!.has(s.ref.sessionId)) {
         const want = await this.sourceContent(s);
         entry.userId = want.content.userId;
         entry.digest = digestSession(want.content);
-        const got = digestSession(await targetContent(target.archive, s.ref));
+        const got = digestSession(await targetContent(target.archive!, s.ref));
         if (got.checksum === entry.digest.checksum) entry.action = 'skip';
         else {
           entry.action = 'conflict';
           entry.reason = got.messages === entry.digest.messages ? `same number of messages (${got.messages}), other content` : `${got.messages} message(s) in the target, ${entry.digest.messages} in the source`;
         }
-      } else if ((await target.archive.deletedUpTo(s.ref)) > 0) {
+      } else if ((await target.archive!.deletedUpTo(s.ref)) > 0) {
         entry.action = 'conflict';
         entry.reason = 'the target deleted a session of this id (its turn ids are retired there)';
       } else if (targetRecovery.has(s.ref)) {
         entry.action = 'conflict';
         entry.reason = "the target's journals hold unarchived turns of this session";
       }
-      plan.push(entry);
-      await this.options.onProgress?.({ phase: 'check', done: i + 1, total: sessions.length, ...s.ref });
-    }
+      plan[i] = entry;
+      await this.options.onProgress?.({ phase: 'check', done: ++done, total: sessions.length, ...s.ref });
+    });
     return plan;
   }
 
@@ -285,12 +295,9 @@ class Copier {
   async execute(target: Endpoint, plan: readonly PlannedSession[], report: CopyReport): Promise<void> {
     const archive = target.archive!;
     const toCopy = plan.filter((p) => p.action === 'copy');
+    for (const p of plan) if (p.action === 'skip') report.messages += p.digest!.messages;
     let done = 0;
-    for (const p of plan) {
-      if (p.action === 'skip') {
-        report.messages += p.digest!.messages;
-        continue;
-      }
+    await eachLimit(toCopy, this.concurrency, async (p) => {
       const { content, pending } = await this.sourceContent(p);
       const want = digestSession(content);
       p.userId = content.userId;
@@ -307,7 +314,7 @@ class Copier {
         }
       } catch (err) {
         // Written meanwhile by someone else: still never overwritten.
-        if (isStrataError(err, 'STRATA_ERR_CONFLICT')) throw conflictError([{ ...p.ref, reason: `written to the target during the copy (${err.message})` }]);
+        if (isStrataError(err, 'STRATA_ERR_CONFLICT')) throw conflictError([{ ...p.ref, reason: `written to the target during the copy (${err.message})` }], true);
         throw err;
       }
       const got = digestSession(await targetContent(archive, p.ref));
@@ -317,7 +324,7 @@ class Copier {
       report.copied++;
       report.messages += want.messages;
       await this.options.onProgress?.({ phase: 'copy', done: ++done, total: toCopy.length, ...p.ref });
-    }
+    });
     // Sessions with an owner must be found by user in the target too (user-scope search, deleteUser).
     const members = new Map<string, Set<string>>();
     for (const p of plan) {
@@ -400,4 +407,24 @@ function messageOf(m: ArchivedTurn): ArchivedTurn {
   if (m.metadata !== undefined) out.metadata = m.metadata;
   if (m.embedding !== undefined) out.embedding = m.embedding;
   return out;
+}
+
+/**
+ * Runs `fn` over `items`, at most `limit` at once. After a failure no further item starts; the
+ * first failure is thrown once the items in flight settled (so nothing is left half way).
+ */
+async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  const state: { next: number; failure?: { err: unknown } } = { next: 0 };
+  const worker = async (): Promise<void> => {
+    while (state.failure === undefined && state.next < items.length) {
+      const i = state.next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (err) {
+        state.failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (state.failure) throw state.failure.err;
 }

@@ -200,10 +200,16 @@ test('an interrupted copy continues where it stopped; a different session of the
     }),
     (err) => err === stop,
   );
+  // Sessions already in flight when it stopped finished (4 at once): at least 2, not all.
   const [{ n }] = (await sql<{ n: number }>(pg.url, 'SELECT count(*)::int AS n FROM archive_sessions WHERE live')) as [{ n: number }];
-  assert.equal(n, 2);
+  assert.ok(n >= 2 && n < SESSIONS.length, `${n} sessions copied before the interruption`);
   const resumed = await copy(`fs:${src}`, pg.url);
-  assert.deepEqual([resumed.copied, resumed.skipped, resumed.mismatches], [SESSIONS.length - 2, 2, 0]);
+  assert.deepEqual([resumed.copied, resumed.skipped, resumed.mismatches], [SESSIONS.length - n, n, 0]);
+  const source = await fsCore(src, { readOnly: true });
+  closeAfter(t, () => source.close());
+  const target = await pgCore(pg.url);
+  closeAfter(t, () => target.close());
+  await assertSameSessions(source, target, REFS);
 
   // A target holding another session 'bread': the whole run is refused, nothing is written.
   const other = await tempDir(t, 'strata-copy-other-');

@@ -3,7 +3,7 @@ import { coreConfig } from '../../config.js';
 import { StrataError } from '../../errors.js';
 import { formatTable, printJson } from '../io.js';
 import type { CliIo } from '../io.js';
-import { configFromFlags, progress } from './common.js';
+import { configFromFlags, parsePositiveInt, progress } from './common.js';
 
 interface CopyFlags {
   config?: string;
@@ -11,6 +11,7 @@ interface CopyFlags {
   to: string;
   includePending?: boolean;
   dryRun?: boolean;
+  concurrency?: number;
   json?: boolean;
 }
 
@@ -27,6 +28,7 @@ export function registerCopy(parent: Command, io: CliIo): void {
     .option('-c, --config <path>', 'config file for codec and archive options (default: strata.config.json in the working directory)')
     .option('--include-pending', "archive the source journals' unarchived turns into the target (default: refuse when there are any)")
     .option('--dry-run', 'list what would be copied, skipped or refused; write nothing')
+    .option('--concurrency <n>', 'sessions checked or copied at once (default 4)', parsePositiveInt('--concurrency'))
     .option('--json', 'print JSON')
     .action(async (flags: CopyFlags) => {
       const config = configFromFlags(io, flags.config !== undefined ? { config: flags.config } : {});
@@ -39,6 +41,7 @@ export function registerCopy(parent: Command, io: CliIo): void {
         config: coreConfig(config),
         includePending: flags.includePending === true,
         dryRun: flags.dryRun === true,
+        ...(flags.concurrency !== undefined ? { concurrency: flags.concurrency } : {}),
         onProgress: (event) => {
           if (event.phase !== phase) {
             bar?.stop();
