@@ -182,7 +182,7 @@ for (const driver of ['memory', 'redis'] as const) {
       await first.flush('c');
       for (let i = 10; i <= 14; i++) await first.addMessage('c', 'user', `c${i}`);
       // Simulate the crash: drop the journal lock as a dead process would, without flushing.
-      const crashed = first as unknown as { journal: { close(): Promise<void> }; hot: { close(): Promise<void> } };
+      const crashed = (first as unknown as { core: { journal: { close(): Promise<void> }; hot: { close(): Promise<void> } } }).core;
       await crashed.journal.close();
       // A dead process's connections die with it: close the crashed instance's Redis client too.
       closeAfter(t, () => crashed.hot.close());

@@ -56,8 +56,9 @@ test('on postgres: no data directory; acknowledged turns survive a crash (journa
   assert.equal(existsSync(dataDir), false, 'the postgres store uses no data directory');
   // A crash: the instance's pool ends without a flush (its memory hot tier is gone with it).
   // A new instance with the same id replays its rows into the archive.
-  await (a as unknown as { journal: { close(): Promise<void> }; archive: { close(): Promise<void> } }).journal.close();
-  await (a as unknown as { archive: { close(): Promise<void> } }).archive.close();
+  const crashed = (a as unknown as { core: { journal: { close(): Promise<void> }; archive: { close(): Promise<void> } } }).core;
+  await crashed.journal.close();
+  await crashed.archive.close();
   const b = await open(url, { dataDir });
   closeAfter(t, () => b.close());
   const turns = await readAll(b, 'chat');

@@ -1,0 +1,172 @@
+import { performance } from 'node:perf_hooks';
+import { countMessageTokens, searchText } from '../message.js';
+import { sessionKey, toSessionRef } from '../ids.js';
+import type { ArchivedTurn, SessionRef, Turn } from '../types.js';
+import type { TenantOption } from './api.js';
+import { CachePart, notFound, type CacheCore } from './core.js';
+import { isClientKey, parseClientKey } from './recovery.js';
+import type { Rehydration } from './rehydration.js';
+
+/**
+ * Turns per archive segment written by one compaction step. Compaction work (token counts,
+ * embeddings, brotli) is CPU: steps of this size, with a yield between embedding batches,
+ * keep the event loop responsive for requests while a large backlog is archived.
+ */
+const UNARCHIVED_BATCH = 256;
+
+/**
+ * Compaction: moves a session's unarchived turns from the hot tier into the archive under the
+ * session's lease (fenced), then tells the journal's ledger what the archive holds and
+ * checkpoints the journal. Concurrent compactions of one session share one run.
+ */
+export class Compactor extends CachePart {
+  private readonly inflightCompactions = new Map<string, Promise<number>>();
+
+  constructor(
+    core: CacheCore,
+    private readonly rehydration: Rehydration,
+  ) {
+    super(core);
+  }
+
+  async flush(sessionId?: string, options: TenantOption = {}): Promise<{ sessions: number; turns: number }> {
+    if (sessionId !== undefined) {
+      const ref = toSessionRef(sessionId, options.tenant);
+      const [meta, info] = await Promise.all([this.hot.meta(ref), this.archive.info(ref)]);
+      if (!meta && !info && !this.pending.has(ref) && !this.rehydration.recoveryIndex.has(ref)) throw notFound(ref);
+      const turns = await this.compactSession(ref);
+      await this.checkpoint();
+      return { sessions: 1, turns };
+    }
+    let sessions = 0;
+    let turns = 0;
+    const seen = new Set<string>();
+    const candidates = [...this.pending.refs(), ...(await this.hot.sessionsToCompact(1, Number.MAX_SAFE_INTEGER, 10_000))];
+    for (const ref of candidates) {
+      const key = sessionKey(ref);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const n = await this.compactSession(ref);
+      sessions += n > 0 ? 1 : 0;
+      turns += n;
+    }
+    await this.checkpoint();
+    return { sessions, turns };
+  }
+
+  /** Compacts one session; concurrent calls for the same session share one run. */
+  compactSession(ref: SessionRef): Promise<number> {
+    if (this.readOnly) return Promise.resolve(0);
+    const key = sessionKey(ref);
+    const running = this.inflightCompactions.get(key);
+    if (running) return running.then(() => this.compactSessionNow(ref));
+    const run = this.compactSessionNow(ref).finally(() => this.inflightCompactions.delete(key));
+    this.inflightCompactions.set(key, run);
+    return run;
+  }
+
+  async compactSessionNow(ref: SessionRef): Promise<number> {
+    if (!(await this.hot.meta(ref))) {
+      // The hot tier does not hold the session (lost, dropped or deleted). Turns are archived
+      // only through it: re-seed when some journal still holds unarchived turns of it (ids are
+      // then known to the hot tier before anyone archives), else what this instance holds is
+      // archived or deleted already.
+      const plan = await this.rehydration.planSeed(ref);
+      if (plan.unarchived.length === 0) {
+        this.markArchived(ref, Math.max(plan.info?.highWater ?? 0, plan.floor));
+        return 0;
+      }
+      await this.rehydration.seedHot(ref, undefined, false);
+    }
+    return this.lock.withLock(ref, async (held) => {
+      let total = 0;
+      const started = performance.now();
+      let raw = 0;
+      let bytesBefore: number | null = null;
+      const meta = await this.hot.meta(ref);
+      const appendOptions = {
+        ...(meta?.userId ? { userId: meta.userId } : {}),
+        ...(this.embedder ? { embedderId: this.embedder.id } : {}),
+        fence: held.fence,
+        ...(held.assertHeld ? { precommit: () => held.assertHeld!() } : {}),
+      };
+      while (true) {
+        const turns = await this.hot.unarchived(ref, UNARCHIVED_BATCH);
+        if (turns.length === 0) break;
+        if (bytesBefore === null) {
+          // A file without segments is the empty header the session's first append created: the
+          // first compaction counts it (metrics: compression ratio, archive bytes).
+          const before = await this.archive.info(ref);
+          bytesBefore = before && before.segments > 0 ? before.bytes : 0;
+        }
+        const prepared = await this.prepareForArchive(turns);
+        // Client idempotency keys go into the archive with their turns: after a loss of the hot
+        // tier a re-seed registers them again, so a late retry still gets its first answer.
+        const keyed = turns.filter((t) => isClientKey(t.key)).map((t) => ({ turn: t, entry: parseClientKey(t.key!).entry }));
+        const entries = await this.hot.idempotencyEntries(ref, keyed.map((k) => k.entry));
+        const idempotency = keyed.flatMap((k, i) => (entries[i]?.turnId === k.turn.turnId ? [{ key: k.entry, turnId: k.turn.turnId, hash: entries[i]!.hash, createdAt: k.turn.createdAt }] : []));
+        const result = await this.archive.append(ref, prepared, { ...appendOptions, idempotency, keysSince: this.clock.now() - this.tuning.idempotencyWindowMs });
+        const upTo = turns.at(-1)!.turnId;
+        // Fenced: a holder whose lease expired meanwhile must not trim what the next holder owns.
+        await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns, held.token ?? undefined);
+        this.markArchived(ref, Math.max(upTo, result.highWater));
+        total += turns.length;
+        for (const t of turns) raw += Buffer.byteLength(searchText(t));
+        if (turns.length < UNARCHIVED_BATCH) break;
+      }
+      if (total === 0) {
+        // Nothing in the hot tier, but this instance may still hold records that were archived
+        // by someone else (or before a crash): forget those at or below the high-water mark.
+        const info = await this.archive.info(ref);
+        if (info) this.markArchived(ref, info.highWater);
+      }
+      if (total > 0) {
+        this.retrieval?.invalidate(ref);
+        await this.retrieval?.afterCompaction?.(ref);
+        // Measured after the milestone summaries compaction may write into the same file.
+        const bytesAfter = (await this.archive.info(ref))?.bytes ?? 0;
+        this.metrics.compaction?.((performance.now() - started) / 1000, total, Math.max(0, bytesAfter - (bytesBefore ?? 0)), raw);
+      }
+      return total;
+    });
+  }
+
+  /** Token counts and embeddings, computed in batches off the request path. */
+  async prepareForArchive(turns: ReadonlyArray<Turn & { key?: string }>): Promise<ArchivedTurn[]> {
+    const out: ArchivedTurn[] = turns.map(({ key: _key, ...t }) => ({ ...t, ...(t.tokens === undefined && this.tokenizer ? { tokens: countMessageTokens(t, (text) => this.tokenizer!.count(text)) } : {}) }));
+    if (!this.embedder) return out;
+    for (let i = 0; i < out.length; i += this.tuning.embedBatchSize) {
+      const batch = out.slice(i, i + this.tuning.embedBatchSize);
+      const started = performance.now();
+      const vectors = await this.embedder.embed(batch.map((t) => searchText(t)));
+      this.metrics.embedBatch?.((performance.now() - started) / 1000, batch.length);
+      batch.forEach((t, j) => (t.embedding = vectors[j]));
+      await yieldToEventLoop();
+    }
+    return out;
+  }
+
+  /**
+   * Search reads the archive only, so unarchived turns it must see are archived first: those
+   * outside the recent window (`keepRecentWindow`; the window is excluded from search and
+   * packed from the hot tier anyway), or all of them.
+   */
+  async flushIfUnarchived(ref: SessionRef, keepRecentWindow = false): Promise<void> {
+    const meta = await this.hot.meta(ref);
+    const allowed = keepRecentWindow ? this.tuning.recentTurns : 0;
+    if ((meta && meta.unarchivedCount > allowed) || (!meta && this.pending.has(ref))) await this.compactSession(ref);
+  }
+
+  markArchived(ref: SessionRef, upTo: number): void {
+    this.journal.markArchived(ref.tenant, ref.sessionId, upTo);
+  }
+
+  async checkpoint(): Promise<void> {
+    await this.journal.checkpoint();
+  }
+}
+
+/** Lets pending I/O callbacks (requests) run between slices of CPU-bound work. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
