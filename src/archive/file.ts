@@ -3,7 +3,8 @@ import type { ArchivedTurn } from '../types.js';
 import type { Summary, TurnRange } from './store.js';
 import { BLOCK_NAMES, READ_VERSIONS, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_TYPES, crc, encodeRecord, withCrc } from './format.js';
 import type { SegmentHeader } from './segment.js';
-import { badBlocks, decodeCreatedAt, decodeSegment, decodeTurnIds, parseSegmentHeader, verifySegmentBlocks } from './segment.js';
+import { badBlocks, parseSegmentHeader, verifySegmentBlocks } from './segment.js';
+import { decodeCreatedAt, decodeSegment, decodeTurnIds } from './segment-decode.js';
 import { getCodec } from '../codec/codec.js';
 
 /*

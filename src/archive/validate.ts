@@ -1,8 +1,10 @@
 import { StrataError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
+import { validateId } from '../ids.js';
 import type { ArchivedTurn } from '../types.js';
 import { ROLES } from '../types.js';
-import type { DeleteReceipt, Summary, TurnRange } from './store.js';
+import { embeddingDims } from './segment-encode.js';
+import type { AppendOptions, ArchiveStore, DeleteReceipt, ListOptions, Summary, TurnRange } from './store.js';
 
 /** Turn ids are stored as u32 in segment headers. */
 export const MAX_TURN_ID = 0xffffffff;
@@ -47,6 +49,29 @@ export function validateTurns(turns: unknown): readonly ArchivedTurn[] {
   return turns as ArchivedTurn[];
 }
 
+/** The checks `append` makes before it takes any lock: the turns, the owner, the embedder id, the vectors' dimension. */
+export function validateAppend(turns: unknown, options: AppendOptions): { userId: string | undefined; embedderId: string | null; dims: number } {
+  const valid = validateTurns(turns);
+  const userId = optionalUserId(options.userId);
+  const embedderId = options.embedderId ?? null;
+  if (embedderId !== null && (typeof embedderId !== 'string' || embedderId.length === 0 || embedderId.length > 255)) throw bad('embedderId: expected a string of 1-255 characters');
+  return { userId, embedderId, dims: embeddingDims(valid) };
+}
+
+/**
+ * The checks an append makes under the commit lock against what the session stores: a session
+ * has one owner, and one vector dimension per embedder.
+ */
+export function checkAppendable(sessionId: string, stored: { userId?: string | null | undefined; dims: number; embedderId: string | null }, userId: string | undefined, embedderId: string | null, dims: number): void {
+  if (userId !== undefined && stored.userId && stored.userId !== userId) throw new StrataError('STRATA_ERR_CONFLICT', `session ${sessionId} belongs to user ${stored.userId}, not ${userId}`);
+  if (dims > 0 && stored.dims > 0 && stored.dims !== dims && stored.embedderId === embedderId) throw new StrataError('STRATA_ERR_EMBEDDING_DIMENSION', `embeddings have ${dims} dimensions, session ${sessionId} stores ${stored.dims} for embedder ${embedderId ?? '(none)'}`, { details: { expected: stored.dims, received: dims } });
+}
+
+/** The owner given to `append` or `importSession`, checked when given. */
+export function optionalUserId(userId: unknown): string | undefined {
+  return userId === undefined ? undefined : validateId('user', userId);
+}
+
 export function validateRange(range: unknown): TurnRange {
   if (range === undefined) return {};
   if (typeof range !== 'object' || range === null) throw bad('range: expected {fromTurn?, toTurn?}');
@@ -56,6 +81,19 @@ export function validateRange(range: unknown): TurnRange {
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw bad(`range.${key}: expected a non-negative integer, received ${String(v)}`);
   }
   return { ...(r.fromTurn === undefined ? {} : { fromTurn: r.fromTurn }), ...(r.toTurn === undefined ? {} : { toTurn: r.toTurn }) };
+}
+
+/** The page size of `listSessions`: default 100, at most 1000. */
+export function listLimit(options: ListOptions): number {
+  const limit = options.limit ?? 100;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw bad(`limit: expected an integer from 1 to 1000, received ${String(limit)}`);
+  return limit;
+}
+
+/** The turn ids of `deleteTurns`: positive integers. */
+export function validateTurnIds(turnIds: unknown): readonly number[] {
+  if (!Array.isArray(turnIds) || !turnIds.every((id) => Number.isInteger(id) && id >= 1)) throw bad('turnIds: expected an array of positive integers');
+  return turnIds as number[];
 }
 
 export function validateSummary(s: unknown): Summary {
@@ -94,6 +132,17 @@ export function asImportError(err: unknown): unknown {
 export function expiryCutoff(maxAgeDays: unknown, now: number): number {
   if (typeof maxAgeDays !== 'number' || !Number.isFinite(maxAgeDays) || maxAgeDays < 0) throw new StrataError('STRATA_ERR_VALIDATION', `maxAgeDays: expected a non-negative number, received ${String(maxAgeDays)}`);
   return now - maxAgeDays * 86_400_000;
+}
+
+export const EMPTY_RECEIPT: DeleteReceipt = Object.freeze({ sessions: 0, turns: 0, bytes: 0, vectors: 0, summaries: 0 });
+
+/** `deleteUser` of every driver: each of the user's sessions deleted as `deleteSession` does, the receipts summed. */
+export async function deleteUserSessions(store: Pick<ArchiveStore, 'listUserSessions' | 'deleteSession'>, tenant: string, userId: string): Promise<DeleteReceipt> {
+  const total = { ...EMPTY_RECEIPT };
+  for (const sessionId of await store.listUserSessions(tenant, userId)) {
+    addReceipt(total, await store.deleteSession({ tenant, sessionId }));
+  }
+  return total;
 }
 
 /** Adds `r` to `total`, field by field (the receipt of a deletion of several sessions). */

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { encodeMetaRecord, encodeSummaryRecord, indexFile, readTurns } from '../../src/archive/file.js';
 import { RECORD_TYPES, encodeRecord } from '../../src/archive/format.js';
 import '../../src/archive/options.js';
-import { encodeSegment } from '../../src/archive/segment.js';
+import { encodeSegment } from '../../src/archive/segment-encode.js';
 import { getCodec } from '../../src/codec/codec.js';
 import { isStrataError } from '../../src/errors.js';
 import type { ArchivedTurn } from '../../src/types.js';

@@ -9,7 +9,7 @@ import { encodeMetaRecord, indexFile } from '../../src/archive/file.js';
 import { RECORD_TYPES, encodeRecord } from '../../src/archive/format.js';
 import { FsArchiveStore, shardOf } from '../../src/archive/fs-store.js';
 import { InProcessSessionLock } from '../../src/archive/lock.js';
-import { encodeSegment } from '../../src/archive/segment.js';
+import { encodeSegment } from '../../src/archive/segment-encode.js';
 import { fromHalf, toHalf } from '../../src/archive/vectors.js';
 import { getCodec } from '../../src/codec/codec.js';
 import { isStrataError } from '../../src/errors.js';

@@ -7,7 +7,9 @@ import { decodeTurn, decodeTurnWithKey, encodeTurn, encodedTurnKey } from '../..
 import { FRAME_HEADER_BYTES, decodePayload, encodeFrame } from '../../src/journal/format.js';
 import type { TurnRecord } from '../../src/journal/types.js';
 import { countMessageTokens, IMAGE_TOKENS, searchText, toolGroups, type MessageFields } from '../../src/message.js';
-import { decodeSegment, encodeSegment, parseSegment, parseSegmentHeader } from '../../src/archive/segment.js';
+import { parseSegment, parseSegmentHeader } from '../../src/archive/segment.js';
+import { decodeSegment } from '../../src/archive/segment-decode.js';
+import { encodeSegment } from '../../src/archive/segment-encode.js';
 import { isStrataError } from '../../src/errors.js';
 import { getCodec } from '../../src/codec/codec.js';
 import '../../src/archive/options.js';

@@ -1,0 +1,149 @@
+import type { Codec } from '../codec/codec.js';
+import { concat, encodeFrame } from '../codec/codec.js';
+import { rawCodec } from '../codec/zlib.js';
+import { StrataError } from '../errors.js';
+import { messageExtension, messageText } from '../message.js';
+import type { ArchivedTurn } from '../types.js';
+import type { EmbeddingEncoding } from './format.js';
+import { BLOCK_KINDS, ByteWriter, EMBEDDING_ENCODINGS, ROLE_CODES, SEGMENT_FLAGS, crc } from './format.js';
+import type { BlockEntry } from './segment.js';
+import { quantizeInt8, toHalf } from './vectors.js';
+
+/*
+ * Writes one segment (docs/format.md): the column blocks of a batch of turns, the header before
+ * them and the footer after. Pure: the file layer frames the bytes as a record and appends it.
+ */
+
+export type TextLayout = 'turn' | 'block';
+
+export interface SegmentEncodeOptions {
+  codec: Codec;
+  layout: TextLayout;
+  encoding: EmbeddingEncoding;
+  embedderId: string | null;
+}
+
+const utf8 = new TextEncoder();
+
+/** Dimension of the embeddings in `turns` (0 when none); throws when they disagree. */
+export function embeddingDims(turns: readonly ArchivedTurn[]): number {
+  let dims = 0;
+  for (const t of turns) {
+    if (!t.embedding) continue;
+    if (dims === 0) dims = t.embedding.length;
+    else if (t.embedding.length !== dims) throw new StrataError('STRATA_ERR_EMBEDDING_DIMENSION', `turn ${t.turnId} has a ${t.embedding.length}-dimension embedding, earlier turns have ${dims}`);
+  }
+  return dims;
+}
+
+export function encodeSegment(turns: readonly ArchivedTurn[], options: SegmentEncodeOptions): Uint8Array {
+  if (turns.length === 0) throw new RangeError('a segment needs at least one turn');
+  const n = turns.length;
+  const dims = options.encoding === 'none' ? 0 : embeddingDims(turns);
+  const encoding: EmbeddingEncoding = dims === 0 ? 'none' : options.encoding;
+  if (dims > 0xffff) throw new StrataError('STRATA_ERR_EMBEDDING_DIMENSION', `embeddings of ${dims} dimensions exceed the format's maximum of 65535`);
+  const blocks: Array<[number, Uint8Array]> = [];
+
+  const ids = new ByteWriter();
+  let prev = 0;
+  for (const t of turns) {
+    ids.varint(t.turnId - prev);
+    prev = t.turnId;
+  }
+  blocks.push([BLOCK_KINDS.turnIds, ids.finish()]);
+
+  blocks.push([BLOCK_KINDS.roles, Uint8Array.from(turns, (t) => ROLE_CODES.indexOf(t.role))]);
+
+  const times = new ByteWriter();
+  times.varint(turns[0]!.createdAt);
+  for (let i = 1; i < n; i++) times.svarint(turns[i]!.createdAt - turns[i - 1]!.createdAt);
+  blocks.push([BLOCK_KINDS.createdAt, times.finish()]);
+
+  const tokens = new ByteWriter();
+  for (const t of turns) tokens.varint(t.tokens === undefined ? 0 : t.tokens + 1);
+  blocks.push([BLOCK_KINDS.tokens, tokens.finish()]);
+
+  const texts = turns.map((t) => utf8.encode(messageText(t)));
+  const text = new ByteWriter();
+  if (options.layout === 'turn') {
+    const frames = texts.map((b) => encodeFrame(options.codec, b));
+    for (const f of frames) text.varint(f.length);
+    for (const f of frames) text.bytes(f);
+  } else {
+    for (const b of texts) text.varint(b.length);
+    text.bytes(encodeFrame(options.codec, concat(texts)));
+  }
+  blocks.push([BLOCK_KINDS.text, text.finish()]);
+
+  const metas = turns.map((t) => (t.metadata === undefined ? new Uint8Array(0) : utf8.encode(JSON.stringify(t.metadata))));
+  const meta = new ByteWriter();
+  for (const m of metas) meta.varint(m.length);
+  const allMeta = concat(metas);
+  // Tiny metadata compresses to more than it weighs; 64 bytes is about where deflate starts paying.
+  if (allMeta.length > 0) meta.bytes(encodeFrame(allMeta.length < 64 ? rawCodec : options.codec, allMeta));
+  blocks.push([BLOCK_KINDS.metadata, meta.finish()]);
+
+  // Format v2: the message extension (parts, tool calls, tool call id, name) of each turn, laid
+  // out like metadata; absent when every turn is plain text.
+  const exts = turns.map((t) => {
+    const ext = messageExtension(t);
+    return ext === undefined ? new Uint8Array(0) : utf8.encode(ext);
+  });
+  const allExt = concat(exts);
+  if (allExt.length > 0) {
+    const ext = new ByteWriter();
+    for (const e of exts) ext.varint(e.length);
+    ext.bytes(encodeFrame(allExt.length < 64 ? rawCodec : options.codec, allExt));
+    blocks.push([BLOCK_KINDS.message, ext.finish()]);
+  }
+
+  if (encoding !== 'none') {
+    const emb = new ByteWriter();
+    const bitmap = new Uint8Array(Math.ceil(n / 8));
+    turns.forEach((t, i) => {
+      if (t.embedding) bitmap[i >> 3]! |= 1 << (i & 7);
+    });
+    emb.bytes(bitmap);
+    const q = new Int8Array(dims);
+    for (const t of turns) {
+      if (!t.embedding) continue;
+      if (encoding === 'int8') {
+        emb.f32(quantizeInt8(t.embedding, q));
+        emb.bytes(new Uint8Array(q.buffer));
+      } else {
+        for (let i = 0; i < dims; i++) emb.u16(toHalf(t.embedding[i]!));
+      }
+    }
+    blocks.push([BLOCK_KINDS.embeddings, emb.finish()]);
+  }
+
+  const embedder = options.embedderId !== null && encoding !== 'none' ? utf8.encode(options.embedderId) : new Uint8Array(0);
+  if (embedder.length > 255) throw new StrataError('STRATA_ERR_VALIDATION', 'embedder id is longer than 255 UTF-8 bytes');
+  const out = new ByteWriter();
+  out.u8(options.codec.id);
+  out.u8(options.layout === 'turn' ? SEGMENT_FLAGS.textPerTurn : 0);
+  out.u8(EMBEDDING_ENCODINGS[encoding]);
+  out.u16(dims);
+  out.u32(n);
+  out.u32(turns[0]!.turnId);
+  out.u32(turns[n - 1]!.turnId);
+  out.u8(blocks.length);
+  out.u8(embedder.length);
+  out.bytes(embedder);
+  out.u32(crc(out.finish()));
+  const entries: BlockEntry[] = [];
+  for (const [kind, bytes] of blocks) {
+    entries.push({ kind, offset: out.length, length: bytes.length, crc: crc(bytes) });
+    out.bytes(bytes);
+  }
+  const footerStart = out.length;
+  for (const e of entries) {
+    out.u8(e.kind);
+    out.u32(e.offset);
+    out.u32(e.length);
+    out.u32(e.crc);
+  }
+  const all = out.finish();
+  out.u32(crc(all.subarray(footerStart)));
+  return out.finish();
+}
