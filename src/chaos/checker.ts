@@ -8,16 +8,20 @@
  *  - resurrected: a message acknowledged before a delete of its session was sent (and that
  *    delete was answered) is still there;
  *  - gap: turn ids missing between stored ones (or before the first) that neither a delete nor
- *    the hot tier's loss explains. docs/consistency.md: an id is lost only when its write was
- *    never acknowledged and Redis lost its data before the turn was archived, so the missing ids
- *    of a session may not outnumber the messages of its writes that were in flight, without an
- *    answer, across a Redis FLUSHALL or restart;
+ *    the hot tier's loss explains. docs/consistency.md: an id stays empty only when no call was
+ *    ever answered with it and Redis lost its data while the id was taken but not yet confirmed
+ *    (journaled and checked against the hot tier's epoch). That is a window on the SERVER's
+ *    clock: it includes answered calls (one call may lose its first id to a FLUSHALL, void it and
+ *    answer a later one) and outlives the client's patience (a paused instance resumes and
+ *    processes a request whose client timed out). So the missing ids of a session may not
+ *    outnumber, per message, the Redis losses that overlapped a window in which one of its
+ *    writes' attempts could hold an unconfirmed id (`burnableIds`);
  *  - foreign: stored content this client never sent to that session;
  *  - readError: the session could not be read back at all.
  * An unacknowledged message may be stored or not, but at most once.
  */
 import type { StoredTurn } from './readback.js';
-import type { DeleteOp, LogicalWrite } from './workload.js';
+import type { DeleteOp, LogicalWrite, WriteTry } from './workload.js';
 import { messageIdentity, sessionKey } from './workload.js';
 
 export type ViolationKind = 'lost' | 'duplicated' | 'conflict' | 'resurrected' | 'gap' | 'foreign' | 'readError';
@@ -50,15 +54,67 @@ function expectation(write: LogicalWrite, deletes: DeleteOp[]): Expect {
   return 'present';
 }
 
+/** A loss of the hot tier's data, from the fault's start to its end (an instant for a bare number). */
+export type Loss = number | { startMs: number; endMs: number };
+
+/** When an instance's process was SIGKILLed: nothing it was still processing goes on after. */
+export interface Stop {
+  instance: number;
+  atMs: number;
+}
+
+/**
+ * When an attempt may hold a turn id that the hot tier assigned but that is not confirmed yet
+ * (docs/consistency.md, "Acknowledging a turn"), on the server's clock:
+ *  - answered 2xx: until the answer (its ids were confirmed before it);
+ *  - answered otherwise (a 503 after the id was taken): until a retry got the write
+ *    acknowledged (the retry finds the key and makes that id durable), or for ever;
+ *  - unanswered: the same, and also until its instance stopped processing it — a SIGKILL; a
+ *    paused instance resumes and processes the request after its client gave up;
+ *  - refused (nothing was sent to a server): never.
+ */
+function holdWindow(t: WriteTry, w: LogicalWrite, stops: readonly Stop[]): [number, number] | null {
+  if (!t.reached) return null;
+  const acked = w.ackMs ?? Infinity;
+  if (t.ok) return [t.startMs, t.endMs];
+  if (t.answered) return [t.startMs, acked];
+  const stop = stops.filter((s) => s.instance === t.instance && s.atMs >= t.startMs).reduce((min, s) => Math.min(min, s.atMs), Infinity);
+  return [t.startMs, Math.max(acked, stop)];
+}
+
+/**
+ * How many ids the write may have left empty: per message, one per Redis loss overlapping a
+ * window in which one of its attempts could hold an unconfirmed id. Writes recorded without
+ * their attempts (a core called in-process: server and client share one clock) count each
+ * attempt over the whole call, until acknowledged.
+ */
+export function burnableIds(w: LogicalWrite, losses: readonly Loss[], stops: readonly Stop[]): number {
+  const windows: Array<[number, number]> = [];
+  if (w.tries) {
+    for (const t of w.tries) {
+      const window = holdWindow(t, w, stops);
+      if (window) windows.push(window);
+    }
+  } else for (let i = 0; i < w.attempts; i++) windows.push([w.firstStartMs, w.ackMs ?? Infinity]);
+  let n = 0;
+  for (const [from, to] of windows) {
+    for (const loss of losses) {
+      const [start, end] = typeof loss === 'number' ? [loss, loss] : [loss.startMs, loss.endMs];
+      if (start <= to && end >= from) n += w.messages.length;
+    }
+  }
+  return n;
+}
+
 /**
  * The writes around a gap: the neighbours holding the ids on either side, and the writes of
- * the session that were in flight between them and took more than one attempt (the likely
- * holders of the missing ids).
+ * the session in flight between them that may have left ids empty (the likely holders of the
+ * missing ids).
  */
-function gapSuspects(writes: LogicalWrite[], before: LogicalWrite | undefined, after: LogicalWrite | undefined): string[] {
+function gapSuspects(writes: LogicalWrite[], burnable: Map<LogicalWrite, number>, before: LogicalWrite | undefined, after: LogicalWrite | undefined): string[] {
   const from = before?.firstStartMs ?? 0;
   const to = after?.ackMs ?? Infinity;
-  const inFlight = writes.filter((w) => w !== before && w !== after && w.attempts > 1 && w.firstStartMs <= to && w.lastEndMs >= from);
+  const inFlight = writes.filter((w) => w !== before && w !== after && (burnable.get(w) ?? 0) > 0 && w.firstStartMs <= to && (w.ackMs ?? Infinity) >= from);
   return [...(before ? [before.key] : []), ...inFlight.slice(0, 4).map((w) => w.key), ...(after ? [after.key] : [])];
 }
 
@@ -67,7 +123,9 @@ export interface CheckInput {
   writes: LogicalWrite[];
   deletes: DeleteOp[];
   /** When the hot tier lost its data (FLUSHALL, Redis restart), ms on the log's clock. */
-  losses?: number[];
+  losses?: Loss[];
+  /** When instances were SIGKILLed (bounds how long an unanswered attempt may still act). */
+  stops?: Stop[];
   stored: Map<string, { ok: true; turns: StoredTurn[] } | { ok: false; error: string }>;
 }
 
@@ -145,16 +203,10 @@ export function check(input: CheckInput): Violation[] {
       const end = d.acked ? d.endMs : Infinity;
       for (const w of writes) if (w.turnIds !== null && w.firstStartMs <= end) horizon = Math.max(horizon, ...w.turnIds);
     }
-    // Messages whose attempts went unanswered across a loss of the hot tier: each may have
-    // taken an id that the loss emptied.
-    const losses = input.losses ?? [];
+    // Ids the session's writes may have left empty across a loss of the hot tier.
+    const burnable = new Map(writes.map((w) => [w, burnableIds(w, input.losses ?? [], input.stops ?? [])]));
     let lostBudget = 0;
-    for (const w of writes) {
-      const unanswered = w.attempts - (w.ackMs === null ? 0 : 1);
-      if (unanswered <= 0) continue;
-      const end = w.ackMs ?? w.lastEndMs;
-      if (losses.some((at) => at >= w.firstStartMs && at <= end)) lostBudget += unanswered * w.messages.length;
-    }
+    for (const n of burnable.values()) lostBudget += n;
     let prev = 0;
     const gaps: Array<{ from: number; to: number; next: number; before: number }> = [];
     for (const t of turns) {
@@ -164,7 +216,7 @@ export function check(input: CheckInput): Violation[] {
     const missing = gaps.reduce((n, g) => n + g.to - g.from + 1, 0);
     if (missing > lostBudget) {
       for (const g of gaps) {
-        add('gap', session, `${g.from}-${g.to}`, `turn ids ${g.from}..${g.to} missing before ${g.next}${deletes.length ? ` (deletes explain ids up to ${horizon})` : ' (never deleted)'}; ${missing} missing ids, ${lostBudget} unanswered messages across a Redis loss`, gapSuspects(writes, ackedAt.get(g.before), ackedAt.get(g.next)));
+        add('gap', session, `${g.from}-${g.to}`, `turn ids ${g.from}..${g.to} missing before ${g.next}${deletes.length ? ` (deletes explain ids up to ${horizon})` : ' (never deleted)'}; ${missing} missing ids, ${lostBudget} ids writes in flight across a Redis loss may have left empty`, gapSuspects(writes, burnable, ackedAt.get(g.before), ackedAt.get(g.next)));
       }
     }
   }

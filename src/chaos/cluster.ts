@@ -1,16 +1,19 @@
 /**
  * Process control for a chaos run: N real `strata serve` processes sharing one private Redis
- * and one data directory, each with its own STRATA_INSTANCE_ID (so its own journal) and port.
- * Signals are real (SIGKILL, SIGSTOP/SIGCONT); a restarted instance keeps its id and port, as a
- * restarted container would.
+ * and one durable store — a data directory (fs), or a schema of the run's own in a PostgreSQL
+ * database (postgres: the instances get no data directory at all) — each with its own
+ * STRATA_INSTANCE_ID (so its own journal) and port. Signals are real (SIGKILL, SIGSTOP/SIGCONT);
+ * a restarted instance keeps its id and port, as a restarted container would; a retired one was
+ * killed for good and is never started again.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ChaosPostgres } from './postgres.js';
 import { RedisProcess, freePort } from './redis.js';
 import { sleep } from './prng.js';
 
@@ -47,8 +50,13 @@ export const TENANTS: readonly Tenant[] = [
   { name: 'chaosB', key: 'chaos-key-tenant-b-02' },
 ];
 
+/** Where the journals and the archive live: one shared data directory, or one PostgreSQL database. */
+export type ChaosStore = { driver: 'fs' } | { driver: 'postgres'; /** A database the run may create and drop a schema of its own in. */ url: string };
+
 export interface ClusterOptions {
   instances: number;
+  /** Default: fs. */
+  store?: ChaosStore;
   entry: ServeEntry;
   /** Compaction lease lifetime; a SIGSTOP longer than this lets another instance take the lease. */
   leaseTtlMs: number;
@@ -66,11 +74,14 @@ export class StrataInstance {
   stopped = false;
   /** True once /readyz answered 200, until the process is killed. */
   ready = false;
+  /** Killed for good: never started again, no longer a target of requests or faults. */
+  retired = false;
   // The child the harness itself killed: its exit during start() is a fault, not a failure.
   private killed: ChildProcess | null = null;
 
   constructor(
     readonly index: number,
+    readonly id: string,
     readonly port: number,
     private readonly env: Record<string, string>,
     private readonly entry: ServeEntry,
@@ -153,6 +164,12 @@ export class StrataInstance {
     await this.exitedPromise;
   }
 
+  /** SIGKILL for good: the instance is never started again (a host lost with its container). */
+  async retire(): Promise<void> {
+    this.retired = true;
+    await this.kill();
+  }
+
   pause(): void {
     if (!this.running) return;
     this.child?.kill('SIGSTOP');
@@ -169,21 +186,32 @@ export class StrataInstance {
   }
 }
 
+/** The instances a client may send to: all of them but the retired ones. */
+export const serving = (instances: readonly StrataInstance[]): StrataInstance[] => instances.filter((inst) => !inst.retired);
+
 export class Cluster {
   private constructor(
     readonly redis: RedisProcess,
+    /**
+     * fs: the shared data directory. postgres: the instances' working directory, where the
+     * default `./data` would appear if anything wrote a data directory (`strayFiles()`).
+     */
     readonly dataDir: string,
     readonly instances: StrataInstance[],
+    readonly postgres: ChaosPostgres | null,
   ) {}
 
   static async start(options: ClusterOptions): Promise<Cluster> {
+    const store = options.store ?? { driver: 'fs' };
+    const postgres = store.driver === 'postgres' ? await ChaosPostgres.create(store.url) : null;
     const redis = await RedisProcess.start();
-    const dataDir = await mkdtemp(join(tmpdir(), 'strata-chaos-data-'));
+    const dataDir = await mkdtemp(join(tmpdir(), postgres ? 'strata-chaos-cwd-' : 'strata-chaos-data-'));
     const base: Record<string, string> = {};
     // A clean environment: no STRATA_* or REDIS_URL of the caller's shell leaks in.
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('STRATA_') && k !== 'REDIS_URL') base[k] = v;
+    // postgres: no STRATA_DATA_DIR at all; the journals and the archive are tables.
+    Object.assign(base, postgres ? { STRATA_STORE: 'postgres', STRATA_POSTGRES_URL: postgres.url } : { STRATA_DATA_DIR: dataDir });
     Object.assign(base, {
-      STRATA_DATA_DIR: dataDir,
       REDIS_URL: redis.url,
       STRATA_API_KEYS: TENANTS.map((t) => `${t.key}:${t.name}`).join(','),
       STRATA_EMBEDDER: 'hash',
@@ -202,10 +230,11 @@ export class Cluster {
     const instances: StrataInstance[] = [];
     for (let i = 0; i < options.instances; i++) {
       const port = await freePort();
-      const env = { ...base, STRATA_PORT: String(port), STRATA_INSTANCE_ID: `chaos-${i}` };
-      instances.push(new StrataInstance(i, port, env, options.entry, dataDir));
+      const id = `${postgres?.instancePrefix ?? 'chaos-'}${i}`;
+      const env = { ...base, STRATA_PORT: String(port), STRATA_INSTANCE_ID: id };
+      instances.push(new StrataInstance(i, id, port, env, options.entry, dataDir));
     }
-    const cluster = new Cluster(redis, dataDir, instances);
+    const cluster = new Cluster(redis, dataDir, instances, postgres);
     // Children must not outlive a run that ends without stop() (a failed assertion, Ctrl-C).
     process.once('exit', cluster.killNow);
     try {
@@ -225,7 +254,7 @@ export class Cluster {
   async ensureAllUp(): Promise<string[]> {
     for (const inst of this.instances) if (inst.stopped) inst.resume();
     const failures: string[] = [];
-    await Promise.all(this.instances.filter((inst) => !inst.running).map(async (inst) => failures.push(...(await inst.startWithRetries()))));
+    await Promise.all(serving(this.instances).filter((inst) => !inst.running).map(async (inst) => failures.push(...(await inst.startWithRetries()))));
     return failures;
   }
 
@@ -234,10 +263,20 @@ export class Cluster {
     this.redis.killNow();
   };
 
+  /**
+   * postgres: whatever the instances wrote into their working directory (the default data
+   * directory would be `./data` there). An instance on the postgres store writes no files.
+   */
+  async strayFiles(): Promise<string[]> {
+    if (this.postgres === null) return [];
+    return (await readdir(this.dataDir, { recursive: true })).map(String).sort();
+  }
+
   async stop(): Promise<void> {
     process.off('exit', this.killNow);
     await Promise.all(this.instances.map((inst) => inst.kill()));
     await this.redis.stop();
     await rm(this.dataDir, { recursive: true, force: true });
+    await this.postgres?.drop();
   }
 }

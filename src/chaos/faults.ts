@@ -4,6 +4,11 @@
  * pause goes to another instance when its target is already down, and waits when it would
  * leave no instance serving (the suite checks durability under faults, not a total outage).
  * Kills and pauses end in the background (restart, SIGCONT) so faults overlap.
+ *
+ * Two faults are for particular deployments: `retire` SIGKILLs an instance for good (it never
+ * comes back; a Redis FLUSHALL follows while its journal still holds acknowledged turns, so the
+ * others must take them from its journal), and `pgTerminate` ends every PostgreSQL connection
+ * of the run's instances at once (postgres store only).
  */
 import type { Cluster, StrataInstance } from './cluster.js';
 import type { FaultEvent, RunLog } from './log.js';
@@ -15,6 +20,10 @@ export interface FaultCounts {
   sigstop: number;
   flushall: number;
   redisRestart: number;
+  /** Instances SIGKILLed and never restarted, each followed by a FLUSHALL; default 0. */
+  retire?: number;
+  /** `pg_terminate_backend` of every connection of the instances (postgres store); default 0. */
+  pgTerminate?: number;
 }
 
 export type PlannedKind = keyof FaultCounts;
@@ -31,8 +40,16 @@ export interface PlannedFault {
 
 export function planFaults(rng: Rng, counts: FaultCounts, durationMs: number, leaseTtlMs: number, instances: number): PlannedFault[] {
   const kinds: PlannedKind[] = [];
-  for (const kind of Object.keys(counts) as PlannedKind[]) for (let i = 0; i < counts[kind]; i++) kinds.push(kind);
+  for (const kind of Object.keys(counts) as PlannedKind[]) for (let i = 0; i < (counts[kind] ?? 0); i++) kinds.push(kind);
   rng.shuffle(kinds);
+  // A retirement lands in the first half, so the rest of the run works without that instance
+  // and its journal. (Drawn only when there is one: plans without it stay as they were.)
+  const half = Math.max(1, Math.floor(kinds.length / 2));
+  kinds.forEach((kind, i) => {
+    if (kind !== 'retire' || i < half) return;
+    const j = rng.int(0, half - 1);
+    [kinds[i], kinds[j]] = [kinds[j]!, kind];
+  });
   const firstKill = kinds.indexOf('sigkill');
   // One slot per fault, the fault at a random point of the first half of its slot; the tail
   // of the phase stays quiet for the last restarts.
@@ -43,7 +60,7 @@ export function planFaults(rng: Rng, counts: FaultCounts, durationMs: number, le
     target: rng.int(0, instances - 1),
     // A pause lasts longer than the lease TTL, so another instance may take over the lease.
     downMs: kind === 'sigstop' ? rng.int(Math.round(leaseTtlMs * 1.5), leaseTtlMs * 2 + 1_000) : rng.int(200, 1_500),
-    flushWhileDown: i === firstKill,
+    flushWhileDown: i === firstKill || kind === 'retire',
   }));
 }
 
@@ -52,9 +69,11 @@ const MAX_WAIT_MS = 30_000;
 const MIN_GAP_MS = 250;
 
 export class FaultScheduler {
-  readonly counts: Record<string, number> = { sigkill: 0, sigstop: 0, flushall: 0, redisRestart: 0, flushallWhileDown: 0, skipped: 0 };
+  readonly counts: Record<string, number> = { sigkill: 0, sigstop: 0, flushall: 0, redisRestart: 0, flushallWhileDown: 0, retire: 0, pgTerminate: 0, skipped: 0 };
   /** Instances that failed to start again (with their last output): a finding of its own. */
   readonly startFailures: string[] = [];
+  /** Retired instances, with their pending journal rows right after the kill (postgres; null on fs). */
+  readonly retired: Array<{ index: number; id: string; pendingRowsAtKill: number | null }> = [];
   /** Instance → the fault (log seq) holding it: paused, or down and restarting. */
   private readonly busy = new Map<number, number>();
   private readonly restarting = new Set<number>();
@@ -79,6 +98,7 @@ export class FaultScheduler {
       if (this.stopping) break;
       if (fault.kind === 'flushall') await this.redis('flushall', null, () => this.cluster.redis.flushall());
       else if (fault.kind === 'redisRestart') await this.redis('redisRestart', null, () => this.cluster.redis.restart());
+      else if (fault.kind === 'pgTerminate') await this.pgTerminate();
       else await this.instanceFault(fault);
     }
     await Promise.all(this.background);
@@ -103,6 +123,7 @@ export class FaultScheduler {
       // and restarts do not serialize the kills); a pause only on a serving one. Either way
       // another instance must stay serving.
       // (A restarting instance whose process is not spawned yet is no target: the kill would be a no-op.)
+      // A retirement takes only a serving instance: no restart of an earlier kill may be pending.
       const candidates = order.filter((inst) => this.healthy(inst) || (fault.kind === 'sigkill' && this.restarting.has(inst.index) && inst.running && !inst.stopped));
       target = candidates.find((inst) => all.some((other) => other !== inst && this.healthy(other)));
       if (target !== undefined || this.stopping || waited >= MAX_WAIT_MS) break;
@@ -115,7 +136,23 @@ export class FaultScheduler {
       return;
     }
     const inst = target;
-    if (fault.kind === 'sigkill') {
+    if (fault.kind === 'retire') {
+      const event = this.log.fault('retire', inst.index, `SIGKILL for good, FLUSHALL ${Math.round(fault.downMs / 2)} ms later`);
+      this.counts.retire!++;
+      this.busy.set(inst.index, event.seq);
+      await inst.retire();
+      // What the others will have to archive from its journal (postgres: its rows; the fs
+      // journal stays in the shared directory).
+      const pendingRowsAtKill = (await this.cluster.postgres?.pendingRows(inst.id)) ?? null;
+      this.retired.push({ index: inst.index, id: inst.id, pendingRowsAtKill });
+      this.log.faultEnded(event, pendingRowsAtKill === null ? undefined : `${pendingRowsAtKill} journal rows pending`);
+      this.background.push(
+        (async () => {
+          await sleep(fault.downMs / 2);
+          await this.redis('flushallWhileDown', null, () => this.cluster.redis.flushall());
+        })(),
+      );
+    } else if (fault.kind === 'sigkill') {
       const event = this.log.fault('sigkill', inst.index, `down ${fault.downMs} ms${fault.flushWhileDown ? ', FLUSHALL while down' : ''}${this.restarting.has(inst.index) ? ', killed while restarting' : ''}`);
       this.counts.sigkill!++;
       this.busy.set(inst.index, event.seq);
@@ -152,9 +189,26 @@ export class FaultScheduler {
       await sleep(fault.downMs / 2);
     } else await sleep(fault.downMs);
     // A later kill of the same instance owns its restart from then on.
-    if (this.busy.get(inst.index) === event.seq) this.startFailures.push(...(await inst.startWithRetries()));
+    if (this.busy.get(inst.index) === event.seq && !inst.retired) this.startFailures.push(...(await inst.startWithRetries()));
     this.log.faultEnded(event);
     this.release(inst, event);
+  }
+
+  /** Every connection of the run's instances ends at once; the pools must reconnect by themselves. */
+  private async pgTerminate(): Promise<void> {
+    const postgres = this.cluster.postgres;
+    if (postgres === null) {
+      this.counts.skipped!++;
+      return;
+    }
+    const event = this.log.fault('pgTerminate', null, 'pg_terminate_backend of every instance connection');
+    this.counts.pgTerminate!++;
+    // The database being unreachable from here is the run's problem, not the instances'.
+    const outcome = await postgres.terminateBackends().then(
+      (n) => `${n} connections terminated`,
+      (err: unknown) => `failed: ${(err as Error).message}`,
+    );
+    this.log.faultEnded(event, outcome);
   }
 
   private redis(kind: 'flushall' | 'redisRestart' | 'flushallWhileDown', instance: number | null, act: () => Promise<void>): Promise<void> {

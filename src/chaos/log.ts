@@ -44,10 +44,11 @@ export interface FaultEvent {
   readonly startMs: number;
   /** When the fault was lifted (restart ready, SIGCONT, Redis back); null if instantaneous. */
   endMs: number | null;
-  readonly note: string;
+  /** What the fault did, completed when it ends (e.g. how many connections it terminated). */
+  note: string;
 }
 
-export type FaultKind = 'sigkill' | 'sigstop' | 'flushall' | 'redisRestart' | 'flushallWhileDown' | 'finalRestart';
+export type FaultKind = 'sigkill' | 'sigstop' | 'flushall' | 'redisRestart' | 'flushallWhileDown' | 'finalRestart' | 'retire' | 'pgTerminate';
 
 export class RunLog {
   readonly attempts: Attempt[] = [];
@@ -81,8 +82,9 @@ export class RunLog {
     return f;
   }
 
-  faultEnded(f: FaultEvent): void {
+  faultEnded(f: FaultEvent, outcome?: string): void {
     f.endMs = this.now();
+    if (outcome !== undefined) f.note = f.note ? `${f.note}; ${outcome}` : outcome;
     this.write(f);
   }
 

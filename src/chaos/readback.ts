@@ -5,6 +5,7 @@
  * retried; anything else unexpected is reported, not papered over.
  */
 import type { StrataInstance } from './cluster.js';
+import { serving } from './cluster.js';
 import type { Op, RunLog } from './log.js';
 import { isSuccess, retryable, send } from './http.js';
 import type { Rng } from './prng.js';
@@ -30,7 +31,7 @@ async function call(log: RunLog, instances: StrataInstance[], rng: Rng, op: Op, 
   let last = '';
   const deadline = performance.now() + RETRY_BUDGET_MS;
   for (let attempt = 1; performance.now() < deadline; attempt++) {
-    const { attempt: a, json } = await send(log, { op, method, path, instance: rng.pick(instances), tenant: session.tenant, session: session.id, key: null, attempt, timeoutMs });
+    const { attempt: a, json } = await send(log, { op, method, path, instance: rng.pick(serving(instances)), tenant: session.tenant, session: session.id, key: null, attempt, timeoutMs });
     if (isSuccess(a) || a.status === 404 || !retryable(a)) return { status: a.status, json, error: '' };
     last = a.status !== null ? `${a.status} ${a.code ?? ''}` : (a.error ?? '');
     await sleep(Math.min(500, 50 * attempt));

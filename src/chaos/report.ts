@@ -12,6 +12,8 @@ export interface ChaosReport {
   seed: number;
   instances: number;
   durationMs: number;
+  /** Where journals and archive lived. */
+  store: 'fs' | 'postgres';
   requests: number;
   /** Logical writes answered 2xx with their turn ids, and the messages they carried. */
   acknowledged: number;
@@ -40,6 +42,13 @@ export interface ChaosReport {
   /** Restarts that failed (the instance did not become ready). */
   startFailures: number;
   faults: Record<string, number>;
+  /**
+   * Instances killed for good: their journal rows pending right after the kill, and those of
+   * the checked sessions still there once every session was flushed (postgres; null on fs).
+   */
+  retired: Array<{ index: number; id: string; pendingRowsAtKill: number | null; rowsAfterFlush: number | null }>;
+  /** postgres: files the instances wrote into their working directory (they have no data directory). */
+  strayFiles: string[];
   recoveryMs: { p50: number | null; p99: number | null; max: number | null };
   violations: Array<Violation & { events: string[] }>;
   startFailureOutput: string[];
@@ -78,7 +87,19 @@ function explain(v: Violation, log: RunLog): string[] {
   return relevant.sort((a, b) => a.startMs - b.startMs).slice(0, 40).map((e) => Log.describe(e));
 }
 
-export function buildReport(args: { seed: number; instances: number; durationMs: number; log: RunLog; workload: Workload; violations: Violation[]; faults: Record<string, number>; startFailures: string[] }): ChaosReport {
+export function buildReport(args: {
+  seed: number;
+  instances: number;
+  durationMs: number;
+  store: ChaosReport['store'];
+  log: RunLog;
+  workload: Workload;
+  violations: Violation[];
+  faults: Record<string, number>;
+  startFailures: string[];
+  retired: ChaosReport['retired'];
+  strayFiles: string[];
+}): ChaosReport {
   const { log, workload } = args;
   // The same violation seen in both read-back phases counts once.
   const distinct = new Map<string, Violation>();
@@ -90,6 +111,7 @@ export function buildReport(args: { seed: number; instances: number; durationMs:
     seed: args.seed,
     instances: args.instances,
     durationMs: args.durationMs,
+    store: args.store,
     requests: log.attempts.length,
     acknowledged: acked.length,
     acknowledgedMessages: acked.reduce((n, w) => n + w.messages.length, 0),
@@ -108,12 +130,14 @@ export function buildReport(args: { seed: number; instances: number; durationMs:
     hostile: { sent: workload.hostileSent, answered: workload.hostileAnswered, unexpected: workload.hostileUnexpected },
     startFailures: args.startFailures.length,
     faults: args.faults,
+    retired: args.retired,
+    strayFiles: args.strayFiles,
     recoveryMs: { p50: percentile(recovery, 50), p99: percentile(recovery, 99), max: recovery.at(-1) ?? null },
     violations: [...distinct.values()].map((v) => ({ ...v, events: explain(v, log) })),
     startFailureOutput: args.startFailures,
     ok: false,
   };
-  report.ok = report.rejectedWrites + report.lost + report.duplicated + report.conflicts + report.resurrected + report.gaps + report.foreign + report.readErrors + report.serverErrors + report.hostile.unexpected + report.startFailures === 0;
+  report.ok = report.rejectedWrites + report.lost + report.duplicated + report.conflicts + report.resurrected + report.gaps + report.foreign + report.readErrors + report.serverErrors + report.hostile.unexpected + report.startFailures + report.strayFiles.length === 0;
   return report;
 }
 
@@ -147,11 +171,13 @@ export function formatReport(r: ChaosReport, serverErrors: string[], maxExamples
     ['hostile sent / answered / unexpected', `${r.hostile.sent} / ${r.hostile.answered} / ${r.hostile.unexpected}`],
     ['failed restarts', r.startFailures],
     ...Object.entries(r.faults).map(([k, v]): [string, number] => [`faults: ${k}`, v]),
+    ...r.retired.map((x): [string, string] => [`retired instance ${x.index}: journal rows at kill / after flush`, `${x.pendingRowsAtKill ?? '-'} / ${x.rowsAfterFlush ?? '-'}`]),
+    ...(r.store === 'postgres' ? [['files written without a data directory', r.strayFiles.length] as [string, number]] : []),
     ['recovery p50 / p99 / max (ms)', `${r.recoveryMs.p50 ?? '-'} / ${r.recoveryMs.p99 ?? '-'} / ${r.recoveryMs.max ?? '-'}`],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const vwidth = Math.max(...rows.map(([, v]) => String(v).length));
-  let out = `chaos: seed ${r.seed}, ${r.instances} instances, ${Math.round(r.durationMs / 1000)} s of faults: ${r.ok ? 'every invariant held' : 'INVARIANTS VIOLATED'}\n`;
+  let out = `chaos: seed ${r.seed}, ${r.instances} instances, ${r.store} store, ${Math.round(r.durationMs / 1000)} s of faults: ${r.ok ? 'every invariant held' : 'INVARIANTS VIOLATED'}\n`;
   out += `| ${'metric'.padEnd(width)} | ${'value'.padStart(vwidth)} |\n|${'-'.repeat(width + 2)}|${'-'.repeat(vwidth + 2)}|\n`;
   for (const [k, v] of rows) out += `| ${k.padEnd(width)} | ${String(v).padStart(vwidth)} |\n`;
   if (serverErrors.length > 0) out += `\nserver errors:\n${serverErrors.map((s) => `  ${s}`).join('\n')}\n`;
@@ -161,6 +187,7 @@ export function formatReport(r: ChaosReport, serverErrors: string[], maxExamples
     out += `\n${kind}: ${list.length}\n`;
     for (const v of list.slice(0, maxExamples)) out += `  [${v.phase}] ${v.session}: ${v.detail}\n${v.events.map((e) => `      ${e}`).join('\n')}\n`;
   }
+  if (r.strayFiles.length > 0) out += `\nfiles written by instances without a data directory: ${r.strayFiles.slice(0, 20).join(', ')}\n`;
   // The first line says what failed; the end of the process output says why.
   for (const f of r.startFailureOutput.slice(0, maxExamples)) out += `\nfailed restart: ${f.split('\n')[0]}\n  …${f.slice(-1_500)}\n`;
   return out;

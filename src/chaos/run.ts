@@ -1,13 +1,13 @@
 /**
  * A whole chaos run: start the cluster, run the workload while the scheduler injects faults,
- * stop the faults, bring every instance up, flush and read every session back and check the
- * invariants; then restart every instance with Redis flushed while they are down, so the data
- * can only come back from journals and archive, and check again.
+ * stop the faults, bring every instance up (but the retired ones), flush and read every session
+ * back and check the invariants; then restart every instance with Redis flushed while they are
+ * down, so the data can only come back from journals and archive, and check again.
  */
 import { Cluster, TENANTS } from './cluster.js';
-import type { ServeEntry } from './cluster.js';
+import type { ChaosStore, ServeEntry } from './cluster.js';
 import { check } from './checker.js';
-import type { Violation } from './checker.js';
+import type { Loss, Stop, Violation } from './checker.js';
 import type { FaultCounts } from './faults.js';
 import { FaultScheduler, planFaults } from './faults.js';
 import { RunLog } from './log.js';
@@ -25,6 +25,8 @@ export interface ChaosOptions {
   /** How long the workload runs under faults. */
   durationMs: number;
   entry: ServeEntry;
+  /** Where journals and archive live; default fs (one shared data directory). */
+  store?: ChaosStore;
   /** Faults to inject; default: proportional to the duration (see defaultFaultCounts). */
   faults?: FaultCounts;
   /** Hostile requests over the duration; default 15 per second. */
@@ -35,7 +37,8 @@ export interface ChaosOptions {
   timeoutMs?: number;
   maxAttempts?: number;
   leaseTtlMs?: number;
-  deleteEveryMs?: number;
+  /** Mean pause between deletes; null: no deletes. Default 3 s. */
+  deleteEveryMs?: number | null;
   /** Writes every request and fault as JSONL. */
   logPath?: string;
   /** Progress lines (phase changes), for a person watching. */
@@ -48,17 +51,38 @@ export interface ChaosResult {
   text: string;
 }
 
-/** About one kill per 6.5 s, a pause per 25 s, a FLUSHALL and a Redis restart per 40 s. */
-export function defaultFaultCounts(durationMs: number): FaultCounts {
+/**
+ * About one kill per 6.5 s, a pause per 25 s, a FLUSHALL and a Redis restart per 40 s; on the
+ * postgres store also one instance killed for good and every PostgreSQL connection terminated
+ * once per 20 s.
+ */
+export function defaultFaultCounts(durationMs: number, store: ChaosStore['driver'] = 'fs'): FaultCounts {
   return {
     sigkill: Math.max(1, Math.round(durationMs / 6_500)),
     sigstop: Math.max(1, Math.ceil(durationMs / 25_000)),
     flushall: Math.max(1, Math.ceil(durationMs / 40_000)),
     redisRestart: Math.max(1, Math.ceil(durationMs / 40_000)),
+    ...(store === 'postgres' ? { retire: 1, pgTerminate: Math.max(1, Math.ceil(durationMs / 20_000)) } : {}),
   };
 }
 
-async function readAll(log: RunLog, cluster: Cluster, rng: Rng, sessions: SessionRef[], flush: boolean, timeoutMs: number): Promise<{ stored: Map<string, ReadResult>; errors: Violation[] }> {
+/** The hot tier's losses in the log: FLUSHALLs and Redis restarts, each from start to end. */
+export function lossesOf(log: RunLog): Loss[] {
+  return log.faults.filter((f) => f.kind === 'flushall' || f.kind === 'redisRestart' || f.kind === 'flushallWhileDown').map((f) => ({ startMs: f.startMs, endMs: f.endMs ?? f.startMs }));
+}
+
+/** Every SIGKILL in the log, per instance (the final restart kills all of them). */
+export function stopsOf(log: RunLog, instances: number): Stop[] {
+  const stops: Stop[] = [];
+  for (const f of log.faults) {
+    if ((f.kind === 'sigkill' || f.kind === 'retire') && f.instance !== null) stops.push({ instance: f.instance, atMs: f.startMs });
+    if (f.kind === 'finalRestart') for (let i = 0; i < instances; i++) stops.push({ instance: i, atMs: f.startMs });
+  }
+  return stops;
+}
+
+/** Flushes (when asked) and reads back every session, each page from a random serving instance. */
+export async function readAll(log: RunLog, cluster: Cluster, rng: Rng, sessions: SessionRef[], flush: boolean, timeoutMs: number): Promise<{ stored: Map<string, ReadResult>; errors: Violation[] }> {
   const stored = new Map<string, ReadResult>();
   const errors: Violation[] = [];
   for (const session of sessions) {
@@ -78,8 +102,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const counts = options.faults ?? defaultFaultCounts(options.durationMs);
   const log = new RunLog(options.logPath);
   const progress = (line: string): void => options.progress?.(`t=${Math.round(log.now() / 1000)}s ${line}`);
-  progress(`starting redis-server and ${options.instances} instances (${options.entry})`);
-  const cluster = await Cluster.start({ instances: options.instances, entry: options.entry, leaseTtlMs });
+  const store = options.store ?? { driver: 'fs' };
+  progress(`starting redis-server and ${options.instances} instances (${options.entry}, ${store.driver} store)`);
+  const cluster = await Cluster.start({ instances: options.instances, entry: options.entry, leaseTtlMs, store });
   try {
     const sessions: SessionRef[] = Array.from({ length: options.sessions ?? 24 }, (_, i) => ({ tenant: TENANTS[i % TENANTS.length]!, id: `chaos-s${i}` }));
     const workload = new Workload(log, cluster.instances, rng.fork('workload'), {
@@ -87,7 +112,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       sessions,
       timeoutMs,
       maxAttempts: options.maxAttempts ?? 8,
-      deleteEveryMs: options.deleteEveryMs ?? 3_000,
+      deleteEveryMs: options.deleteEveryMs === undefined ? 3_000 : options.deleteEveryMs,
       hostile: { count: options.hostile ?? Math.round((options.durationMs * 15) / 1000), durationMs: options.durationMs * 0.95, seed: options.seed },
     });
     const plan = planFaults(rng.fork('plan'), counts, options.durationMs, leaseTtlMs, options.instances);
@@ -106,8 +131,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await sleep(1_000);
     const readRng = rng.fork('read');
     const first = await readAll(log, cluster, readRng, sessions, true, timeoutMs * 4);
-    const losses = log.faults.filter((f) => f.kind === 'flushall' || f.kind === 'redisRestart' || f.kind === 'flushallWhileDown').map((f) => f.startMs);
-    const violations = [...first.errors, ...check({ phase: 'after faults', writes: workload.writes, deletes: workload.deletes, stored: first.stored, losses })];
+    const losses = lossesOf(log);
+    const violations = [...first.errors, ...check({ phase: 'after faults', writes: workload.writes, deletes: workload.deletes, stored: first.stored, losses, stops: stopsOf(log, cluster.instances.length) })];
+    // Every session was flushed: the turns a retired instance journaled were archived by the
+    // others, and the archive commit removed its rows (postgres) — or they would still be here.
+    const ids = sessions.map((s) => s.id);
+    const retired = await Promise.all(scheduler.retired.map(async (r) => ({ ...r, rowsAfterFlush: (await cluster.postgres?.pendingRows(r.id, ids)) ?? null })));
 
     progress('final restart of every instance with FLUSHALL while they are down, read back again');
     const final = log.fault('finalRestart', null, 'SIGKILL all, FLUSHALL, start all');
@@ -116,9 +145,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     startFailures.push(...(await cluster.ensureAllUp()));
     log.faultEnded(final);
     const second = await readAll(log, cluster, readRng, sessions, false, timeoutMs * 4);
-    violations.push(...second.errors, ...check({ phase: 'after restart + FLUSHALL', writes: workload.writes, deletes: workload.deletes, stored: second.stored, losses }));
+    violations.push(...second.errors, ...check({ phase: 'after restart + FLUSHALL', writes: workload.writes, deletes: workload.deletes, stored: second.stored, losses, stops: stopsOf(log, cluster.instances.length) }));
+    const strayFiles = await cluster.strayFiles();
 
-    const report = buildReport({ seed: options.seed, instances: options.instances, durationMs: options.durationMs, log, workload, violations, faults: scheduler.counts, startFailures });
+    const report = buildReport({ seed: options.seed, instances: options.instances, durationMs: options.durationMs, store: store.driver, log, workload, violations, faults: scheduler.counts, startFailures, retired, strayFiles });
     return { report, text: formatReport(report, serverErrorSummary(log)) };
   } finally {
     await cluster.stop();

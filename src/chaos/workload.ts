@@ -7,6 +7,7 @@
  * acknowledged; the checker compares it with what the cluster stores.
  */
 import type { StrataInstance, Tenant } from './cluster.js';
+import { serving } from './cluster.js';
 import { acceptableHostileStatus, hostileRequests } from './hostile.js';
 import type { RunLog } from './log.js';
 import { isSuccess, retryable, send } from './http.js';
@@ -36,6 +37,23 @@ export function messageIdentity(m: { role: string; content: unknown; tool_calls?
   return JSON.stringify([m.role, m.content, m.tool_calls ?? null, m.tool_call_id ?? null]);
 }
 
+/**
+ * One attempt of a write as the server may have seen it. The server can go on processing a
+ * request after its client gave up (a paused instance resumes and runs it; nothing tells a
+ * handler its client left), so an unanswered attempt may act long after its `endMs`.
+ */
+export interface WriteTry {
+  instance: number;
+  startMs: number;
+  endMs: number;
+  /** An HTTP answer came back: the server's work on it ended by `endMs`. */
+  answered: boolean;
+  /** The answer was 2xx: whatever ids the attempt took were confirmed before it. */
+  ok: boolean;
+  /** The request may have reached a server (false: refused, or never sent). */
+  reached: boolean;
+}
+
 /** One logical append (one key), across all its attempts. */
 export interface LogicalWrite {
   readonly key: string;
@@ -49,6 +67,8 @@ export interface LogicalWrite {
   turnIds: number[] | null;
   /** A 4xx that retrying cannot change (a bug for a well-formed write), or the last failure. */
   finalError: string | null;
+  /** Every attempt, for the checker's model of when a server may have acted on this write. */
+  tries?: WriteTry[];
 }
 
 export interface DeleteOp {
@@ -64,8 +84,8 @@ export interface WorkloadOptions {
   sessions: SessionRef[];
   timeoutMs: number;
   maxAttempts: number;
-  /** Mean pause between two deletes (each of a random session). */
-  deleteEveryMs: number;
+  /** Mean pause between two deletes (each of a random session); null: no deletes. */
+  deleteEveryMs: number | null;
   hostile: { count: number; durationMs: number; seed: number } | null;
 }
 
@@ -91,7 +111,7 @@ export class Workload {
 
   start(): void {
     for (let w = 0; w < this.options.writers; w++) this.tasks.push(this.writer(w));
-    this.tasks.push(this.deleter());
+    if (this.options.deleteEveryMs !== null) this.tasks.push(this.deleter(this.options.deleteEveryMs));
     if (this.options.hostile) for (let lane = 0; lane < HOSTILE_LANES; lane++) this.tasks.push(this.hostile(lane, HOSTILE_LANES));
   }
 
@@ -116,7 +136,7 @@ export class Workload {
           }));
       const single = messages.length === 1 && rng.chance(0.7);
       const body = JSON.stringify(single ? messages[0] : { messages });
-      await this.append({ key: `chaos-${this.rng.seed}-w${w}-n${n}`, session, messages, firstStartMs: this.log.now(), lastEndMs: -1, attempts: 0, ackMs: null, turnIds: null, finalError: null }, body, rng);
+      await this.append({ key: `chaos-${this.rng.seed}-w${w}-n${n}`, session, messages, firstStartMs: this.log.now(), lastEndMs: -1, attempts: 0, ackMs: null, turnIds: null, finalError: null, tries: [] }, body, rng);
       await sleep(rng.int(0, 15));
     }
   }
@@ -128,7 +148,7 @@ export class Workload {
         op: 'append',
         method: 'POST',
         path: `/v1/sessions/${write.session.id}/messages`,
-        instance: rng.pick(this.instances),
+        instance: rng.pick(serving(this.instances)),
         tenant: write.session.tenant,
         session: write.session.id,
         key: write.key,
@@ -139,6 +159,8 @@ export class Workload {
       });
       write.attempts = attempt;
       write.lastEndMs = a.endMs;
+      const reached = a.status !== null || !(a.error === 'refused' || (a.error ?? '').startsWith('unsendable'));
+      (write.tries ??= []).push({ instance: a.instance, startMs: a.startMs, endMs: a.endMs, answered: a.status !== null, ok: isSuccess(a), reached });
       if (isSuccess(a)) {
         if (a.turnIds !== null && a.turnIds.length === write.messages.length) {
           write.ackMs = a.endMs;
@@ -154,11 +176,11 @@ export class Workload {
     }
   }
 
-  private async deleter(): Promise<void> {
+  private async deleter(everyMs: number): Promise<void> {
     const rng = this.rng.fork('deleter');
     for (;;) {
       // Sleep in slices so stop() does not wait out a whole pause.
-      const pause = rng.int(this.options.deleteEveryMs / 2, (this.options.deleteEveryMs * 3) / 2);
+      const pause = rng.int(everyMs / 2, (everyMs * 3) / 2);
       for (let slept = 0; slept < pause && !this.stopping; slept += 100) await sleep(100);
       if (this.stopping) return;
       const session = rng.pick(this.options.sessions);
@@ -171,7 +193,7 @@ export class Workload {
           op: 'delete',
           method: 'DELETE',
           path: `/v1/sessions/${session.id}`,
-          instance: rng.pick(this.instances),
+          instance: rng.pick(serving(this.instances)),
           tenant: session.tenant,
           session: session.id,
           key: null,
@@ -214,7 +236,7 @@ export class Workload {
         op: 'hostile',
         method: req.method,
         path: req.url,
-        instance: rng.pick(this.instances),
+        instance: rng.pick(serving(this.instances)),
         tenant: null,
         session: null,
         key: req.kind,

@@ -12,6 +12,8 @@ import assert from 'node:assert/strict';
 import { runChaos } from '../../src/chaos/run.js';
 import { main } from '../../src/cli/main.js';
 import { captureIo } from '../helpers/io.js';
+import { SHARED_URL } from '../helpers/postgres.js';
+import type { ChaosReport } from '../../src/chaos/report.js';
 
 // A fixed seed: the same plan runs with
 // `strata chaos --entry sources --seed 20261124 --seconds 100 --kills 22 --pauses 6 --flushes 4 --redis-restarts 4 --hostile 2200`.
@@ -41,6 +43,58 @@ test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, delet
   assert.ok(report.acknowledged >= 500, text);
   assert.ok(report.deletes >= 10, text);
 
+  assertClean(report, text);
+});
+
+test('strata chaos refuses contradictory or unknown options before starting anything', async () => {
+  for (const argv of [
+    ['chaos', '--minutes', '1', '--seconds', '30'],
+    ['chaos', '--seconds', '30', '--entry', 'docker'],
+    ['chaos', '--seconds', '0'],
+    ['chaos', '--instances', 'three'],
+    ['chaos', '--seconds', '30', '--store', 'mysql'],
+    ['chaos', '--seconds', '30', '--pg-terminations', '2'],
+    ['chaos', '--seconds', '30', '--store', 'postgres', '--postgres-url', 'mysql://x'],
+    ['chaos', '--seconds', '30', '--store', 'postgres', '--postgres-url', SHARED_URL, '--instances', '3', '--kill-for-good', '2'],
+  ]) {
+    const io = captureIo();
+    assert.equal(await main(argv, io), 1, argv.join(' '));
+    assert.match(io.err(), /STRATA_ERR_VALIDATION/, argv.join(' '));
+  }
+});
+
+// Three instances with STRATA_STORE=postgres and no data directory, on a schema of the run's own
+// in the machine's PostgreSQL: one instance is SIGKILLed for good (its journal rows must be
+// archived by the others) and followed by a FLUSHALL, every connection of the instances is
+// terminated mid-load, besides the kills, pauses, flushes and Redis restarts of the fs profile.
+// The same plan: `strata chaos --store postgres --postgres-url URL --entry sources --seed 20261201
+// --seconds 60 --kills 9 --pauses 3 --flushes 2 --redis-restarts 2 --kill-for-good 1 --pg-terminations 3 --hostile 900`.
+test('chaos on the postgres store: 3 instances, one killed for good, Redis flushed, connections terminated: nothing acknowledged lost, duplicated or resurrected', { timeout: 295_000 }, async () => {
+  const { report, text } = await runChaos({
+    seed: 20261201,
+    instances: 3,
+    durationMs: 60_000,
+    entry: 'sources',
+    store: { driver: 'postgres', url: SHARED_URL },
+    faults: { sigkill: 9, sigstop: 3, flushall: 2, redisRestart: 2, retire: 1, pgTerminate: 3 },
+    hostile: 900,
+    progress: (line) => process.stderr.write(`chaos(postgres): ${line}\n`),
+  });
+  assert.equal(report.store, 'postgres');
+  assert.equal(report.faults.retire, 1, text);
+  assert.ok(report.faults.pgTerminate! >= 3, text);
+  assert.ok(report.faults.flushall! + report.faults.flushallWhileDown! >= 2, text);
+  assert.ok(report.faults.sigkill! >= 8, text);
+  assert.ok(report.acknowledged >= 300, text);
+  // The instance killed for good held acknowledged, unarchived rows, and the others archived them.
+  assert.equal(report.retired.length, 1, text);
+  assert.ok(report.retired[0]!.pendingRowsAtKill! > 0, text);
+  assert.equal(report.retired[0]!.rowsAfterFlush, 0, text);
+  assert.deepEqual(report.strayFiles, [], 'an instance on the postgres store writes no files');
+  assertClean(report, text);
+});
+
+function assertClean(report: ChaosReport, text: string): void {
   const counts = {
     rejectedWrites: report.rejectedWrites,
     lost: report.lost,
@@ -56,17 +110,4 @@ test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, delet
   };
   const zero = Object.fromEntries(Object.keys(counts).map((k) => [k, 0]));
   assert.deepEqual(counts, zero, text);
-});
-
-test('strata chaos refuses contradictory or unknown options before starting anything', async () => {
-  for (const argv of [
-    ['chaos', '--minutes', '1', '--seconds', '30'],
-    ['chaos', '--seconds', '30', '--entry', 'docker'],
-    ['chaos', '--seconds', '0'],
-    ['chaos', '--instances', 'three'],
-  ]) {
-    const io = captureIo();
-    assert.equal(await main(argv, io), 1, argv.join(' '));
-    assert.match(io.err(), /STRATA_ERR_VALIDATION/, argv.join(' '));
-  }
-});
+}
