@@ -93,6 +93,11 @@ export interface StrataConfig {
   };
   /** Token counting: `o200k_base` (default, GPT-4o family) or `cl100k_base`. */
   readonly tokenizer: 'o200k_base' | 'cl100k_base';
+  /**
+   * Worker threads for compaction's CPU work (token counts, `glove`/`hash` embeddings); 0 runs it
+   * on the request thread. Default null: `max(1, availableParallelism() - 1)`.
+   */
+  readonly workers: number | null;
   readonly summaries: {
     /** A milestone summary every this many turns. Default 50. */
     readonly everyTurns: number;
@@ -147,6 +152,7 @@ export const DEFAULTS = {
   idempotencyWindowMs: 24 * 3600 * 1000,
   embedder: { provider: 'glove', url: null, model: null, apiKey: null, dimensions: null, batchSize: 64 },
   tokenizer: 'o200k_base',
+  workers: null,
   summaries: { everyTurns: 50, provider: 'extractive', url: null, model: null, apiKey: null },
   archive: { embeddingEncoding: 'int8' },
   server: { host: '127.0.0.1', port: 8080, apiKeys: null, bodyLimitBytes: 64 * MiB, importLimitBytes: 256 * MiB, logLevel: 'info' },
@@ -182,6 +188,7 @@ const schema = z.strictObject({
     batchSize: posInt.max(4096),
   }),
   tokenizer: z.enum(['o200k_base', 'cl100k_base']),
+  workers: z.number().int().min(0).max(256).nullable(),
   summaries: z.strictObject({ everyTurns: posInt, provider: z.enum(['extractive', 'openai']), url: z.url().nullable(), model: nullableString, apiKey: nullableString }),
   archive: z.strictObject({ embeddingEncoding: z.enum(['int8', 'f16', 'none']) }),
   server: z.strictObject({
@@ -233,6 +240,7 @@ export const ENV_VARS: ReadonlyArray<readonly [name: string, path: string, kind:
   ['STRATA_EMBEDDER_DIMENSIONS', 'embedder.dimensions', 'int'],
   ['STRATA_EMBEDDER_BATCH_SIZE', 'embedder.batchSize', 'int'],
   ['STRATA_TOKENIZER', 'tokenizer', 'string'],
+  ['STRATA_WORKERS', 'workers', 'int'],
   ['STRATA_SUMMARIES_EVERY_TURNS', 'summaries.everyTurns', 'int'],
   ['STRATA_SUMMARIES_PROVIDER', 'summaries.provider', 'string'],
   ['STRATA_SUMMARIES_URL', 'summaries.url', 'string'],

@@ -60,6 +60,7 @@ export const ERROR_CATALOG = {
   // service
   STRATA_ERR_UNAUTHORIZED: [401, 'The API key is missing or unknown.'],
   STRATA_ERR_PAYLOAD_TOO_LARGE: [413, 'The request body exceeds the size limit.'],
+  STRATA_ERR_WORKER_FAILED: [500, 'A worker thread died (or its module failed to load) while computing token counts or embeddings for compaction; that batch failed, the thread was replaced, and the turns stay unarchived until a later compaction.'],
   STRATA_ERR_INTERNAL: [500, 'An unexpected internal error.'],
   // HTTP client (never answered by the service: the status is what the client reports)
   STRATA_ERR_UNREACHABLE: [503, 'The HTTP client got no answer from the service (connection refused or reset, DNS failure, timeout, a reply that is not Strata\'s); a write may or may not have been applied: retry it with the same Idempotency-Key.'],

@@ -125,6 +125,8 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       retentionDays: config.retentionDays,
       summaryEveryTurns: config.summaries.everyTurns,
       embedBatchSize: config.embedder.batchSize,
+      // The pool rebuilds this embedder and tokenizer in each thread (hash and glove; openai stays here).
+      ...(config.workers !== null ? { workers: config.workers } : {}),
     });
     await cache.start();
     return cache;

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { countMessageTokens, searchText } from '../message.js';
+import { searchText } from '../message.js';
 import { sessionKey, toSessionRef } from '../ids.js';
 import type { ArchivedTurn, SessionRef, Turn } from '../types.js';
 import type { TenantOption } from './api.js';
@@ -8,9 +8,10 @@ import { isClientKey, parseClientKey } from './recovery.js';
 import type { Rehydration } from './rehydration.js';
 
 /**
- * Turns per archive segment written by one compaction step. Compaction work (token counts,
- * embeddings, brotli) is CPU: steps of this size, with a yield between embedding batches,
- * keep the event loop responsive for requests while a large backlog is archived.
+ * Turns per archive segment written by one compaction step. Token counts and local embeddings
+ * run on the worker pool (src/workers) in batches of `embedBatchSize`; what stays here (brotli,
+ * inline work with `workers: 0`) is sliced by this step and a yield between batches, so the
+ * event loop stays responsive for requests while a large backlog is archived.
  */
 const UNARCHIVED_BATCH = 256;
 
@@ -131,16 +132,27 @@ export class Compactor extends CachePart {
     });
   }
 
-  /** Token counts and embeddings, computed in batches off the request path. */
+  /**
+   * Token counts (where a turn has none) and embeddings, in batches of `embedBatchSize`, on the
+   * worker pool when there is one (the compactor awaits room when its queue is full).
+   */
   async prepareForArchive(turns: ReadonlyArray<Turn & { key?: string }>): Promise<ArchivedTurn[]> {
-    const out: ArchivedTurn[] = turns.map(({ key: _key, ...t }) => ({ ...t, ...(t.tokens === undefined && this.tokenizer ? { tokens: countMessageTokens(t, (text) => this.tokenizer!.count(text)) } : {}) }));
-    if (!this.embedder) return out;
+    const out: ArchivedTurn[] = turns.map(({ key: _key, ...t }) => ({ ...t }));
+    if (!this.embedder && !this.tokenizer) return out;
     for (let i = 0; i < out.length; i += this.tuning.embedBatchSize) {
       const batch = out.slice(i, i + this.tuning.embedBatchSize);
+      const count = this.tokenizer ? batch.flatMap((t, j) => (t.tokens === undefined ? [j] : [])) : [];
+      if (count.length === 0 && !this.embedder) continue;
       const started = performance.now();
-      const vectors = await this.embedder.embed(batch.map((t) => searchText(t)));
-      this.metrics.embedBatch?.((performance.now() - started) / 1000, batch.length);
-      batch.forEach((t, j) => (t.embedding = vectors[j]));
+      const prepared = await this.preparer.prepare(batch, count);
+      // With a pool the batch's token counts run in the same task: the time is the batch's.
+      if (this.embedder) this.metrics.embedBatch?.((performance.now() - started) / 1000, batch.length);
+      batch.forEach((t, j) => {
+        const tokens = prepared.tokens[j];
+        if (tokens !== undefined) t.tokens = tokens;
+        const vector = prepared.vectors[j];
+        if (vector !== undefined) t.embedding = vector;
+      });
       await yieldToEventLoop();
     }
     return out;

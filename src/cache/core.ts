@@ -6,6 +6,7 @@ import type { PendingTurns } from '../journal/store.js';
 import type { StrataMetrics } from '../metrics.js';
 import type { Embedder } from '../retrieval/embedder.js';
 import type { ArchivedTurn, Clock, SessionLock, SessionRef, Turn } from '../types.js';
+import type { Preparer } from '../workers/preparer.js';
 import type { CacheTuning } from './options.js';
 import type { JournalPort } from './ports.js';
 import type { RetrievalPort } from './retrieval-port.js';
@@ -26,6 +27,8 @@ export interface CacheCore {
   readonly clock: Clock;
   readonly embedder: Embedder | null;
   readonly tokenizer: Tokenizer | null;
+  /** Token counts and embeddings: on the worker pool, or inline (`workers: 0`). */
+  readonly preparer: Preparer;
   readonly retrieval: RetrievalPort | null;
   readonly metrics: StrataMetrics;
   readonly tuning: CacheTuning;
@@ -47,6 +50,7 @@ export abstract class CachePart {
   protected readonly clock: Clock;
   protected readonly embedder: Embedder | null;
   protected readonly tokenizer: Tokenizer | null;
+  protected readonly preparer: Preparer;
   protected readonly retrieval: RetrievalPort | null;
   protected readonly metrics: StrataMetrics;
   protected readonly tuning: CacheTuning;
@@ -61,6 +65,7 @@ export abstract class CachePart {
     this.clock = core.clock;
     this.embedder = core.embedder;
     this.tokenizer = core.tokenizer;
+    this.preparer = core.preparer;
     this.retrieval = core.retrieval;
     this.metrics = core.metrics;
     this.tuning = core.tuning;

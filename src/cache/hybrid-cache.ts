@@ -11,6 +11,8 @@ import { validateMessage } from '../message.js';
 import type { Embedder } from '../retrieval/embedder.js';
 import type { Clock, Role, SessionLock, SessionRef, Turn } from '../types.js';
 import { systemClock } from '../types.js';
+import { defaultWorkerThreads } from '../workers/pool.js';
+import { Preparer } from '../workers/preparer.js';
 import type {
   AddMessageOptions,
   ContextRequest,
@@ -45,8 +47,15 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
   clock?: Clock;
   /** Computes embeddings at compaction; none means turns are archived without vectors. */
   embedder?: Embedder | null;
-  /** Counts tokens per turn on add; none stores no counts. */
+  /** Counts tokens per turn at compaction (and hot turns when read); none stores no counts. */
   tokenizer?: Tokenizer | null;
+  /**
+   * Worker threads for token counts and local embeddings (`hash`, `glove`); 0 computes them on
+   * the calling thread. Default `max(1, availableParallelism() - 1)`.
+   */
+  workers?: number;
+  /** Tasks that may wait for a worker thread before compaction awaits room. Default 2 × workers. */
+  workerQueue?: number;
   retrieval?: RetrievalPort | null;
   metrics?: StrataMetrics;
   /**
@@ -87,8 +96,10 @@ export class HybridConversationCache implements ConversationMemory {
   private readonly lifecycle: Lifecycle;
 
   constructor(options: HybridCacheOptions) {
-    const { hot, archive, journal, lock, clock, embedder, tokenizer, retrieval, metrics, hotDriver, dataDir, leaseOwner, readOnly, ...tuning } = options;
+    const { hot, archive, journal, lock, clock, embedder, tokenizer, retrieval, metrics, hotDriver, dataDir, leaseOwner, readOnly, workers, workerQueue, ...tuning } = options;
     this.tuning = resolveTuning(tuning);
+    const threads = workers ?? defaultWorkerThreads();
+    if (!Number.isInteger(threads) || threads < 0) throw new StrataError('STRATA_ERR_CONFIG_INVALID', `option \`workers\`: expected a non-negative integer, received ${JSON.stringify(workers)}`, { details: { option: 'workers' } });
     this.core = {
       hot,
       archive,
@@ -98,6 +109,8 @@ export class HybridConversationCache implements ConversationMemory {
       clock: clock ?? systemClock,
       embedder: embedder ?? null,
       tokenizer: tokenizer ?? null,
+      // Read-only cores never compact: no pool.
+      preparer: new Preparer(tokenizer ?? null, embedder ?? null, readOnly ? 0 : threads, workerQueue === undefined ? {} : { maxQueue: workerQueue }),
       retrieval: retrieval ?? null,
       metrics: metrics ?? noMetrics,
       tuning: this.tuning,
@@ -253,6 +266,7 @@ export class HybridConversationCache implements ConversationMemory {
       if (!this.core.readOnly) await this.flush();
     } finally {
       this.core.closed = true;
+      await this.core.preparer.close();
       await this.core.journal.close();
       await this.core.hot.close();
       await this.core.archive.close();

@@ -73,6 +73,8 @@ export class Reads extends CachePart {
     } else {
       this.metrics.hotAccess?.(true);
     }
+    // Hot turns are stored without token counts (counting is compaction's work): counted here.
+    turns = await this.preparer.withTokens(turns);
     const first = turns[0]?.turnId;
     if (first !== undefined && turns.length < limit && first > 1) {
       // The hot tier holds fewer turns than asked for: the rest comes from the archive.
@@ -95,7 +97,9 @@ export class Reads extends CachePart {
     const [archived, hot] = await Promise.all([this.archive.read(ref, { fromTurn: from, toTurn: to }), this.hot.range(ref, from, to)]);
     const byId = new Map<number, Turn>();
     for (const t of archived) byId.set(t.turnId, stripEmbedding(t));
-    for (const t of hot) byId.set(t.turnId, t);
+    // Hot turns carry no token counts; the archive's copy of a turn has them (else: counted).
+    const known = hot.map((t) => (t.tokens === undefined && byId.get(t.turnId)?.tokens !== undefined ? { ...t, tokens: byId.get(t.turnId)!.tokens } : t));
+    for (const t of await this.preparer.withTokens(known)) byId.set(t.turnId, t);
     const messages = [...byId.values()].sort((a, b) => a.turnId - b.turnId);
     return { messages, nextAfter: to < lastTurnId ? to : null };
   }

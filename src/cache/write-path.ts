@@ -4,7 +4,7 @@ import { StrataError } from '../errors.js';
 import type { NewHotTurn } from '../hot/store.js';
 import { sessionKey } from '../ids.js';
 import type { TurnRecord, VoidRecord } from '../journal/types.js';
-import { countMessageTokens, messageFields, sameMessage, type ValidMessage } from '../message.js';
+import { messageFields, sameMessage, type ValidMessage } from '../message.js';
 import type { SessionRef } from '../types.js';
 import { CachePart, type CacheCore } from './core.js';
 import type { Compactor } from './compactor.js';
@@ -55,7 +55,6 @@ export class WritePath extends CachePart {
         const client = idempotencyKey === undefined ? null : clientKey(idempotencyKey, i, messages.length);
         const key = client === null ? `n:${randomBytes(9).toString('base64url')}` : client.appendKey;
         const turn: NewHotTurn = { ...messageFields(m), createdAt: now, key };
-        if (this.tokenizer) turn.tokens = countMessageTokens(m, (text) => this.tokenizer!.count(text));
         if (m.metadata !== undefined) turn.metadata = m.metadata;
         if (userId !== undefined) turn.userId = userId;
         const idem = client === null ? undefined : { key: client.entry, hash: messageHash(m, userId, messages.length), windowMs: this.tuning.idempotencyWindowMs };

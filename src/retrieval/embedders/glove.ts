@@ -44,6 +44,8 @@ function loadTable(path: string): Promise<GloveTable> {
 export class GloveEmbedder implements Embedder {
   readonly id: string;
   readonly dimensions = 100;
+  /** The resolved options: plain data another thread builds an identical embedder from. */
+  readonly options: Readonly<Required<GloveEmbedderOptions>>;
   private readonly path: string;
   private readonly sifA: number;
   private readonly dropStopwords: boolean;
@@ -53,6 +55,7 @@ export class GloveEmbedder implements Embedder {
     this.path = options.tablePath ?? DEFAULT_GLOVE_TABLE;
     this.sifA = options.sifA ?? 1e-3;
     this.dropStopwords = options.dropStopwords ?? true;
+    this.options = Object.freeze({ tablePath: this.path, sifA: this.sifA, dropStopwords: this.dropStopwords });
     this.id = `glove-sg100d-int8-sif-v1`;
   }
 

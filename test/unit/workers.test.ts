@@ -1,0 +1,196 @@
+/**
+ * The prepare pool on real worker threads: results identical to the main thread's, the queue
+ * bound, reads before compaction, close, and a crashing worker (the one fault injected, through
+ * a wrapper worker module).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { getTokenizer } from '../../src/context/gpt-tokenizer.js';
+import { isStrataError } from '../../src/errors.js';
+import { countMessageTokens, searchText, type MessageFields } from '../../src/message.js';
+import { GloveEmbedder } from '../../src/retrieval/embedders/glove.js';
+import { HashEmbedder } from '../../src/retrieval/embedders/hash.js';
+import type { Embedder } from '../../src/retrieval/embedder.js';
+import { PreparePool, type PrepareLane, type PrepareOutput } from '../../src/workers/pool.js';
+import { prepareSpec, type PrepareTask } from '../../src/workers/prepare.js';
+import { Preparer } from '../../src/workers/preparer.js';
+import { CRASH } from '../fixtures/workers/crashing-worker.js';
+import { closeAfter, openStrata, tempDir } from '../helpers/strata.js';
+
+const CRASHING_WORKER = new URL('../fixtures/workers/crashing-worker.ts', import.meta.url);
+const tokenizer = getTokenizer('o200k_base');
+
+/** Messages of every shape the counters and search text read. */
+const MESSAGES: MessageFields[] = [
+  { role: 'user', content: 'What is the capital of France?' },
+  { role: 'assistant', content: 'Paris. It has been the capital since 987 — ask me about the Capetians.' },
+  { role: 'system', content: '' },
+  { role: 'user', content: 'ünïcödé: 日本語のテキスト, emoji 🧪🚀👩‍👩‍👧, RTL مرحبا بالعالم, combining e\u0301' },
+  { role: 'user', content: 'x'.repeat(5000) + ' ' + 'ab'.repeat(300) + '\n\n\t   ' + 'https://example.com/' + 'q'.repeat(400) },
+  {
+    role: 'user',
+    content: [
+      { type: 'text', text: 'Look at this picture and the attached file.' },
+      { type: 'image_url', image_url: { url: `data:image/png;base64,${'iVBORw0KGgo'.repeat(2000)}`, detail: 'low' } },
+      { type: 'image_url', image_url: { url: 'https://example.com/cat.jpg' } },
+      { type: 'file', file: { file_data: 'JVBERi0xLjQK', filename: 'quarterly report (final).pdf' } },
+      { type: 'file', file: { file_id: 'file-abc123' } },
+      { type: 'text', text: 'Second part, with "quotes" and <tags>.' },
+    ],
+  },
+  {
+    role: 'assistant',
+    content: null,
+    tool_calls: [
+      { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Zürich","unit":"celsius"}' } },
+      { id: 'call_2', type: 'function', function: { name: 'search_flights', arguments: '{"from":"ZRH","to":"NRT","date":"2026-03-01"}' } },
+    ],
+  },
+  { role: 'tool', name: 'get_weather', tool_call_id: 'call_1', content: '{"temp":-3,"sky":"snow"}' },
+  { role: 'assistant', name: 'planner', content: 'I will book the 10:40 flight.' },
+];
+
+/** What addMessage accepts (an empty content is refused). */
+const STORED = MESSAGES.filter((m) => m.content !== '');
+
+function inlineTokens(messages: readonly MessageFields[]): number[] {
+  return messages.map((m) => countMessageTokens(m, (text) => tokenizer.count(text)));
+}
+
+function task(embedder: Embedder | null, items: MessageFields[] = MESSAGES, embed = embedder !== null): PrepareTask {
+  return { spec: prepareSpec(tokenizer, embedder), items, count: items.map((_, i) => i), embed };
+}
+
+function openPool(t: { after(fn: () => Promise<void>): void }, options: ConstructorParameters<typeof PreparePool>[0]): PreparePool {
+  const pool = new PreparePool(options);
+  t.after(() => pool.destroy());
+  return pool;
+}
+
+test('token counts and hash and glove embeddings from a worker equal the main thread\'s, bit for bit', async (t) => {
+  const pool = openPool(t, { threads: 2 });
+  for (const embedder of [new HashEmbedder(), new HashEmbedder(64), new GloveEmbedder()]) {
+    const out = await pool.run(task(embedder), 'compaction');
+    assert.deepEqual(out.tokens, inlineTokens(MESSAGES), embedder.id);
+    const expected = await embedder.embed(MESSAGES.map(searchText));
+    assert.equal(out.dimensions, embedder.dimensions);
+    assert.ok(out.vectors instanceof Float32Array && out.vectors.length === MESSAGES.length * embedder.dimensions);
+    expected.forEach((v, i) => assert.deepEqual(out.vectors!.subarray(i * out.dimensions, (i + 1) * out.dimensions), v, `${embedder.id}: message ${i}`));
+  }
+  // cl100k_base too: the worker builds the configured encoding.
+  const cl100k = getTokenizer('cl100k_base');
+  const out = await pool.run({ spec: prepareSpec(cl100k, null), items: MESSAGES, count: [0, 3, 6], embed: false }, 'read');
+  assert.deepEqual(out.tokens, [0, 3, 6].map((i) => countMessageTokens(MESSAGES[i]!, (text) => cl100k.count(text))));
+  assert.equal(out.vectors, null);
+});
+
+test('Preparer: pooled and inline results are identical; remote or custom embedders stay on this thread', async (t) => {
+  const glove = new GloveEmbedder();
+  const pooled = new Preparer(tokenizer, glove, 1);
+  const inline = new Preparer(tokenizer, glove, 0);
+  t.after(() => pooled.close());
+  assert.ok(pooled.stats() && inline.stats() === null);
+  const count = [0, 2, 4, 5, 6];
+  const [a, b] = await Promise.all([pooled.prepare(MESSAGES, count), inline.prepare(MESSAGES, count)]);
+  assert.deepEqual(a.tokens, b.tokens);
+  assert.deepEqual(a.tokens.filter((n) => n !== undefined), count.map((i) => inlineTokens(MESSAGES)[i]));
+  a.vectors.forEach((v, i) => assert.deepEqual(v, b.vectors[i]));
+  // Hot turns read without counts get them, from the pool (large) or inline (small), equally.
+  const turns = MESSAGES.map((m, i) => ({ ...m, turnId: i + 1, createdAt: 0, ...(i === 1 ? { tokens: 999 } : {}) }));
+  const [x, y] = await Promise.all([pooled.withTokens(turns), inline.withTokens(turns)]);
+  assert.deepEqual(x, y);
+  assert.deepEqual(x.map((m) => m.tokens), inlineTokens(MESSAGES).map((n, i) => (i === 1 ? 999 : n)));
+
+  // A subclass may embed differently: it is not rebuilt in a worker, so it runs here.
+  class Shifted extends HashEmbedder {
+    override async embed(texts: readonly string[]): Promise<Float32Array[]> {
+      return (await super.embed(texts)).map((v) => v.map((x) => x + 1));
+    }
+  }
+  const custom = new Preparer(tokenizer, new Shifted(16), 1);
+  t.after(() => custom.close());
+  assert.equal(custom.spec.embedder, null);
+  const shifted = await custom.prepare(MESSAGES.slice(0, 2), [0, 1]);
+  assert.deepEqual(shifted.vectors, await new Shifted(16).embed(MESSAGES.slice(0, 2).map(searchText)));
+  assert.deepEqual(shifted.tokens, inlineTokens(MESSAGES.slice(0, 2)));
+});
+
+test('the queue is bounded: callers beyond maxQueue wait for room, reads before compaction', async (t) => {
+  const pool = openPool(t, { threads: 1, maxQueue: 2 });
+  const embedder = new GloveEmbedder();
+  // Warm the thread so every task below is ordinary work.
+  await pool.run(task(embedder), 'compaction');
+  const finished: string[] = [];
+  let maxQueued = 0;
+  const submit = (name: string, lane: PrepareLane): Promise<PrepareOutput> =>
+    pool.run(task(embedder, MESSAGES.map((m) => ({ ...m, name }))), lane).then((out) => {
+      finished.push(name);
+      maxQueued = Math.max(maxQueued, pool.stats().queued);
+      return out;
+    });
+  const runs = [submit('c1', 'compaction'), submit('c2', 'compaction'), submit('c3', 'compaction'), submit('c4', 'compaction'), submit('c5', 'compaction'), submit('r1', 'read')];
+  // One task runs, two wait in the queue, three callers wait for room in it.
+  assert.deepEqual(pool.stats(), { threads: 1, busy: 1, queued: 2, waiting: 3 });
+  const outs = await Promise.all(runs);
+  assert.ok(maxQueued <= 2, `queue grew to ${maxQueued}`);
+  // The read waited for room like the others, got the first room (c2 leaving the queue), and
+  // ran before c3, which was queued earlier.
+  assert.deepEqual(finished, ['c1', 'c2', 'r1', 'c3', 'c4', 'c5']);
+  for (const [i, out] of outs.entries()) assert.deepEqual(out.tokens, inlineTokens(MESSAGES.map((m) => ({ ...m, name: ['c1', 'c2', 'c3', 'c4', 'c5', 'r1'][i]! }))));
+  assert.deepEqual(pool.stats(), { threads: 1, busy: 0, queued: 0, waiting: 0 });
+});
+
+test('a crashing worker fails its task with STRATA_ERR_WORKER_FAILED and the pool keeps serving', async (t) => {
+  const pool = openPool(t, { threads: 1, workerUrl: CRASHING_WORKER });
+  const embedder = new HashEmbedder();
+  const crash = pool.run(task(embedder, [{ role: 'user', content: CRASH }]), 'compaction');
+  const queued = pool.run(task(embedder), 'compaction');
+  await assert.rejects(crash, (err) => isStrataError(err, 'STRATA_ERR_WORKER_FAILED') && /exited with code: 7/.test((err as Error).message));
+  // The task queued behind the crash runs on the replacement thread.
+  assert.deepEqual((await queued).tokens, inlineTokens(MESSAGES));
+  await assert.rejects(pool.run(task(embedder, [{ role: 'user', content: CRASH }]), 'read'), (err) => isStrataError(err, 'STRATA_ERR_WORKER_FAILED'));
+  const after = await pool.run(task(embedder), 'read');
+  assert.deepEqual(after.tokens, inlineTokens(MESSAGES));
+  assert.equal(pool.workers().length, 1);
+});
+
+test('errors inside a task keep their code; destroy terminates the threads and fails what waits', async (t) => {
+  const pool = openPool(t, { threads: 2 });
+  const missing = new GloveEmbedder({ tablePath: '/nonexistent/glove.bin' });
+  await assert.rejects(pool.run(task(missing), 'compaction'), (err) => isStrataError(err, 'STRATA_ERR_NOT_AVAILABLE') && /GloVe table/.test((err as Error).message));
+  await pool.run(task(new HashEmbedder()), 'compaction');
+  const threads = [...pool.workers()];
+  assert.equal(threads.length, 2);
+  assert.ok(threads.every((w) => w.threadId > 0));
+  const pending = Promise.allSettled([0, 1, 2, 3, 4, 5, 6].map(() => pool.run(task(new GloveEmbedder()), 'compaction')));
+  await pool.destroy();
+  const settled = await pending;
+  assert.ok(settled.every((s) => s.status === 'rejected' && isStrataError(s.reason, 'STRATA_ERR_CLOSED')), JSON.stringify(settled.map((s) => s.status)));
+  // A terminated thread reports threadId -1.
+  assert.deepEqual(threads.map((w) => w.threadId), [-1, -1]);
+  await assert.rejects(pool.run(task(null), 'read'), (err) => isStrataError(err, 'STRATA_ERR_CLOSED'));
+});
+
+test('pool options are validated eagerly', () => {
+  assert.throws(() => new PreparePool({ threads: 0 }), (err) => isStrataError(err, 'STRATA_ERR_CONFIG_INVALID') && /workers\.threads/.test((err as Error).message));
+  assert.throws(() => new PreparePool({ threads: 1, maxQueue: 0 }), (err) => isStrataError(err, 'STRATA_ERR_CONFIG_INVALID'));
+});
+
+test('a Strata core archives the same token counts and vectors with workers as without', async (t) => {
+  const results = [];
+  for (const workers of [0, 1]) {
+    const dir = await tempDir(t);
+    const s = await openStrata(dir, { workers, recentTurns: 2 });
+    closeAfter(t, () => s.close());
+    for (const m of STORED) await s.addMessages('s1', [m]);
+    // Hot turns are counted when read, before and after compaction.
+    const before = await s.getContext('s1', { type: 'recent', limit: 5 });
+    await s.flush();
+    const page = await s.getMessages('s1');
+    const hits = await s.searchDiskHistory('weather in Zürich', 5, { sessionId: 's1' });
+    results.push({ before: [before.tokens, before.messages.map((m) => m.tokens)], tokens: page.messages.map((m) => m.tokens), hits: hits.map((h) => [h.turnId, h.score]) });
+  }
+  assert.deepEqual(results[0], results[1]);
+  assert.deepEqual(results[1]!.tokens, inlineTokens(STORED));
+  assert.ok(results[1]!.hits.length > 0);
+});
