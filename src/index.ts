@@ -23,7 +23,7 @@ export type {
 } from './cache/api.js';
 export { loadConfig, coreConfig } from './config.js';
 export type { StrataConfig, CoreConfig, LoadConfigOptions } from './config.js';
-export type { StrataMetrics } from './metrics.js';
+export type { StrataMetrics, WorkerPoolSnapshot } from './metrics.js';
 
 // Shared types and errors
 export { StrataError, ERROR_CATALOG, isStrataError } from './errors.js';

@@ -29,6 +29,17 @@ export interface StrataMetrics {
   instance?(info: StrataInstanceInfo): void;
   /** The core hands over a function the metrics call at scrape time for the values below. */
   snapshot?(collect: () => Promise<StrataSnapshot>): void;
+  /** The core hands over a function the metrics call at scrape time for its worker pool's occupancy. */
+  workerPool?(collect: () => WorkerPoolSnapshot): void;
+}
+
+/** The worker pool (token counts, local embeddings) at one moment; all 0 when it runs inline (`workers: 0`). */
+export interface WorkerPoolSnapshot {
+  threads: number;
+  /** Tasks running on a thread. */
+  busy: number;
+  /** Tasks waiting for a thread, plus callers waiting for room in the bounded queue. */
+  queued: number;
 }
 
 export interface StrataInstanceInfo {

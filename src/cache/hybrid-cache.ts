@@ -127,6 +127,10 @@ export class HybridConversationCache implements ConversationMemory {
     this.maintenance = new Maintenance(this.core, this.rehydration, this.compactor);
     this.lifecycle = new Lifecycle(this.core, this.rehydration, this.compactor, this.reads);
     this.core.metrics.snapshot?.(() => this.maintenance.metricsSnapshot());
+    this.core.metrics.workerPool?.(() => {
+      const s = this.core.preparer.stats();
+      return s ? { threads: s.threads, busy: s.busy, queued: s.queued + s.waiting } : { threads: 0, busy: 0, queued: 0 };
+    });
   }
 
   /**

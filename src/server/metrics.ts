@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { StrataInstanceInfo, StrataMetrics, StrataSnapshot } from '../metrics.js';
+import type { StrataInstanceInfo, StrataMetrics, StrataSnapshot, WorkerPoolSnapshot } from '../metrics.js';
 import { STRATA_VERSION } from '../version.js';
 
 /**
@@ -119,6 +119,32 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
       this.set(s ? s.hotBudgetBytes : NaN);
     },
   });
+  // The worker pool is this process's: read directly at scrape time (no hot-store read involved).
+  let workerPool: (() => WorkerPoolSnapshot) | null = null;
+  new Gauge({
+    name: 'strata_worker_threads',
+    help: 'Worker threads for token counts and local embeddings (0: computed on the request thread)',
+    registers,
+    collect() {
+      this.set(workerPool?.().threads ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'strata_worker_busy_threads',
+    help: 'Worker threads running a task (token counts, embeddings) at scrape time',
+    registers,
+    collect() {
+      this.set(workerPool?.().busy ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'strata_worker_queue_depth',
+    help: 'Tasks waiting for a worker thread at scrape time (a full queue makes compaction wait)',
+    registers,
+    collect() {
+      this.set(workerPool?.().queued ?? 0);
+    },
+  });
   const instanceInfo = new Gauge({ name: 'strata_instance_info', help: 'Always 1: the version, instance id, hot-tier driver and durability of this process', labelNames: ['version', 'instance_id', 'hot_driver', 'durability'], registers });
   instanceInfo.set({ version: STRATA_VERSION, instance_id: '', hot_driver: '', durability: '' }, 1);
   const fsync = new Histogram({ name: 'strata_journal_fsync_duration_seconds', help: 'Latency of one journal fsync (a group commit)', buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers });
@@ -212,6 +238,9 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
     snapshot(collect: () => Promise<StrataSnapshot>) {
       collectSnapshot = collect;
       cached = null;
+    },
+    workerPool(collect: () => WorkerPoolSnapshot) {
+      workerPool = collect;
     },
   });
 

@@ -15,6 +15,7 @@ import { buildServer } from '../../src/server/app.js';
 import { createServerMetrics } from '../../src/server/metrics.js';
 import { createStrata } from '../../src/strata.js';
 import { STRATA_VERSION } from '../../src/version.js';
+import { defaultWorkerThreads } from '../../src/workers/pool.js';
 import { startRedis } from '../helpers/redis.js';
 import { ROOT } from '../helpers/serve.js';
 import { FakeClock, closeAfter, tempDir } from '../helpers/strata.js';
@@ -96,6 +97,8 @@ for (const driver of ['memory', 'redis'] as const) {
     assert.deepEqual([m.get('strata_unarchived_turns'), m.get('strata_compaction_lag_seconds')], [0, 0], 'nothing written yet');
     assert.equal(m.get('strata_unarchived_turns_limit'), 200_000);
     assert.equal(m.get('strata_hot_budget_bytes'), 64 * 1024 * 1024);
+    // The worker pool (default size), idle: threads start with the first compaction.
+    assert.deepEqual([m.get('strata_worker_threads'), m.get('strata_worker_busy_threads'), m.get('strata_worker_queue_depth')], [defaultWorkerThreads(), 0, 0]);
 
     assert.equal((await s.post('/v1/sessions/a/messages', { messages: [{ role: 'user', content: 'one' }, { role: 'assistant', content: 'two' }] })).status, 201);
     s.clock.advance(30_000);
