@@ -73,7 +73,7 @@ export class Reads extends CachePart {
     } else {
       this.metrics.hotAccess?.(true);
     }
-    // Hot turns are stored without token counts (counting is compaction's work): counted here.
+    // Turns re-seeded from journal records have no token counts yet.
     turns = await this.preparer.withTokens(turns);
     const first = turns[0]?.turnId;
     if (first !== undefined && turns.length < limit && first > 1) {
@@ -97,7 +97,7 @@ export class Reads extends CachePart {
     const [archived, hot] = await Promise.all([this.archive.read(ref, { fromTurn: from, toTurn: to }), this.hot.range(ref, from, to)]);
     const byId = new Map<number, Turn>();
     for (const t of archived) byId.set(t.turnId, stripEmbedding(t));
-    // Hot turns carry no token counts; the archive's copy of a turn has them (else: counted).
+    // A hot turn re-seeded from a journal record has no token count; the archive's copy may.
     const known = hot.map((t) => (t.tokens === undefined && byId.get(t.turnId)?.tokens !== undefined ? { ...t, tokens: byId.get(t.turnId)!.tokens } : t));
     for (const t of await this.preparer.withTokens(known)) byId.set(t.turnId, t);
     const messages = [...byId.values()].sort((a, b) => a.turnId - b.turnId);

@@ -39,6 +39,9 @@ export class WritePath extends CachePart {
     if (this.pending.size + messages.length > this.tuning.maxPendingTurns) {
       throw new StrataError('STRATA_ERR_BACKPRESSURE', `${this.pending.size} turns are waiting for compaction (limit ${this.tuning.maxPendingTurns}); retry later`);
     }
+    // Counted before the hot append stores them with the turns (reads then need no counting):
+    // large messages on a worker thread, so a 20 MiB message never stalls other requests.
+    const tokens = await this.preparer.countTokens(messages);
     const ids: Array<number | undefined> = new Array(messages.length).fill(undefined);
     /** Voided records a re-seed brought back meanwhile: journaled again under the current epoch. */
     let carried: Array<{ slot: number; record: TurnRecord }> = [];
@@ -55,6 +58,7 @@ export class WritePath extends CachePart {
         const client = idempotencyKey === undefined ? null : clientKey(idempotencyKey, i, messages.length);
         const key = client === null ? `n:${randomBytes(9).toString('base64url')}` : client.appendKey;
         const turn: NewHotTurn = { ...messageFields(m), createdAt: now, key };
+        if (tokens) turn.tokens = tokens[i]!;
         if (m.metadata !== undefined) turn.metadata = m.metadata;
         if (userId !== undefined) turn.userId = userId;
         const idem = client === null ? undefined : { key: client.entry, hash: messageHash(m, userId, messages.length), windowMs: this.tuning.idempotencyWindowMs };

@@ -5,8 +5,10 @@ import { PreparePool, type PrepareLane, type PreparePoolOptions, type PreparePoo
 import { prepareSpec, workerFields, type PrepareSpec } from './prepare.js';
 
 /**
- * Text (in UTF-16 units) below which a read counts missing tokens on its own thread: handing
- * the work to a worker costs about what counting ~2 KiB costs (~0.1 ms), so smaller work stays.
+ * Text (in UTF-16 units) up to which token counts of a request (an append, a read of turns
+ * without counts) are computed on its own thread: handing the work to a worker costs the
+ * request thread about what counting ~2 KiB costs (~0.1 ms), and the answer ~0.3 ms more.
+ * Larger work (up to a 20 MiB message: seconds of BPE) goes to the pool's `read` lane.
  */
 export const INLINE_COUNT_CHARS = 2048;
 
@@ -76,28 +78,33 @@ export class Preparer {
   }
 
   /**
-   * The turns with `tokens` filled where missing (hot turns are stored without: counting left the
-   * add path). Small work is counted here, larger work on the pool's read lane.
+   * Token counts of messages a request waits for (an append): small work here, larger work on
+   * the pool's `read` lane (ahead of compaction). Null without a tokenizer.
+   */
+  async countTokens(messages: readonly MessageFields[]): Promise<number[] | null> {
+    if (!this.tokenizer || messages.length === 0) return this.tokenizer ? [] : null;
+    let chars = 0;
+    for (const m of messages) chars += textLength(m);
+    if (this.pool && this.spec.tokenizer && chars > INLINE_COUNT_CHARS) {
+      const items = messages.map(workerFields);
+      return (await this.pool.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'read')).tokens;
+    }
+    const tokenizer = this.tokenizer;
+    return messages.map((m) => countMessageTokens(m, (text) => tokenizer.count(text)));
+  }
+
+  /**
+   * The turns with `tokens` filled where missing (hot turns re-seeded from journal records,
+   * which carry no counts); the same objects when none is missing.
    */
   async withTokens<T extends MessageFields & { tokens?: number }>(turns: T[]): Promise<T[]> {
     if (!this.tokenizer) return turns;
     const missing: number[] = [];
-    let chars = 0;
     turns.forEach((t, i) => {
-      if (t.tokens !== undefined) return;
-      missing.push(i);
-      chars += textLength(t);
+      if (t.tokens === undefined) missing.push(i);
     });
     if (missing.length === 0) return turns;
-    let counts: Array<number | undefined>;
-    if (this.pool && this.spec.tokenizer && chars > INLINE_COUNT_CHARS) {
-      const items = missing.map((i) => workerFields(turns[i]!));
-      const out = await this.pool.run({ spec: this.spec, items, count: items.map((_, j) => j), embed: false }, 'read');
-      counts = out.tokens;
-    } else {
-      const tokenizer = this.tokenizer;
-      counts = missing.map((i) => countMessageTokens(turns[i]!, (text) => tokenizer.count(text)));
-    }
+    const counts = (await this.countTokens(missing.map((i) => turns[i]!)))!;
     const out = [...turns];
     missing.forEach((i, j) => (out[i] = { ...turns[i]!, tokens: counts[j]! }));
     return out;

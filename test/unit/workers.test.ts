@@ -13,7 +13,7 @@ import { HashEmbedder } from '../../src/retrieval/embedders/hash.js';
 import type { Embedder } from '../../src/retrieval/embedder.js';
 import { PreparePool, type PrepareLane, type PrepareOutput } from '../../src/workers/pool.js';
 import { prepareSpec, type PrepareTask } from '../../src/workers/prepare.js';
-import { Preparer } from '../../src/workers/preparer.js';
+import { INLINE_COUNT_CHARS, Preparer } from '../../src/workers/preparer.js';
 import { CRASH } from '../fixtures/workers/crashing-worker.js';
 import { closeAfter, openStrata, tempDir } from '../helpers/strata.js';
 
@@ -95,11 +95,15 @@ test('Preparer: pooled and inline results are identical; remote or custom embedd
   assert.deepEqual(a.tokens, b.tokens);
   assert.deepEqual(a.tokens.filter((n) => n !== undefined), count.map((i) => inlineTokens(MESSAGES)[i]));
   a.vectors.forEach((v, i) => assert.deepEqual(v, b.vectors[i]));
-  // Hot turns read without counts get them, from the pool (large) or inline (small), equally.
+  // Turns read without counts (re-seeded from the journal) get them, from the pool (large) or inline (small), equally.
   const turns = MESSAGES.map((m, i) => ({ ...m, turnId: i + 1, createdAt: 0, ...(i === 1 ? { tokens: 999 } : {}) }));
   const [x, y] = await Promise.all([pooled.withTokens(turns), inline.withTokens(turns)]);
   assert.deepEqual(x, y);
   assert.deepEqual(x.map((m) => m.tokens), inlineTokens(MESSAGES).map((n, i) => (i === 1 ? 999 : n)));
+
+  assert.deepEqual(await pooled.countTokens(MESSAGES), inlineTokens(MESSAGES));
+  assert.deepEqual(await inline.countTokens(MESSAGES), inlineTokens(MESSAGES));
+  assert.equal(await new Preparer(null, glove, 0).countTokens(MESSAGES), null);
 
   // A subclass may embed differently: it is not rebuilt in a worker, so it runs here.
   class Shifted extends HashEmbedder {
@@ -113,6 +117,19 @@ test('Preparer: pooled and inline results are identical; remote or custom embedd
   const shifted = await custom.prepare(MESSAGES.slice(0, 2), [0, 1]);
   assert.deepEqual(shifted.vectors, await new Shifted(16).embed(MESSAGES.slice(0, 2).map(searchText)));
   assert.deepEqual(shifted.tokens, inlineTokens(MESSAGES.slice(0, 2)));
+});
+
+test('an append\'s token counts run on its thread up to INLINE_COUNT_CHARS of text, on the pool above', async (t) => {
+  const preparer = new Preparer(tokenizer, null, 1, { workerUrl: CRASHING_WORKER });
+  t.after(() => preparer.close());
+  const crash: MessageFields = { role: 'user', content: CRASH };
+  // Small: counted here (the crashing worker never sees it).
+  assert.deepEqual(await preparer.countTokens([crash]), inlineTokens([crash]));
+  const large: MessageFields = { role: 'user', content: 'word '.repeat(INLINE_COUNT_CHARS / 5) };
+  assert.deepEqual(await preparer.countTokens([large]), inlineTokens([large]));
+  // Together over the threshold: one task on the pool, where the fault is injected.
+  await assert.rejects(preparer.countTokens([crash, large]), (err) => isStrataError(err, 'STRATA_ERR_WORKER_FAILED'));
+  assert.deepEqual(await preparer.countTokens([large, large]), inlineTokens([large, large]));
 });
 
 test('the queue is bounded: callers beyond maxQueue wait for room, reads before compaction', async (t) => {
@@ -183,7 +200,7 @@ test('a Strata core archives the same token counts and vectors with workers as w
     const s = await openStrata(dir, { workers, recentTurns: 2 });
     closeAfter(t, () => s.close());
     for (const m of STORED) await s.addMessages('s1', [m]);
-    // Hot turns are counted when read, before and after compaction.
+    // Hot turns carry the counts made on add (on the pool for the large message).
     const before = await s.getContext('s1', { type: 'recent', limit: 5 });
     await s.flush();
     const page = await s.getMessages('s1');
