@@ -106,13 +106,31 @@ export class Preparer {
     if (missing.length === 0) return turns;
     const counts = (await this.countTokens(missing.map((i) => turns[i]!)))!;
     const out = [...turns];
-    missing.forEach((i, j) => (out[i] = { ...turns[i]!, tokens: counts[j]! }));
+    missing.forEach((i, j) => (out[i] = withCount(turns[i]!, counts[j]!)));
     return out;
   }
 
   async close(): Promise<void> {
     await this.pool?.destroy();
   }
+}
+
+/**
+ * `turn` with `tokens` where the hot and archive decoders put it (right after `createdAt`), so a
+ * counted turn serialises like a stored one.
+ */
+function withCount<T extends object>(turn: T, tokens: number): T {
+  const out: Record<string, unknown> = {};
+  let placed = false;
+  for (const [key, value] of Object.entries(turn)) {
+    out[key] = value;
+    if (key === 'createdAt') {
+      out.tokens = tokens;
+      placed = true;
+    }
+  }
+  if (!placed) out.tokens = tokens;
+  return out as T;
 }
 
 /** About the text a count reads (the strings countMessageTokens hands the tokenizer). */
