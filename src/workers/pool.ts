@@ -135,7 +135,17 @@ export class PreparePool {
   }
 
   private dispatch(job: Job): void {
-    this.pool()
+    let piscina: Piscina;
+    try {
+      piscina = this.pool();
+    } catch (err) {
+      // Threads that cannot even start (bad options for a worker): the task fails, coded.
+      this.busy--;
+      job.reject(new StrataError('STRATA_ERR_WORKER_FAILED', `cannot start worker threads: ${(err as Error)?.message ?? String(err)}`, { cause: err }));
+      queueMicrotask(() => this.pump());
+      return;
+    }
+    piscina
       .run(job.task)
       .then(
         (result: PrepareResult) => {
@@ -158,21 +168,50 @@ export class PreparePool {
 
   private pool(): Piscina {
     if (this.piscina) return this.piscina;
-    const sources = this.workerUrl.pathname.endsWith('.ts');
+    const execArgv = workerExecArgv(this.workerUrl.pathname.endsWith('.ts'));
     const piscina = new Piscina({
       filename: this.workerUrl.href,
       minThreads: this.threads,
       maxThreads: this.threads,
       // The pool hands piscina at most `threads` tasks; a thread still starting holds them briefly.
       maxQueue: this.threads,
-      // From the sources, a worker imports TypeScript: it needs tsx's loader like this thread.
-      ...(sources && !process.execArgv.some((a) => a.includes('tsx')) ? { execArgv: [...process.execArgv, '--import', 'tsx'] } : {}),
+      ...(execArgv ? { execArgv } : {}),
     });
     // A thread that dies between tasks is replaced by piscina; with no task to fail, nothing to report.
     piscina.on('error', () => undefined);
     this.piscina = piscina;
     return piscina;
   }
+}
+
+/** Options that name this process's main script (`node -e CODE`, `--input-type=module`): not a worker's. */
+const SCRIPT_OPTIONS = new Set(['-e', '--eval', '-p', '--print', '--input-type']);
+
+/**
+ * The Node options of the worker threads, or undefined to inherit this process's unchanged.
+ * Threads inherit them (loaders such as tsx included), less those about the main script, which
+ * would make a worker read its module as `-e` input; from the sources a worker imports
+ * TypeScript, so tsx's loader is added when this process got it some other way.
+ */
+export function workerExecArgv(sources: boolean, execArgv: readonly string[] = process.execArgv): string[] | undefined {
+  const out: string[] = [];
+  let changed = false;
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i]!;
+    if (SCRIPT_OPTIONS.has(arg)) {
+      i++; // and its value
+      changed = true;
+    } else if (/^--(eval|print|input-type)=/.test(arg)) {
+      changed = true;
+    } else {
+      out.push(arg);
+    }
+  }
+  if (sources && !out.some((a) => a.includes('tsx'))) {
+    out.push('--import', 'tsx');
+    changed = true;
+  }
+  return changed ? out : undefined;
 }
 
 function invalid(option: string, expected: string, received: unknown): StrataError {

@@ -3,7 +3,10 @@
  * bound, reads before compaction, close, and a crashing worker (the one fault injected, through
  * a wrapper worker module).
  */
+import { execFile } from 'node:child_process';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import { getTokenizer } from '../../src/context/gpt-tokenizer.js';
 import { isStrataError } from '../../src/errors.js';
@@ -11,12 +14,13 @@ import { countMessageTokens, searchText, type MessageFields } from '../../src/me
 import { GloveEmbedder } from '../../src/retrieval/embedders/glove.js';
 import { HashEmbedder } from '../../src/retrieval/embedders/hash.js';
 import type { Embedder } from '../../src/retrieval/embedder.js';
-import { PreparePool, type PrepareLane, type PrepareOutput } from '../../src/workers/pool.js';
+import { PreparePool, workerExecArgv, type PrepareLane, type PrepareOutput } from '../../src/workers/pool.js';
 import { prepareSpec, type PrepareTask } from '../../src/workers/prepare.js';
 import { INLINE_COUNT_CHARS, Preparer } from '../../src/workers/preparer.js';
 import { CRASH } from '../fixtures/workers/crashing-worker.js';
 import { closeAfter, openStrata, tempDir } from '../helpers/strata.js';
 
+const run = promisify(execFile);
 const CRASHING_WORKER = new URL('../fixtures/workers/crashing-worker.ts', import.meta.url);
 const tokenizer = getTokenizer('o200k_base');
 
@@ -186,6 +190,23 @@ test('errors inside a task keep their code; destroy terminates the threads and f
   // A terminated thread reports threadId -1.
   assert.deepEqual(threads.map((w) => w.threadId), [-1, -1]);
   await assert.rejects(pool.run(task(null), 'read'), (err) => isStrataError(err, 'STRATA_ERR_CLOSED'));
+});
+
+test('worker threads inherit the Node options, less those naming the main script (node -e), plus tsx from the sources', async () => {
+  assert.equal(workerExecArgv(false, ['--import', 'tsx', '--max-old-space-size=512']), undefined);
+  assert.deepEqual(workerExecArgv(true, ['--input-type=module', '-e', 'code', '--import', 'tsx']), ['--import', 'tsx']);
+  assert.deepEqual(workerExecArgv(false, ['--input-type', 'module', '--eval', 'code', '--enable-source-maps']), ['--enable-source-maps']);
+  assert.deepEqual(workerExecArgv(true, ['-p', 'code']), ['--import', 'tsx']);
+  // For real: a process started with `node --import tsx --input-type=module -e` runs a pool, and
+  // ends without destroying it (idle threads keep no process alive).
+  const source = `import { PreparePool } from ${JSON.stringify(new URL('../../src/workers/pool.ts', import.meta.url).href)};
+import { prepareSpec } from ${JSON.stringify(new URL('../../src/workers/prepare.ts', import.meta.url).href)};
+import { getTokenizer } from ${JSON.stringify(new URL('../../src/context/gpt-tokenizer.ts', import.meta.url).href)};
+const pool = new PreparePool({ threads: 1 });
+const out = await pool.run({ spec: prepareSpec(getTokenizer('o200k_base'), null), items: [{ role: 'user', content: 'hello world' }], count: [0], embed: false }, 'read');
+console.log(JSON.stringify(out.tokens));`;
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+  assert.equal(stdout.trim(), JSON.stringify(inlineTokens([{ role: 'user', content: 'hello world' }])));
 });
 
 test('pool options are validated eagerly', () => {
