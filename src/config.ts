@@ -95,7 +95,8 @@ export interface StrataConfig {
   readonly tokenizer: 'o200k_base' | 'cl100k_base';
   /**
    * Worker threads for compaction's CPU work (token counts, `glove`/`hash` embeddings); 0 runs it
-   * on the request thread. Default null: `max(1, availableParallelism() - 1)`.
+   * on the request thread. Default null: `min(4, max(1, availableParallelism() - 1))`;
+   * each thread holds ~95 MB (its own BPE ranks and GloVe table).
    */
   readonly workers: number | null;
   readonly summaries: {

@@ -51,7 +51,7 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
   tokenizer?: Tokenizer | null;
   /**
    * Worker threads for token counts and local embeddings (`hash`, `glove`); 0 computes them on
-   * the calling thread. Default `max(1, availableParallelism() - 1)`.
+   * the calling thread. Default `min(4, max(1, availableParallelism() - 1))`.
    */
   workers?: number;
   /** Tasks that may wait for a worker thread before compaction awaits room. Default 2 × workers. */

@@ -4,9 +4,15 @@ import { Piscina } from 'piscina';
 import { StrataError } from '../errors.js';
 import type { PrepareResult, PrepareTask } from './prepare.js';
 
-/** Worker threads when the configuration names none: every core but one (the request thread's), at least 1. */
+/**
+ * Most threads the default gives: each holds its own BPE ranks and GloVe table (~95 MB resident),
+ * and more threads than this rarely help one instance (scale out with instances instead).
+ */
+export const MAX_DEFAULT_WORKER_THREADS = 4;
+
+/** Worker threads when the configuration names none: every core but the request thread's, 1 to 4. */
 export function defaultWorkerThreads(): number {
-  return Math.max(1, availableParallelism() - 1);
+  return Math.min(MAX_DEFAULT_WORKER_THREADS, Math.max(1, availableParallelism() - 1));
 }
 
 /**
