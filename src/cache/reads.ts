@@ -1,6 +1,7 @@
 import { StrataError } from '../errors.js';
 import { toSessionRef, validateId } from '../ids.js';
 import type { SessionRef, Turn } from '../types.js';
+import { withTokenCount } from '../workers/preparer.js';
 import type { ContextRequest, ContextResult, SearchHit, SearchScopeInput, SessionInfo, TenantOption } from './api.js';
 import type { Compactor } from './compactor.js';
 import { CachePart, MAX_PAGE, notFound, pageLimit, stripEmbedding, type CacheCore } from './core.js';
@@ -98,7 +99,7 @@ export class Reads extends CachePart {
     const byId = new Map<number, Turn>();
     for (const t of archived) byId.set(t.turnId, stripEmbedding(t));
     // A hot turn re-seeded from a journal record has no token count; the archive's copy may.
-    const known = hot.map((t) => (t.tokens === undefined && byId.get(t.turnId)?.tokens !== undefined ? { ...t, tokens: byId.get(t.turnId)!.tokens } : t));
+    const known = hot.map((t) => (t.tokens === undefined && byId.get(t.turnId)?.tokens !== undefined ? withTokenCount(t, byId.get(t.turnId)!.tokens!) : t));
     for (const t of await this.preparer.withTokens(known)) byId.set(t.turnId, t);
     const messages = [...byId.values()].sort((a, b) => a.turnId - b.turnId);
     return { messages, nextAfter: to < lastTurnId ? to : null };

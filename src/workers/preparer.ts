@@ -106,7 +106,7 @@ export class Preparer {
     if (missing.length === 0) return turns;
     const counts = (await this.countTokens(missing.map((i) => turns[i]!)))!;
     const out = [...turns];
-    missing.forEach((i, j) => (out[i] = withCount(turns[i]!, counts[j]!)));
+    missing.forEach((i, j) => (out[i] = withTokenCount(turns[i]!, counts[j]!)));
     return out;
   }
 
@@ -119,7 +119,7 @@ export class Preparer {
  * `turn` with `tokens` where the hot and archive decoders put it (right after `createdAt`), so a
  * counted turn serialises like a stored one.
  */
-function withCount<T extends object>(turn: T, tokens: number): T {
+export function withTokenCount<T extends object>(turn: T, tokens: number): T {
   const out: Record<string, unknown> = {};
   let placed = false;
   for (const [key, value] of Object.entries(turn)) {

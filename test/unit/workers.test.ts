@@ -104,6 +104,8 @@ test('Preparer: pooled and inline results are identical; remote or custom embedd
   const [x, y] = await Promise.all([pooled.withTokens(turns), inline.withTokens(turns)]);
   assert.deepEqual(x, y);
   assert.deepEqual(x.map((m) => m.tokens), inlineTokens(MESSAGES).map((n, i) => (i === 1 ? 999 : n)));
+  // Where stored turns carry the count (after createdAt), so both serialise alike.
+  assert.deepEqual(Object.keys(x[0]!), ['role', 'content', 'turnId', 'createdAt', 'tokens']);
 
   assert.deepEqual(await pooled.countTokens(MESSAGES), inlineTokens(MESSAGES));
   assert.deepEqual(await inline.countTokens(MESSAGES), inlineTokens(MESSAGES));
