@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { InProcessSessionLock } from './archive/lock.js';
 import { HybridConversationCache } from './cache/hybrid-cache.js';
 import type { CoreConfig, DeepPartial } from './config.js';
@@ -96,6 +97,8 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       summaryEveryTurns: config.summaries.everyTurns,
       clock: time,
       ...(retriever ? { retriever } : {}),
+      // User indexes are persisted beside the archive (fs store, writable core only).
+      ...(stores.dataDir !== undefined && archive.userStamp && readOnly !== true ? { indexDir: join(stores.dataDir, 'index') } : {}),
     });
     const cache = new HybridConversationCache({
       hot,

@@ -270,6 +270,7 @@ export class HybridConversationCache implements ConversationMemory {
       if (!this.core.readOnly) await this.flush();
     } finally {
       this.core.closed = true;
+      await this.core.retrieval?.close?.().catch(() => undefined);
       await this.core.preparer.close();
       await this.core.journal.close();
       await this.core.hot.close();

@@ -91,6 +91,7 @@ export class Lifecycle extends CachePart {
       await this.journal.appendMany([{ type: 'delete', tenant: ref.tenant, sessionId: ref.sessionId, at: this.clock.now(), upTo }]);
       this.journal.markDeleteApplied(ref.tenant, ref.sessionId);
       this.retrieval?.invalidate(ref);
+      await this.retrieval?.forgetSession?.(ref, info?.userId ?? null);
       this.metrics.archiveBytes?.(-archived.bytes);
       return { tenant: ref.tenant, sessionIds: [ref.sessionId], hotTurns: hot.turns, journalTombstones: 1, ...archived };
     });
@@ -118,6 +119,7 @@ export class Lifecycle extends CachePart {
       receipt.summaries += r.summaries;
     }
     const rest = await this.archive.deleteUser(tenant, userId);
+    await this.retrieval?.forgetUser?.(tenant, userId);
     this.metrics.archiveBytes?.(-rest.bytes);
     receipt.sessions += rest.sessions;
     receipt.turns += rest.turns;

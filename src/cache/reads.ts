@@ -145,7 +145,10 @@ export class Reads extends CachePart {
     const key = `${tenant}\u0000${userId}`;
     const hit = this.userSessionCache.get(key);
     if (hit && stamp !== null && hit.stamp === stamp) return hit;
-    const entry = { stamp, sessionIds: await this.archive.listUserSessions(tenant, userId), embedderChecked: false };
+    // After a start, a persisted index of this very stamp knows the sessions (and checked their
+    // embedder): no listing, no per-session look-up.
+    const known = stamp !== null ? ((await this.retrieval?.knownUserSessions?.(tenant, userId, stamp)) ?? null) : null;
+    const entry = known ? { stamp, sessionIds: known, embedderChecked: true } : { stamp, sessionIds: await this.archive.listUserSessions(tenant, userId), embedderChecked: false };
     this.userSessionCache.delete(key);
     this.userSessionCache.set(key, entry);
     if (this.userSessionCache.size > 4096) this.userSessionCache.delete(this.userSessionCache.keys().next().value!);

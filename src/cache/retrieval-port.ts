@@ -15,4 +15,16 @@ export interface RetrievalPort {
   invalidate(ref: SessionRef): void;
   /** Called after turns were archived (milestone summaries). */
   afterCompaction?(ref: SessionRef): Promise<void>;
+  /**
+   * Optional: the user's sessions as of the archive's user stamp `stamp`, from a persisted index
+   * of exactly that stamp whose sessions were checked to hold this embedder's vectors (or none);
+   * null when there is none. Saves listing and checking every session on a first search.
+   */
+  knownUserSessions?(tenant: string, userId: string, stamp: string): Promise<string[] | null>;
+  /** Optional: a session of `userId` was deleted; persisted data holding its turns is removed before this resolves. */
+  forgetSession?(ref: SessionRef, userId: string | null): Promise<void>;
+  /** Optional: a user was deleted; its indexes are dropped from memory and disk. */
+  forgetUser?(tenant: string, userId: string): Promise<void>;
+  /** Optional: finishes pending writes (persisted indexes) before the archive closes. */
+  close?(): Promise<void>;
 }

@@ -8,7 +8,8 @@ import type { Tokenizer } from '../context/tokenizer.js';
 import { StrataError } from '../errors.js';
 import { systemClock, type Clock, type SessionRef, type Turn } from '../types.js';
 import type { Embedder } from './embedder.js';
-import { HybridRetriever, type RetrieverOptions } from './retriever.js';
+import { decodeSnapshot, encodeSnapshot, SnapshotFiles } from './index-snapshot.js';
+import { HybridRetriever, type IndexData, type RetrieverOptions } from './retriever.js';
 import { scopeKey, type RetrievalScope, type RetrievalTurn, type TurnSource } from './source.js';
 
 export interface ArchiveRetrievalOptions {
@@ -27,7 +28,18 @@ export interface ArchiveRetrievalOptions {
   retriever?: RetrieverOptions;
   /** Time source for summary timestamps. Default the system clock. */
   clock?: Clock;
+  /**
+   * Directory of persisted user indexes (the fs store: `<dataDir>/index`). With it, each user's
+   * index is kept current as sessions are archived and written there, so the first user-scope
+   * search after a restart loads it instead of reading the whole history. Needs an archive
+   * with `userStamp`. Default none (indexes live in memory only).
+   */
+  indexDir?: string | null;
+  /** Delay before a changed user index is written (changes within it are written once). Default 2000 ms. */
+  indexWriteDelayMs?: number;
 }
+
+type UserScope = { tenant: string; userId: string };
 
 /** Archive look-ups in flight at once when versioning a scope. */
 const INFO_CONCURRENCY = 32;
@@ -47,8 +59,16 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
   private readonly generations = new Map<string, number>();
   private readonly totals = new Map<string, { version: string; tokens: number; tokensById: Map<number, number | undefined> }>();
 
+  private readonly snapshots: SnapshotFiles | null;
+  /** Persisted indexes read but not yet handed to the retriever (shared with `knownUserSessions`). */
+  private readonly loaded = new Map<string, Promise<IndexData | null>>();
+  /** Per user scope: a write in flight, and whether another one is due after it. */
+  private readonly writes = new Map<string, { running: Promise<void> | null; timer: NodeJS.Timeout | null; again: boolean; scope: UserScope }>();
+  private closed = false;
+
   constructor(private readonly o: ArchiveRetrievalOptions) {
     this.retriever = new HybridRetriever(this, o.embedder, o.retriever);
+    this.snapshots = o.indexDir && o.archive.userStamp ? new SnapshotFiles(o.indexDir) : null;
   }
 
   private async sessionsOf(scope: RetrievalScope): Promise<readonly string[]> {
@@ -110,6 +130,143 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
       .join('|');
   }
 
+  // ------------------------------------------------------------- persisted user indexes
+
+  private gen(tenant: string, sessionId: string): number {
+    return this.generations.get(`${tenant}\u0000${sessionId}`) ?? 0;
+  }
+
+  /** The user's persisted index, read once and verified; null when absent, damaged or of another embedder. */
+  private readSnapshot(scope: UserScope): Promise<IndexData | null> {
+    const sk = scopeKey(scope);
+    let p = this.loaded.get(sk);
+    if (!p) {
+      p = (async () => {
+        const bytes = await this.snapshots!.read(scope.tenant, scope.userId).catch(() => null);
+        const data = bytes ? decodeSnapshot(bytes, { ...scope, embedderId: this.o.embedder.id }) : null;
+        if (!data) return null;
+        // Session versions are stored without this process's generations (see `writeSnapshot`).
+        data.sessionVersions = new Map([...data.sessionVersions].map(([id, v]) => [id, `${v}:${this.gen(scope.tenant, id)}`]));
+        return data;
+      })();
+      this.loaded.set(sk, p);
+    }
+    return p;
+  }
+
+  async loadIndex(scope: RetrievalScope & { userId: string }): Promise<IndexData | null> {
+    if (!this.snapshots) return null;
+    const data = await this.readSnapshot(scope);
+    this.loaded.delete(scopeKey(scope));
+    return data;
+  }
+
+  /**
+   * The user's sessions as of archive stamp `stamp`, when an index of exactly that stamp is at
+   * hand (in memory or persisted), else null. Every session in it was checked at write time to
+   * hold vectors of this embedder (or none), so the caller needs no per-session look-up.
+   */
+  async knownUserSessions(tenant: string, userId: string, stamp: string): Promise<string[] | null> {
+    const scope = { tenant, userId };
+    // Only for a start: an index in memory was not necessarily checked against the embedder.
+    if (!this.snapshots || this.retriever.hasIndex(scope)) return null;
+    const data = await this.readSnapshot(scope);
+    return data && data.version === `user:${stamp}` ? [...data.sessionVersions.keys()] : null;
+  }
+
+  indexChanged(scope: RetrievalScope & { userId: string }): void {
+    if (this.snapshots) this.scheduleWrite({ tenant: scope.tenant, userId: scope.userId });
+  }
+
+  private scheduleWrite(scope: UserScope): void {
+    if (this.closed) return;
+    const sk = scopeKey(scope);
+    let w = this.writes.get(sk);
+    if (!w) this.writes.set(sk, (w = { running: null, timer: null, again: false, scope }));
+    if (w.running) {
+      w.again = true;
+      return;
+    }
+    if (w.timer) return;
+    w.timer = setTimeout(() => this.startWrite(sk), this.o.indexWriteDelayMs ?? 2000);
+    w.timer.unref();
+  }
+
+  private startWrite(sk: string): Promise<void> {
+    const w = this.writes.get(sk);
+    if (!w) return Promise.resolve();
+    if (w.timer) clearTimeout(w.timer);
+    w.timer = null;
+    if (w.running) return w.running;
+    w.again = false;
+    w.running = this.writeSnapshot(w.scope)
+      // A failed write leaves the previous snapshot, which the next start checks and updates.
+      .catch(() => undefined)
+      .finally(() => {
+        w.running = null;
+        if (w.again) this.scheduleWrite(w.scope);
+        else if (!w.timer) this.writes.delete(sk);
+      });
+    return w.running;
+  }
+
+  /** Brings the user's index up to date, then writes it (live docs only, so deleted turns never reach the file). */
+  private async writeSnapshot(scope: UserScope): Promise<void> {
+    await this.retriever.turns(scope);
+    const data = await this.retriever.exportIndex(scope);
+    if (!data) return;
+    // Vectors of another embedder must never be searched: the reader relies on this check.
+    for (const sessionId of data.sessionVersions.keys()) {
+      const stored = (await this.o.archive.info({ tenant: scope.tenant, sessionId }))?.embedderId ?? null;
+      if (stored !== null && stored !== this.o.embedder.id) return;
+    }
+    // Generations are local to this process: stored without them, added again on reading.
+    data.sessionVersions = new Map([...data.sessionVersions].map(([id, v]) => [id, v.slice(0, v.lastIndexOf(':'))]));
+    await this.snapshots!.write(scope.tenant, scope.userId, encodeSnapshot({ ...scope, embedderId: this.o.embedder.id }, data));
+  }
+
+  /** Writes every changed user index now and waits for the writes (tests, shutdown). */
+  async persistIndexes(): Promise<void> {
+    while (this.writes.size > 0) await Promise.all([...this.writes.keys()].map((sk) => this.startWrite(sk)));
+  }
+
+  /**
+   * A session was deleted: the persisted index of its user (it holds the session's text) is
+   * removed before the call returns, and written again without the session later.
+   */
+  async forgetSession(ref: SessionRef, userId: string | null): Promise<void> {
+    if (!this.snapshots || userId === null) return;
+    const scope = { tenant: ref.tenant, userId };
+    await this.removeSnapshot(scope);
+    this.scheduleWrite(scope);
+  }
+
+  /** A user was deleted: its index is dropped from memory and from disk. */
+  async forgetUser(tenant: string, userId: string): Promise<void> {
+    const scope = { tenant, userId };
+    this.retriever.invalidate(scope);
+    if (!this.snapshots) return;
+    await this.removeSnapshot(scope);
+    const w = this.writes.get(scopeKey(scope));
+    if (w?.timer) clearTimeout(w.timer);
+    if (w && !w.running) this.writes.delete(scopeKey(scope));
+  }
+
+  private async removeSnapshot(scope: UserScope): Promise<void> {
+    const sk = scopeKey(scope);
+    // A write in flight may hold the deleted turns: it finishes first, then the file goes.
+    const w = this.writes.get(sk);
+    if (w?.running) await w.running;
+    this.loaded.delete(sk);
+    await this.snapshots!.remove(scope.tenant, scope.userId);
+  }
+
+  /** Writes pending index snapshots; later changes are not persisted. */
+  async close(): Promise<void> {
+    await this.persistIndexes();
+    this.closed = true;
+  }
+
   invalidate(ref: SessionRef): void {
     const k = `${ref.tenant}\u0000${ref.sessionId}`;
     this.generations.set(k, (this.generations.get(k) ?? 0) + 1);
@@ -157,6 +314,12 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
 
   async afterCompaction(ref: SessionRef): Promise<void> {
     await this.writeMilestones(ref, false);
+    // The owner's persisted index follows the archive (written after a delay, off this path),
+    // so a restart finds it current.
+    if (this.snapshots) {
+      const userId = (await this.o.archive.info(ref))?.userId ?? null;
+      if (userId !== null) this.scheduleWrite({ tenant: ref.tenant, userId });
+    }
   }
 
   /** Writes the milestones still missing; with `sessionEnded` also the open tail range. Returns how many. */

@@ -12,7 +12,8 @@ export interface Bm25Options {
  * that share a term with it.
  */
 export class Bm25Index {
-  private readonly postings = new Map<string, number[]>();
+  /** Term → [doc, tf] pairs, docs ascending. Lists loaded from a snapshot stay typed arrays until a doc is added to them. */
+  private readonly postings = new Map<string, number[] | Int32Array>();
   private readonly lengths: number[] = [];
   private totalLength = 0;
   private readonly k1: number;
@@ -34,8 +35,11 @@ export class Bm25Index {
     const ts = terms(text);
     for (const t of ts) tf.set(t, (tf.get(t) ?? 0) + 1);
     for (const [t, n] of tf) {
-      let list = this.postings.get(t);
-      if (!list) this.postings.set(t, (list = []));
+      const found = this.postings.get(t);
+      let list: number[];
+      if (found === undefined) this.postings.set(t, (list = []));
+      else if (found instanceof Int32Array) this.postings.set(t, (list = Array.from(found)));
+      else list = found;
       list.push(doc, n);
     }
     this.lengths.push(ts.length);
@@ -76,4 +80,65 @@ export class Bm25Index {
   df(term: string): number {
     return (this.postings.get(term)?.length ?? 0) / 2;
   }
+
+  /**
+   * The index restricted to docs with `newOf[doc] ≥ 0`, renumbered to `newOf[doc]` (docs at or
+   * above `newOf.length` are left out: they belong to a newer version sharing these postings).
+   * The result is what adding the kept docs in their new order to an empty index would hold.
+   */
+  export(newOf: Int32Array, count: number): Bm25Parts {
+    const lengths = new Int32Array(count);
+    let totalLength = 0;
+    for (let doc = 0; doc < newOf.length; doc++) {
+      const to = newOf[doc]!;
+      if (to < 0) continue;
+      lengths[to] = this.lengths[doc]!;
+      totalLength += this.lengths[doc]!;
+    }
+    const terms: string[] = [];
+    const offsets: number[] = [0];
+    const pairs: number[] = [];
+    for (const [term, list] of this.postings) {
+      const start = pairs.length;
+      let sorted = true;
+      for (let i = 0; i < list.length; i += 2) {
+        const doc = list[i]!;
+        if (doc >= newOf.length || newOf[doc]! < 0) continue;
+        const to = newOf[doc]!;
+        if (pairs.length > start && pairs[pairs.length - 2]! > to) sorted = false;
+        pairs.push(to, list[i + 1]!);
+      }
+      if (pairs.length === start) continue;
+      if (!sorted) {
+        // Sessions changed since the first build sit after the others: back into doc order.
+        const order = Array.from({ length: (pairs.length - start) / 2 }, (_, j) => j).sort((a, b) => pairs[start + 2 * a]! - pairs[start + 2 * b]!);
+        const copy = pairs.slice(start);
+        order.forEach((j, k) => {
+          pairs[start + 2 * k] = copy[2 * j]!;
+          pairs[start + 2 * k + 1] = copy[2 * j + 1]!;
+        });
+      }
+      terms.push(term);
+      offsets.push(pairs.length);
+    }
+    return { lengths, totalLength, terms, offsets: Uint32Array.from(offsets), pairs: Int32Array.from(pairs) };
+  }
+
+  /** An index holding exactly `parts` (from `export`); posting lists are views of `parts.pairs`. */
+  static fromParts(parts: Bm25Parts, options: Bm25Options = {}): Bm25Index {
+    const ix = new Bm25Index(options);
+    for (let i = 0; i < parts.lengths.length; i++) ix.lengths.push(parts.lengths[i]!);
+    ix.totalLength = parts.totalLength;
+    parts.terms.forEach((term, i) => ix.postings.set(term, parts.pairs.subarray(parts.offsets[i]!, parts.offsets[i + 1]!)));
+    return ix;
+  }
+}
+
+/** A BM25 index as flat arrays: doc lengths, and per term a slice `offsets[i]..offsets[i+1]` of [doc, tf] pairs. */
+export interface Bm25Parts {
+  lengths: Int32Array;
+  totalLength: number;
+  terms: string[];
+  offsets: Uint32Array;
+  pairs: Int32Array;
 }

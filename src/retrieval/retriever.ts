@@ -1,7 +1,7 @@
 import { messageFields, searchText } from '../message.js';
 import type { SearchHit } from '../cache/api.js';
 import { StrataError } from '../errors.js';
-import { Bm25Index } from './bm25.js';
+import { Bm25Index, type Bm25Parts } from './bm25.js';
 import { l2normalize, type Embedder } from './embedder.js';
 import { Lru } from './lru.js';
 import { scopeKey, type RetrievalScope, type RetrievalTurn, type TurnSource } from './source.js';
@@ -48,6 +48,23 @@ export interface RetrieverOptions {
 export interface SearchOptions {
   /** Turns never returned (the recent window), as `{sessionId, turnId}`. */
   exclude?: Iterable<{ sessionId: string; turnId: number }>;
+}
+
+/**
+ * A user-scope index as data, for persistence: the live docs in the order a fresh build adds
+ * them (session id, then turn id), their BM25 postings and vectors, and the versions they
+ * reflect. An index made from it ranks exactly like one built from the same turns.
+ */
+export interface IndexData {
+  version: string;
+  /** Session id → the version its docs were loaded at. */
+  sessionVersions: Map<string, string>;
+  dimensions: number;
+  /** In doc order; `embedding` is not read (the vectors are in `matrix`). */
+  turns: readonly RetrievalTurn[];
+  bm25: Bm25Parts;
+  /** Row-major normalised vectors, `dimensions` per doc. */
+  matrix: Float32Array;
 }
 
 interface ScopeIndex {
@@ -168,6 +185,11 @@ export class HybridRetriever {
     else this.indexes.clear();
   }
 
+  /** True when an index of the scope is in memory (current or not). */
+  hasIndex(scope: RetrievalScope): boolean {
+    return this.indexes.get(scopeKey(scope)) !== undefined;
+  }
+
   /** Every turn in scope, sorted by session then turn id, from the (current) index. */
   async turns(scope: RetrievalScope): Promise<{ version: string; turns: readonly RetrievalTurn[] }> {
     const version = await this.source.version(scope);
@@ -206,15 +228,25 @@ export class HybridRetriever {
   private index(scope: RetrievalScope, sk: string, version: string): Promise<ScopeIndex> {
     const existing = this.indexes.get(sk);
     const build = async (): Promise<ScopeIndex> => {
-      const prior = existing ? await existing.catch(() => null) : null;
+      let prior = existing ? await existing.catch(() => null) : null;
+      // A user's index after a restart: the persisted one, brought up to date below like one
+      // kept in memory (a snapshot the source cannot verify is not offered).
+      if (!prior && 'userId' in scope && this.source.loadIndex) {
+        const data = await this.source.loadIndex(scope);
+        if (data && data.dimensions === this.embedder.dimensions) prior = this.fromData(data);
+      }
       if (prior && prior.version === version) return prior;
       // A user's index follows its sessions: only sessions whose version changed are read again
       // and re-added; the others keep their docs (no reading, no tokenizing, no embedding).
       if ('userId' in scope && this.source.sessionVersions && this.source.loadSessions) {
         const versions = await this.source.sessionVersions(scope);
-        if (prior?.sessionVersions && prior.dead <= prior.turns.length * MAX_DEAD_SHARE) return this.update(prior, scope.tenant, versions, version);
-        const ix = this.empty(version, versions);
-        await this.addDocs(ix, await this.source.loadSessions(scope.tenant, [...versions.keys()]));
+        let ix: ScopeIndex;
+        if (prior?.sessionVersions && prior.dead <= prior.turns.length * MAX_DEAD_SHARE) ix = await this.update(prior, scope.tenant, versions, version);
+        else {
+          ix = this.empty(version, versions);
+          await this.addDocs(ix, await this.source.loadSessions(scope.tenant, [...versions.keys()]));
+        }
+        this.source.indexChanged?.(scope);
         return ix;
       }
       const ix = this.empty(version, null);
@@ -225,6 +257,56 @@ export class HybridRetriever {
     next.catch(() => this.indexes.delete(sk));
     this.indexes.set(sk, next);
     return next;
+  }
+
+  /**
+   * The current index of a user scope as data (live docs only, in fresh-build order), or null
+   * when none is in memory. The version is the one the index was built for.
+   */
+  async exportIndex(scope: RetrievalScope & { userId: string }): Promise<IndexData | null> {
+    const ix = await this.indexes.get(scopeKey(scope))?.catch(() => null);
+    if (!ix?.sessionVersions) return null;
+    const dims = this.embedder.dimensions;
+    const n = ix.turns.length;
+    const newOf = new Int32Array(n).fill(-1);
+    const turns: RetrievalTurn[] = [];
+    for (const sessionId of [...ix.sessionDocs.keys()].sort()) {
+      for (const doc of ix.sessionDocs.get(sessionId)!) {
+        if (!ix.alive[doc]) continue;
+        newOf[doc] = turns.length;
+        turns.push(ix.turns[doc]!);
+      }
+    }
+    const matrix = new Float32Array(turns.length * dims);
+    for (let doc = 0; doc < n; doc++) if (newOf[doc]! >= 0) matrix.set(ix.matrix.subarray(doc * dims, (doc + 1) * dims), newOf[doc]! * dims);
+    return { version: ix.version, sessionVersions: new Map(ix.sessionVersions), dimensions: dims, turns, bm25: ix.bm25.export(newOf, turns.length), matrix };
+  }
+
+  private fromData(data: IndexData): ScopeIndex {
+    const ix = this.empty(data.version, new Map(data.sessionVersions));
+    const n = data.turns.length;
+    ix.bm25 = Bm25Index.fromParts(data.bm25);
+    ix.matrix = data.matrix;
+    ix.alive = new Uint8Array(n).fill(1);
+    data.turns.forEach((t, doc) => {
+      ix.turns.push(t);
+      ix.byKey.set(key(t.sessionId, t.turnId), doc);
+      const same = doc > 0 && data.turns[doc - 1]!.sessionId === t.sessionId;
+      ix.prev.push(same ? doc - 1 : -1);
+      ix.next.push(-1);
+      if (same) ix.next[doc - 1] = doc;
+      let docs = ix.sessionDocs.get(t.sessionId);
+      if (!docs) ix.sessionDocs.set(t.sessionId, (docs = []));
+      docs.push(doc);
+      if (t.speaker) {
+        for (const w of words(t.speaker)) {
+          let list = ix.speakers.get(w);
+          if (!list) ix.speakers.set(w, (list = []));
+          list.push(doc);
+        }
+      }
+    });
+    return ix;
   }
 
   private empty(version: string, sessionVersions: Map<string, string> | null): ScopeIndex {

@@ -1,3 +1,4 @@
+import type { IndexData } from './retriever.js';
 import type { MessageFields } from '../message.js';
 import type { Role } from '../types.js';
 
@@ -46,6 +47,14 @@ export interface TurnSource {
   sessionVersions?(scope: RetrievalScope & { userId: string }): Promise<Map<string, string>>;
   /** The turns of the given sessions of a tenant. */
   loadSessions?(tenant: string, sessionIds: readonly string[]): Promise<RetrievalTurn[]>;
+  /**
+   * Optional, for user scopes: a persisted index of the scope (checked intact), used instead of
+   * building one when none is in memory; its version and session versions say what it reflects,
+   * and the retriever brings it up to date from there like an index kept in memory.
+   */
+  loadIndex?(scope: RetrievalScope & { userId: string }): Promise<IndexData | null>;
+  /** Optional: the user scope's index was built or updated (e.g. to persist it later). */
+  indexChanged?(scope: RetrievalScope & { userId: string }): void;
 }
 
 export function scopeKey(scope: RetrievalScope): string {
