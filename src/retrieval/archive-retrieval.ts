@@ -222,7 +222,7 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     }
     // Generations are local to this process: stored without them, added again on reading.
     data.sessionVersions = new Map([...data.sessionVersions].map(([id, v]) => [id, v.slice(0, v.lastIndexOf(':'))]));
-    await this.snapshots!.write(scope.tenant, scope.userId, encodeSnapshot({ ...scope, embedderId: this.o.embedder.id }, data));
+    await this.snapshots!.write(scope.tenant, scope.userId, await encodeSnapshot({ ...scope, embedderId: this.o.embedder.id }, data));
   }
 
   /** Writes every changed user index now and waits for the writes (tests, shutdown). */

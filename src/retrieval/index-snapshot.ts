@@ -58,7 +58,10 @@ export interface SnapshotIdentity {
   embedderId: string;
 }
 
-export function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Uint8Array {
+/** Turns serialised between two yields to the event loop: encoding a large index must not stall requests. */
+const ENCODE_SLICE = 2000;
+
+export async function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Promise<Uint8Array> {
   const n = data.turns.length;
   const sessionIds: string[] = [];
   const sessionIndex = new Map<string, number>();
@@ -73,7 +76,9 @@ export function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Uint8Arra
   const fieldsAt = new Float64Array(n + 1);
   const fieldParts: Buffer[] = [];
   let fieldBytes = 0;
-  data.turns.forEach((t, doc) => {
+  for (let doc = 0; doc < n; doc++) {
+    if (doc % ENCODE_SLICE === ENCODE_SLICE - 1) await new Promise((resolve) => setImmediate(resolve));
+    const t = data.turns[doc]!;
     let s = sessionIndex.get(t.sessionId);
     if (s === undefined) {
       sessionIndex.set(t.sessionId, (s = sessionIds.length));
@@ -92,12 +97,17 @@ export function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Uint8Arra
       }
       speaker[doc] = k;
     } else speaker[doc] = -1;
-    const { content, name, tool_calls, tool_call_id } = t;
-    const bytes = Buffer.from(JSON.stringify({ content, name, tool_calls, tool_call_id }), 'utf8');
+    // A turn loaded from a snapshot is copied as stored, never parsed.
+    let bytes: Buffer;
+    if (t instanceof StoredTurn) bytes = t.storedFields();
+    else {
+      const { content, name, tool_calls, tool_call_id } = t;
+      bytes = Buffer.from(JSON.stringify({ content, name, tool_calls, tool_call_id }), 'utf8');
+    }
     fieldParts.push(bytes);
     fieldBytes += bytes.length;
     fieldsAt[doc + 1] = fieldBytes;
-  });
+  }
   const fields = Buffer.concat(fieldParts, fieldBytes);
   const arrays: Record<SectionName, ArrayBufferView> = {
     sessionOf,
@@ -214,6 +224,11 @@ class StoredTurn implements RetrievalTurn {
     private readonly from: number,
     private readonly to: number,
   ) {}
+
+  /** The message fields as stored (UTF-8 JSON). */
+  storedFields(): Buffer {
+    return this.bytes.subarray(this.from, this.to);
+  }
 
   private get fields(): MessageFields {
     return (this.parsed ??= JSON.parse(this.bytes.toString('utf8', this.from, this.to)) as MessageFields);
