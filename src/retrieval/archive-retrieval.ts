@@ -35,7 +35,11 @@ export interface ArchiveRetrievalOptions {
    * with `userStamp`. Default none (indexes live in memory only).
    */
   indexDir?: string | null;
-  /** Delay before a changed user index is written (changes within it are written once). Default 2000 ms. */
+  /**
+   * A changed user index is written once no change came for this long (so a burst of changes is
+   * written once, after it), and at the latest `8 ×` this long after the first unwritten change.
+   * Default 2000 ms.
+   */
   indexWriteDelayMs?: number;
 }
 
@@ -63,7 +67,9 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
   /** Persisted indexes read but not yet handed to the retriever (shared with `knownUserSessions`). */
   private readonly loaded = new Map<string, Promise<IndexData | null>>();
   /** Per user scope: a write in flight, and whether another one is due after it. */
-  private readonly writes = new Map<string, { running: Promise<void> | null; timer: NodeJS.Timeout | null; again: boolean; scope: UserScope }>();
+  private readonly writes = new Map<string, { running: Promise<void> | null; timer: NodeJS.Timeout | null; since: number; again: boolean; scope: UserScope }>();
+  /** `tenant\0session` → the session version whose embedder was last checked by a write. */
+  private readonly embedderChecked = new Map<string, string>();
   private closed = false;
 
   constructor(private readonly o: ArchiveRetrievalOptions) {
@@ -182,13 +188,19 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     if (this.closed) return;
     const sk = scopeKey(scope);
     let w = this.writes.get(sk);
-    if (!w) this.writes.set(sk, (w = { running: null, timer: null, again: false, scope }));
+    if (!w) this.writes.set(sk, (w = { running: null, timer: null, since: 0, again: false, scope }));
     if (w.running) {
       w.again = true;
       return;
     }
-    if (w.timer) return;
-    w.timer = setTimeout(() => this.startWrite(sk), this.o.indexWriteDelayMs ?? 2000);
+    // Writing competes with searches for the CPU and the disk: wait for a quiet moment.
+    const delay = this.o.indexWriteDelayMs ?? 2000;
+    const now = performance.now();
+    if (w.timer) {
+      if (now - w.since >= 8 * delay) return;
+      clearTimeout(w.timer);
+    } else w.since = now;
+    w.timer = setTimeout(() => void this.startWrite(sk), Math.min(delay, Math.max(0, w.since + 8 * delay - now)));
     w.timer.unref();
   }
 
@@ -216,9 +228,14 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     const data = await this.retriever.exportIndex(scope);
     if (!data) return;
     // Vectors of another embedder must never be searched: the reader relies on this check.
-    for (const sessionId of data.sessionVersions.keys()) {
+    // Sessions checked at their current version by an earlier write are not looked up again.
+    for (const [sessionId, version] of data.sessionVersions) {
+      const k = `${scope.tenant}\u0000${sessionId}`;
+      if (this.embedderChecked.get(k) === version) continue;
       const stored = (await this.o.archive.info({ tenant: scope.tenant, sessionId }))?.embedderId ?? null;
       if (stored !== null && stored !== this.o.embedder.id) return;
+      if (this.embedderChecked.size >= 100_000) this.embedderChecked.delete(this.embedderChecked.keys().next().value!);
+      this.embedderChecked.set(k, version);
     }
     // Generations are local to this process: stored without them, added again on reading.
     data.sessionVersions = new Map([...data.sessionVersions].map(([id, v]) => [id, v.slice(0, v.lastIndexOf(':'))]));

@@ -103,10 +103,10 @@ const SECOND_PERSON = /\b(you|your|you're|you've|yours)\b/i;
  * Indexes of the `count` largest values among `candidates` (or all of 0..n-1), descending.
  * A bounded min-heap keeps this O(n log count) instead of sorting every turn of the scope.
  */
-function topIndexes(scores: Float32Array, count: number, candidates?: readonly number[]): number[] {
+function topIndexes(scores: Float32Array, count: number, docOrder: (a: number, b: number) => number, candidates?: readonly number[]): number[] {
   const total = candidates ? candidates.length : scores.length;
   const heap: number[] = [];
-  const less = (a: number, b: number) => scores[a]! < scores[b]! || (scores[a] === scores[b] && a < b);
+  const less = (a: number, b: number) => scores[a]! < scores[b]! || (scores[a] === scores[b] && docOrder(a, b) < 0);
   const down = (i: number) => {
     for (;;) {
       const l = 2 * i + 1;
@@ -134,7 +134,7 @@ function topIndexes(scores: Float32Array, count: number, candidates?: readonly n
       down(0);
     }
   }
-  return heap.sort((a, b) => scores[b]! - scores[a]! || b - a);
+  return heap.sort((a, b) => scores[b]! - scores[a]! || docOrder(b, a));
 }
 
 /**
@@ -394,6 +394,13 @@ export class HybridRetriever {
     const namedSet = new Set(named);
     const lexTerms = terms(qWords.filter((w) => !namedSet.has(w)).join(' '));
 
+    // Ties go by (session id, turn id), the order a fresh build numbers docs in: an index that
+    // grew by updates ranks like one built at once (doc numbers then follow update order).
+    const docOrder = (a: number, b: number): number => {
+      const x = ix.turns[a]!;
+      const y = ix.turns[b]!;
+      return x.sessionId < y.sessionId ? -1 : x.sessionId > y.sessionId ? 1 : x.turnId - y.turnId;
+    };
     const dense = new Float32Array(n);
     if (o.denseWeight > 0) {
       for (let d = 0, base = 0; d < n; d++, base += dims) {
@@ -409,8 +416,8 @@ export class HybridRetriever {
     const fuse = (): Map<number, number> => {
       const out = new Map<number, number>();
       const add = (doc: number, v: number) => out.set(doc, (out.get(doc) ?? 0) + v);
-      if (o.denseWeight > 0) topIndexes(dense, o.depth).forEach((doc, r) => add(doc, o.denseWeight / (o.rrfK + r + 1)));
-      if (o.lexicalWeight > 0) topIndexes(lexical, o.depth, touched).forEach((doc, r) => add(doc, o.lexicalWeight / (o.rrfK + r + 1)));
+      if (o.denseWeight > 0) topIndexes(dense, o.depth, docOrder).forEach((doc, r) => add(doc, o.denseWeight / (o.rrfK + r + 1)));
+      if (o.lexicalWeight > 0) topIndexes(lexical, o.depth, docOrder, touched).forEach((doc, r) => add(doc, o.lexicalWeight / (o.rrfK + r + 1)));
       return out;
     };
     const fused = fuse();
@@ -460,7 +467,7 @@ export class HybridRetriever {
 
     const order = [...scores.keys()].filter((d) => !excluded.has(key(ix.turns[d]!.sessionId, ix.turns[d]!.turnId)));
     // Recency breaks ties: newer turns first among equal scores.
-    order.sort((a, b) => scores.get(b)! - scores.get(a)! || ix.turns[b]!.createdAt - ix.turns[a]!.createdAt || b - a);
+    order.sort((a, b) => scores.get(b)! - scores.get(a)! || ix.turns[b]!.createdAt - ix.turns[a]!.createdAt || docOrder(b, a));
 
     const chosen: Array<{ doc: number; neighbour: boolean; score: number }> = [];
     const taken = new Set<number>();

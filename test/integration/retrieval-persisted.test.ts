@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NewMessage, SearchHit } from '../../src/cache/api.js';
 import { addSession, EVAL_TENANT, openEvalStrata, type EvalStrata } from '../../src/eval/product.js';
@@ -32,7 +33,8 @@ function session(seed: number, turns: number): NewMessage[] {
 const queries = ['when is the budget review', 'Lisbon trip in June', 'red bicycle of my sister', 'kitchen sink repair', 'python comprehensions', 'violin lessons', 'job interview', 'tomatoes in the garden'];
 
 async function load(sessions: number, turns = 12): Promise<EvalStrata> {
-  const ev = await openEvalStrata({ embedder: 'hash' });
+  // Not `strata-eval-*`: the eval tests check that evaluations leave no such directory behind.
+  const ev = await openEvalStrata({ embedder: 'hash', dataDir: await mkdtemp(join(tmpdir(), 'strata-eval-test-persisted-')) });
   for (let s = 0; s < sessions; s++) await addSession(ev.strata, `s-${s}`, session(s, turns), USER);
   await ev.strata.flush();
   await ev.close();

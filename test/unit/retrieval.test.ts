@@ -190,3 +190,19 @@ test('a user index is updated by re-reading only the sessions that changed, and 
     assert.ok(a.every((k) => live.has(k)), `${q}: ${a.join(' ')}`);
   }
 });
+
+test('an index grown by adding sessions in any order ranks exactly like one built at once, ties included', async () => {
+  const src = new SessionSource();
+  const scope = { tenant: 't', userId: 'u' };
+  // Identical turns in every session: every query ties across sessions, so only the tie order decides.
+  const same = ['the roofer comes monday', 'buy compost on saturday', 'paint the fence blue'];
+  const r = new HybridRetriever(src, new HashEmbedder(64));
+  for (const id of ['s5', 's2', 's9', 's0', 's7']) {
+    src.set(id, turns(id, same));
+    await r.search('roofer', 3, scope);
+  }
+  const fresh = new HybridRetriever(src, new HashEmbedder(64));
+  for (const q of ['roofer monday', 'compost', 'fence blue paint', 'nothing shared']) {
+    assert.deepEqual(await r.search(q, 10, scope), await fresh.search(q, 10, scope), q);
+  }
+});
