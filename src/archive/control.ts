@@ -3,27 +3,29 @@ import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { StrataError } from '../errors.js';
+import { atomicWrite, ioError } from './io.js';
 
 /**
  * The control file of a session's archive (`<session file>.ctl`): the one place where writers
  * of that session meet, whichever process they run in.
  *
  * - **Commit lock.** Every change of the session's archive file (segment append, rewrite,
- *   deletion) happens while holding an OS lock (flock) on the control file, so a rewrite that
- *   read the file can never rename its result over a segment appended meanwhile. The kernel
- *   drops the lock when its process dies; a paused process keeps it, and writers wait for it
- *   with a bounded retry instead of blocking a libuv thread.
+ *   deletion) happens while holding an OS lock (flock) on the session's lock file
+ *   (`<session file>.lck`, empty, never replaced), so a rewrite that read the file can never
+ *   rename its result over a segment appended meanwhile. The kernel drops the lock when its
+ *   process dies; a paused process keeps it, and writers wait for it with a bounded retry
+ *   instead of blocking a libuv thread.
  * - **Fencing.** The highest lease fencing number that committed. A commit carrying a lower
  *   number comes from a holder whose lease expired (a paused process): it is refused with
  *   STRATA_ERR_FENCED and changes nothing (docs/consistency.md).
  * - **Deletion floor.** Turn ids at or below `deletedUpTo` belong to a deleted session: they are
  *   never read, listed or archived again, whoever still holds them in a journal.
  *
- * Content: JSON `{"fence": n, "deletedUpTo": n, "keys": {…}}`, rewritten in place; fsynced when
- * the floor or the keys change (an acknowledged deletion, and the idempotency of archived turns,
- * must survive a crash), not for fencing alone (losing a
- * fencing number in a crash needs a crash and a paused stale holder at once, and the hot tier's
- * lease check still guards the trim).
+ * Content of `<session file>.ctl`: JSON `{"fence": n, "deletedUpTo": n, "keys": {…}}`, replaced
+ * atomically (temp file, fsync, rename, fsync of the directory) under the lock, so a crash, a
+ * reader or a full disk sees the old state or the new one, never a torn mix: a durable floor is
+ * never lost. The lock lives in its own file because a rename gives the state a new inode, and
+ * a lock on the old inode would no longer exclude a process that opened the new one.
  */
 export interface ControlState {
   fence: number;
@@ -40,11 +42,17 @@ export interface ControlState {
 const fsx = createRequire(import.meta.url)('fs-native-extensions') as { tryLock(fd: number): boolean; unlock(fd: number): void };
 
 export const CONTROL_EXTENSION = '.ctl';
+export const LOCK_EXTENSION = '.lck';
 const EMPTY: ControlState = Object.freeze({ fence: 0, deletedUpTo: 0 });
 const LOCK_RETRY_MS = 5;
 
 export function controlPath(sessionPath: string): string {
   return sessionPath + CONTROL_EXTENSION;
+}
+
+/** The file the commit lock is taken on: created once, never written or replaced, so every process locks the same inode. */
+export function lockPath(sessionPath: string): string {
+  return sessionPath + LOCK_EXTENSION;
 }
 
 function parse(text: string): ControlState {
@@ -54,9 +62,8 @@ function parse(text: string): ControlState {
     const keys = v.keys !== null && typeof v.keys === 'object' ? v.keys : undefined;
     return { fence: Number(v.fence) || 0, deletedUpTo: Number(v.deletedUpTo) || 0, ...(keys ? { keys } : {}) };
   } catch {
-    // A torn rewrite of the JSON (crash mid-write) is read as "no fence, no floor" only if no
-    // floor was ever durable: floors are written with fsync before the deletion is acknowledged,
-    // and a later rewrite writes the same or a larger floor in one write call.
+    // The state is replaced by rename, never written in place, so a torn JSON can only be a
+    // file left by an earlier version's in-place write; it is read as no fence, no floor.
     return { ...EMPTY };
   }
 }
@@ -67,7 +74,7 @@ export async function readControl(sessionPath: string): Promise<ControlState> {
     return parse(await readFile(controlPath(sessionPath), 'utf8'));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...EMPTY };
-    throw new StrataError('STRATA_ERR_ARCHIVE_IO', `reading ${controlPath(sessionPath)} failed: ${(err as Error).message}`, { cause: err });
+    throw ioError(err, 'reading', controlPath(sessionPath));
   }
 }
 
@@ -95,13 +102,16 @@ export async function withCommit<T>(
   fn: (state: ControlState, save: (next: ControlState) => Promise<void>) => Promise<{ result: T; next?: ControlState | null }>,
 ): Promise<T> {
   const path = controlPath(sessionPath);
-  await mkdir(dirname(path), { recursive: true });
-  const fh = await open(path, 'a+').catch((err: unknown) => {
-    throw new StrataError('STRATA_ERR_ARCHIVE_IO', `opening ${path} failed: ${(err as Error).message}`, { cause: err });
+  const lock = lockPath(sessionPath);
+  await mkdir(dirname(path), { recursive: true }).catch((err: unknown) => {
+    throw ioError(err, 'creating the directory of', path);
+  });
+  const fh = await open(lock, 'a+').catch((err: unknown) => {
+    throw ioError(err, 'opening', lock);
   });
   try {
     await lockFile(fh, path, waitMs);
-    const state = parse((await fh.readFile('utf8')) || '');
+    const state = await readControl(sessionPath);
     if (fence !== null && fence < state.fence) {
       throw new StrataError('STRATA_ERR_FENCED', `a commit to ${sessionPath} carries fencing number ${fence}, below ${state.fence} already committed: its lease expired and another holder took over`, {
         details: { fence, committed: state.fence },
@@ -113,16 +123,9 @@ export async function withCommit<T>(
       const target: ControlState = { fence: Math.max(stored.fence, fence ?? 0, next.fence), deletedUpTo: Math.max(stored.deletedUpTo, next.deletedUpTo), ...(keys && Object.keys(keys).length > 0 ? { keys } : {}) };
       const keysChanged = next.keys !== undefined && next.keys !== stored.keys;
       if (target.fence === stored.fence && target.deletedUpTo === stored.deletedUpTo && !keysChanged) return;
-      const text = JSON.stringify(target);
-      // 'a+' appends on write(); rewrite from the start through a second handle.
-      const w = await open(path, 'r+');
-      try {
-        await w.write(text, 0, 'utf8');
-        await w.truncate(Buffer.byteLength(text));
-        if (target.deletedUpTo !== stored.deletedUpTo || keysChanged) await w.sync();
-      } finally {
-        await w.close();
-      }
+      // A new file renamed over the old one: a reader, a crash or a full disk sees the old
+      // state or the new one, never a torn mix (the lock is on the separate lock file).
+      await atomicWrite(path, Buffer.from(JSON.stringify(target), 'utf8'));
       stored = target;
     };
     const { result, next } = await fn(state, save);

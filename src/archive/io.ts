@@ -13,9 +13,19 @@ export type WriteHook = (step: WriteStep, file: string) => void | Promise<void>;
 
 let tempCounter = 0;
 
+/** ENOSPC or EDQUOT: the filesystem (or the user's quota) has no room for the write. */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** A failed file operation as a coded error: STRATA_ERR_STORAGE_FULL (503) for a full disk, STRATA_ERR_ARCHIVE_IO otherwise. */
 export function ioError(err: unknown, action: string, file: string): StrataError {
   if (isStrataError(err)) return err;
   const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+  if (isDiskFull(err)) {
+    return new StrataError('STRATA_ERR_STORAGE_FULL', `${action} ${file} failed: the disk is full (${code}); nothing of this write was committed, it succeeds again once space is freed`, { cause: err, details: { file, errno: code } });
+  }
   return new StrataError('STRATA_ERR_ARCHIVE_IO', `${action} ${file} failed (${code}): ${(err as Error).message}`, { cause: err, details: { file, errno: code } });
 }
 

@@ -1,6 +1,6 @@
 import { mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncDir } from '../archive/io.js';
+import { fsyncDir, ioError } from '../archive/io.js';
 import { StrataError } from '../errors.js';
 
 /**
@@ -30,7 +30,7 @@ export async function allocateEpoch(dataDir: string): Promise<number> {
       for (const name of await readdir(dir)) if (/^\d{1,15}$/.test(name) && Number(name) < next - 8) await unlink(join(dir, name)).catch(() => undefined);
       return next;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StrataError('STRATA_ERR_ARCHIVE_IO', `allocating an epoch in ${dir} failed: ${(err as Error).message}`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(err, 'allocating an epoch in', dir);
     }
   }
   throw new StrataError('STRATA_ERR_INTERNAL', `could not allocate an epoch in ${dir}: too many concurrent allocations`);

@@ -2,6 +2,7 @@ import { close as closeFd, ftruncate, open as openFd } from 'node:fs';
 import { mkdir, open, readdir, rename, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
+import { isDiskFull } from '../archive/io.js';
 import { decodePayload, encodeCheckpoint, encodeFileHeader, encodeFrame, FILE_HEADER_BYTES } from './format.js';
 import { CHECKPOINT_FILE, fsyncDir, keepCopy, listWalFiles, readCheckpoint, walFileName } from './files.js';
 import { acquireLock } from './lock.js';
@@ -60,11 +61,6 @@ interface QueuedFrame {
 }
 
 export { walFileName };
-
-function isDiskFull(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
-}
 
 /** ENOSPC / EDQUOT answer STRATA_ERR_STORAGE_FULL, anything else STRATA_ERR_JOURNAL_IO; both 503, both retried by the journal itself. */
 function ioError(op: string, err: unknown): StrataError {

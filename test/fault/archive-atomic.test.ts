@@ -55,7 +55,7 @@ for (const step of ['write-temp', 'fsync-temp', 'rename', 'fsync-dir'] as const)
     assertSameTurns(got, renamed ? turns.filter((t) => t.turnId !== 2 && t.turnId !== 3) : turns);
     assert.deepEqual((await fresh.loadSummaries(ref)).length, renamed ? 0 : 1);
     assert.equal((await fresh.info(ref))?.highWater, 12);
-    assert.deepEqual(readdirSync(dir).filter((n) => !n.endsWith('.ctl')), ['s.strata'], 'no temp file left behind (the control file is not one)');
+    assert.deepEqual(readdirSync(dir).filter((n) => !n.endsWith('.ctl') && !n.endsWith('.lck')), ['s.strata'], 'no temp file left behind (the control and lock files are not ones)');
     assert.equal((await fresh.verify()).ok, 1);
   });
 
@@ -88,8 +88,8 @@ test('a temp file left by a real crash is invisible to readers and removed by ve
   writeFileSync(join(dir, '.s.strata.999-1.tmp'), 'half a rewrite');
   assert.deepEqual((await store.listSessions('t')).sessions.map((s) => s.sessionId), ['s']);
   await store.verify({ repair: true });
-  assert.equal(readdirSync(dir).filter((n) => !n.endsWith('.ctl')).length, 2, 'a fresh temp file may belong to a live writer');
+  assert.equal(readdirSync(dir).filter((n) => !n.endsWith('.ctl') && !n.endsWith('.lck')).length, 2, 'a fresh temp file may belong to a live writer');
   now += 2 * 3_600_000;
   await store.verify({ repair: true });
-  assert.deepEqual(readdirSync(dir).filter((n) => !n.endsWith('.ctl')), ['s.strata']);
+  assert.deepEqual(readdirSync(dir).filter((n) => !n.endsWith('.ctl') && !n.endsWith('.lck')), ['s.strata']);
 });

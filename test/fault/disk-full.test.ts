@@ -5,21 +5,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FsArchiveStore } from '../../src/archive/fs-store.js';
 import { isStrataError } from '../../src/errors.js';
 import { Journal, walFileName } from '../../src/journal/journal.js';
 import type { TurnRecord } from '../../src/journal/types.js';
+import { assertSameTurns, makeTurns } from '../conformance/archive-store.js';
 import { tempDir, turn } from '../helpers/journal.js';
 
-async function withTmpfs(fn: (mnt: string) => Promise<void>): Promise<void> {
+async function withTmpfs(fn: (mnt: string) => Promise<void>, size = '2m'): Promise<void> {
   const { dir, cleanup } = await tempDir('strata-diskfull-');
   const mnt = join(dir, 'mnt');
   await mkdir(mnt);
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { encoding: 'utf8' });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt], { encoding: 'utf8' });
   if (r.status !== 0) {
     await cleanup();
-    assert.fail(`this test needs a real small filesystem: "mount -t tmpfs -o size=2m tmpfs ${mnt}" failed (${(r.stderr || r.error?.message || '').trim()}); run it as root or with CAP_SYS_ADMIN`);
+    assert.fail(`this test needs a real small filesystem: "mount -t tmpfs -o size=${size} tmpfs ${mnt}" failed (${(r.stderr || r.error?.message || '').trim()}); run it as root or with CAP_SYS_ADMIN`);
   }
   try {
     await fn(mnt);
@@ -100,4 +102,61 @@ test('a full disk answers STORAGE_FULL, stores nothing of the refused writes, an
       await reopened.close();
     }
   });
+});
+
+/** Writes a ballast until not one more page fits; returns its path (unlink it to free the space). */
+async function fillUp(dir: string): Promise<string> {
+  const path = join(dir, '.ballast');
+  const fh = await open(path, 'a');
+  try {
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    for (let size = chunk.length; size >= 4096; ) {
+      try {
+        const { bytesWritten } = await fh.write(chunk, 0, size);
+        if (bytesWritten < size) size >>= 1;
+      } catch (err) {
+        assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+        size >>= 1;
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  return path;
+}
+
+test('the archive on a full disk: appends, idempotency keys and deletions answer STORAGE_FULL and change nothing; all succeed once space returns', async () => {
+  await withTmpfs(async (mnt) => {
+    const store = new FsArchiveStore({ dataDir: mnt });
+    const ref = { tenant: 't', sessionId: 's' };
+    const first = makeTurns(1, 20);
+    await store.append(ref, first, { fence: 3, idempotency: [{ key: 'k:a#0', turnId: 20, createdAt: 1, hash: 'h0' }], keysSince: 0 });
+    const ctl = `${store.pathOf(ref)}.ctl`;
+    const ctlBefore = await readFile(ctl, 'utf8');
+    const ballast = await fillUp(mnt);
+
+    // Turns with room for many pages of text, and new keys: the session file and the control file would both grow.
+    const more = makeTurns(21, 400);
+    const keys = more.map((t, i) => ({ key: `k:b${i}#0`, turnId: t.turnId, createdAt: 2, hash: `h${i}` }));
+    await assert.rejects(store.append(ref, more, { fence: 4, idempotency: keys, keysSince: 0 }), (err) => isStrataError(err, 'STRATA_ERR_STORAGE_FULL'));
+    await assert.rejects(store.append({ tenant: 't', sessionId: 'new' }, more), (err) => isStrataError(err, 'STRATA_ERR_STORAGE_FULL'));
+    assertSameTurns(await store.read(ref), first);
+    assert.equal(await readFile(ctl, 'utf8'), ctlBefore, 'the control file (fence, floor, keys) is as it was');
+    // A deletion must make its floor durable before unlinking: with no room for it, nothing is deleted.
+    await assert.rejects(store.deleteSession(ref, { upTo: 20, fence: 5 }), (err) => isStrataError(err, 'STRATA_ERR_STORAGE_FULL'));
+    assertSameTurns(await store.read(ref), first);
+    assert.equal(await readFile(ctl, 'utf8'), ctlBefore);
+    assert.deepEqual((await readdir(mnt, { recursive: true })).map(String).filter((n) => n.endsWith('.tmp')), [], 'no temp file left behind');
+
+    await unlink(ballast);
+    const appended = await store.append(ref, more, { fence: 4, idempotency: keys, keysSince: 0 });
+    assert.equal(appended.appended, more.length, 'every turn is archived once: a refused append left no half of itself');
+    assertSameTurns(await store.read(ref), [...first, ...more]);
+    const state = JSON.parse(await readFile(ctl, 'utf8')) as { fence: number; keys: Record<string, unknown> };
+    assert.equal(state.fence, 4);
+    assert.equal(Object.keys(state.keys).length, 1 + keys.length);
+    await store.deleteSession(ref, { upTo: 400, fence: 5 });
+    assert.deepEqual(await store.read(ref), []);
+    assert.equal((JSON.parse(await readFile(ctl, 'utf8')) as { deletedUpTo: number }).deletedUpTo, 400);
+  }, '4m');
 });
