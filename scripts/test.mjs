@@ -22,8 +22,9 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-// A test that hangs fails after 5 minutes instead of holding CI; a leaked handle cannot keep a
-// finished file's process alive.
-const args = ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=300000', '--test-force-exit', ...files];
+// A test that hangs fails after 10 minutes instead of holding CI (the timeout bounds a whole file
+// too: the chaos file runs two profiles of about two and a half minutes each); a leaked handle
+// cannot keep a finished file's process alive.
+const args = ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=600000', '--test-force-exit', ...files];
 const result = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root, env: { ...process.env, STRATA_TEST: '1' } });
 process.exit(result.status ?? 1);

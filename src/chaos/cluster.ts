@@ -6,10 +6,11 @@
  * a restarted instance keeps its id and port, as a restarted container would; a retired one was
  * killed for good and is never started again.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, statfs, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,9 +63,16 @@ export interface ClusterOptions {
   leaseTtlMs: number;
   /** Extra environment for every instance (overrides the chaos defaults). */
   env?: Record<string, string>;
+  /**
+   * fs: mount a tmpfs of this many MiB on the data directory, so the run can fill it
+   * (`Cluster.fillDisk`). Needs root (or CAP_SYS_ADMIN); without it the start fails and says so.
+   */
+  diskMiB?: number;
 }
 
 const OUTPUT_TAIL = 64 * 1024;
+/** The file that fills the disk; dot-prefixed, at the data directory's top, where no store looks. */
+const BALLAST = '.chaos-ballast';
 
 export class StrataInstance {
   private child: ChildProcess | null = null;
@@ -199,13 +207,30 @@ export class Cluster {
     readonly dataDir: string,
     readonly instances: StrataInstance[],
     readonly postgres: ChaosPostgres | null,
+    /** The data directory is a tmpfs of the run's own (it is unmounted by stop()). */
+    readonly mounted: boolean,
   ) {}
+
+  private ballast: FileHandle | null = null;
+  private diskFreed: Promise<void> = Promise.resolve();
+  private freeDiskNow: () => void = () => {};
 
   static async start(options: ClusterOptions): Promise<Cluster> {
     const store = options.store ?? { driver: 'fs' };
     const postgres = store.driver === 'postgres' ? await ChaosPostgres.create(store.url) : null;
     const redis = await RedisProcess.start();
     const dataDir = await mkdtemp(join(tmpdir(), postgres ? 'strata-chaos-cwd-' : 'strata-chaos-data-'));
+    const mounted = postgres === null && options.diskMiB !== undefined;
+    if (mounted) {
+      const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${options.diskMiB}m,mode=0755`, 'tmpfs', dataDir], { encoding: 'utf8' });
+      if (r.status !== 0) {
+        await rm(dataDir, { recursive: true, force: true });
+        await redis.stop();
+        throw new Error(
+          `the full-disk fault needs a data directory of its own size: "mount -t tmpfs -o size=${options.diskMiB}m tmpfs ${dataDir}" failed (${(r.stderr || r.error?.message || '').trim()}); run as root (or with CAP_SYS_ADMIN), or without full-disk faults (--disk-fulls 0)`,
+        );
+      }
+    }
     const base: Record<string, string> = {};
     // A clean environment: no STRATA_* or REDIS_URL of the caller's shell leaks in.
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('STRATA_') && k !== 'REDIS_URL') base[k] = v;
@@ -234,7 +259,7 @@ export class Cluster {
       const env = { ...base, STRATA_PORT: String(port), STRATA_INSTANCE_ID: id };
       instances.push(new StrataInstance(i, id, port, env, options.entry, dataDir));
     }
-    const cluster = new Cluster(redis, dataDir, instances, postgres);
+    const cluster = new Cluster(redis, dataDir, instances, postgres, mounted);
     // Children must not outlive a run that ends without stop() (a failed assertion, Ctrl-C).
     process.once('exit', cluster.killNow);
     try {
@@ -253,6 +278,7 @@ export class Cluster {
    */
   async ensureAllUp(): Promise<string[]> {
     for (const inst of this.instances) if (inst.stopped) inst.resume();
+    await this.diskFreed;
     const failures: string[] = [];
     await Promise.all(serving(this.instances).filter((inst) => !inst.running).map(async (inst) => failures.push(...(await inst.startWithRetries()))));
     return failures;
@@ -272,10 +298,56 @@ export class Cluster {
     return (await readdir(this.dataDir, { recursive: true })).map(String).sort();
   }
 
+  /**
+   * Fills the data directory's filesystem (a tmpfs of the run's, see `diskMiB`) with a ballast
+   * file until a write of one page fails with ENOSPC; called again while full, it tops the
+   * ballast up (the instances free space too: journal files retire). Resolves with the
+   * ballast's size. Until `freeDisk()`, `diskFree()` waits.
+   */
+  async fillDisk(): Promise<number> {
+    if (!this.mounted) throw new Error('fillDisk needs the data directory on a tmpfs of its own (ClusterOptions.diskMiB)');
+    if (this.ballast === null) {
+      this.ballast = await open(join(this.dataDir, BALLAST), 'a');
+      this.diskFreed = new Promise((resolve) => (this.freeDiskNow = resolve));
+    }
+    // The bulk at once (fallocate reserves the pages without copying a byte), the rest by writes.
+    const { bavail, bsize } = await statfs(this.dataDir);
+    const bulk = (bavail - 64) * bsize;
+    if (bulk > 0) spawnSync('fallocate', ['-o', String((await this.ballast.stat()).size), '-l', String(bulk), join(this.dataDir, BALLAST)]);
+    const chunk = Buffer.alloc(1 << 20, 0x5a);
+    for (let size = chunk.length; size >= 4096; ) {
+      try {
+        const { bytesWritten } = await this.ballast.write(chunk, 0, size);
+        if (bytesWritten < size) size >>= 1;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+        size >>= 1;
+      }
+    }
+    return (await this.ballast.stat()).size;
+  }
+
+  /** Removes the ballast: space returns, restarts waiting in `diskFree()` go on. */
+  async freeDisk(): Promise<void> {
+    if (this.ballast === null) return;
+    await this.ballast.close();
+    this.ballast = null;
+    await unlink(join(this.dataDir, BALLAST));
+    this.freeDiskNow();
+  }
+
+  /** Resolves once the disk is not held full (immediately when it is not). */
+  diskFree(): Promise<void> {
+    return this.diskFreed;
+  }
+
   async stop(): Promise<void> {
     process.off('exit', this.killNow);
     await Promise.all(this.instances.map((inst) => inst.kill()));
     await this.redis.stop();
+    await this.freeDisk().catch(() => undefined);
+    if (this.mounted) spawnSync('umount', [this.dataDir]);
     await rm(this.dataDir, { recursive: true, force: true });
     await this.postgres?.drop();
   }

@@ -8,7 +8,9 @@
  * Two faults are for particular deployments: `retire` SIGKILLs an instance for good (it never
  * comes back; a Redis FLUSHALL follows while its journal still holds acknowledged turns, so the
  * others must take them from its journal), and `pgTerminate` ends every PostgreSQL connection
- * of the run's instances at once (postgres store only).
+ * of the run's instances at once (postgres store only). `diskFull` fills the shared data
+ * directory's filesystem (a tmpfs of the run's) for 1–3 s, then frees it: the instances must
+ * refuse writes with a 503 that stores nothing, and serve again by themselves (fs store only).
  */
 import type { Cluster, StrataInstance } from './cluster.js';
 import type { FaultEvent, RunLog } from './log.js';
@@ -24,6 +26,8 @@ export interface FaultCounts {
   retire?: number;
   /** `pg_terminate_backend` of every connection of the instances (postgres store); default 0. */
   pgTerminate?: number;
+  /** The data directory's filesystem full for 1–3 s (fs store on a tmpfs); default 0. */
+  diskFull?: number;
 }
 
 export type PlannedKind = keyof FaultCounts;
@@ -59,7 +63,7 @@ export function planFaults(rng: Rng, counts: FaultCounts, durationMs: number, le
     kind,
     target: rng.int(0, instances - 1),
     // A pause lasts longer than the lease TTL, so another instance may take over the lease.
-    downMs: kind === 'sigstop' ? rng.int(Math.round(leaseTtlMs * 1.5), leaseTtlMs * 2 + 1_000) : rng.int(200, 1_500),
+    downMs: kind === 'sigstop' ? rng.int(Math.round(leaseTtlMs * 1.5), leaseTtlMs * 2 + 1_000) : kind === 'diskFull' ? rng.int(1_000, 3_000) : rng.int(200, 1_500),
     flushWhileDown: i === firstKill || kind === 'retire',
   }));
 }
@@ -69,7 +73,7 @@ const MAX_WAIT_MS = 30_000;
 const MIN_GAP_MS = 250;
 
 export class FaultScheduler {
-  readonly counts: Record<string, number> = { sigkill: 0, sigstop: 0, flushall: 0, redisRestart: 0, flushallWhileDown: 0, retire: 0, pgTerminate: 0, skipped: 0 };
+  readonly counts: Record<string, number> = { sigkill: 0, sigstop: 0, flushall: 0, redisRestart: 0, flushallWhileDown: 0, retire: 0, pgTerminate: 0, diskFull: 0, skipped: 0 };
   /** Instances that failed to start again (with their last output): a finding of its own. */
   readonly startFailures: string[] = [];
   /** Retired instances, with their pending journal rows right after the kill (postgres; null on fs). */
@@ -81,6 +85,7 @@ export class FaultScheduler {
   // Redis faults never overlap: a FLUSHALL during a restart would fail instead of flushing.
   private redisChain: Promise<void> = Promise.resolve();
   private stopping = false;
+  private diskHeld = false;
 
   constructor(
     private readonly cluster: Cluster,
@@ -99,6 +104,7 @@ export class FaultScheduler {
       if (fault.kind === 'flushall') await this.redis('flushall', null, () => this.cluster.redis.flushall());
       else if (fault.kind === 'redisRestart') await this.redis('redisRestart', null, () => this.cluster.redis.restart());
       else if (fault.kind === 'pgTerminate') await this.pgTerminate();
+      else if (fault.kind === 'diskFull') this.background.push(this.diskFull(fault.downMs));
       else await this.instanceFault(fault);
     }
     await Promise.all(this.background);
@@ -188,10 +194,36 @@ export class FaultScheduler {
       await this.redis('flushallWhileDown', null, () => this.cluster.redis.flushall());
       await sleep(fault.downMs / 2);
     } else await sleep(fault.downMs);
+    // A process cannot start on a full disk (its journal needs a new file): it waits for space,
+    // as an orchestrator's restart backoff would.
+    await this.cluster.diskFree();
     // A later kill of the same instance owns its restart from then on.
     if (this.busy.get(inst.index) === event.seq && !inst.retired) this.startFailures.push(...(await inst.startWithRetries()));
     this.log.faultEnded(event);
     this.release(inst, event);
+  }
+
+  /** The disk full for `holdMs` (topped up as the instances free space), then freed; one at a time. */
+  private async diskFull(holdMs: number): Promise<void> {
+    if (this.diskHeld || !this.cluster.mounted) {
+      this.counts.skipped!++;
+      return;
+    }
+    this.diskHeld = true;
+    const event = this.log.fault('diskFull', null, `held full ${holdMs} ms`);
+    this.counts.diskFull!++;
+    try {
+      const filled = await this.cluster.fillDisk();
+      const until = performance.now() + holdMs;
+      while (performance.now() < until) {
+        await sleep(Math.min(200, until - performance.now()));
+        await this.cluster.fillDisk();
+      }
+      this.log.faultEnded(event, `ballast ${Math.round(filled / 1024)} KiB`);
+    } finally {
+      await this.cluster.freeDisk();
+      this.diskHeld = false;
+    }
   }
 
   /** Every connection of the run's instances ends at once; the pools must reconnect by themselves. */

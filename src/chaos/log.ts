@@ -48,7 +48,7 @@ export interface FaultEvent {
   note: string;
 }
 
-export type FaultKind = 'sigkill' | 'sigstop' | 'flushall' | 'redisRestart' | 'flushallWhileDown' | 'finalRestart' | 'retire' | 'pgTerminate';
+export type FaultKind = 'sigkill' | 'sigstop' | 'flushall' | 'redisRestart' | 'flushallWhileDown' | 'finalRestart' | 'retire' | 'pgTerminate' | 'diskFull';
 
 export class RunLog {
   readonly attempts: Attempt[] = [];

@@ -37,6 +37,8 @@ export interface ChaosReport {
   serverErrors: number;
   /** 503 answers: an instance said it could not serve (closing, hot store down, recovering). */
   outageAnswers: number;
+  /** The 503s that said the disk was full (STRATA_ERR_STORAGE_FULL). */
+  storageFullAnswers: number;
   /** Sent (fetch accepted them), answered (an instance was there), answered outside 2xx/4xx/503. */
   hostile: { sent: number; answered: number; unexpected: number };
   /** Restarts that failed (the instance did not become ready). */
@@ -60,14 +62,15 @@ function percentile(sorted: number[], p: number): number | null {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
-/** From each fault to the first append that was sent after it and acknowledged. */
+/** From each fault (a full disk: from when space returned) to the first append that was sent after it and acknowledged. */
 function recoveryTimes(log: RunLog): number[] {
   const acks = log.attempts.filter((a) => a.op === 'append' && a.status !== null && a.status >= 200 && a.status < 300).sort((a, b) => a.startMs - b.startMs);
   const out: number[] = [];
   for (const f of log.faults) {
     if (f.kind === 'finalRestart') continue;
-    const first = acks.find((a) => a.startMs >= f.startMs);
-    if (first) out.push(Math.round(first.endMs - f.startMs));
+    const from = f.kind === 'diskFull' ? (f.endMs ?? f.startMs) : f.startMs;
+    const first = acks.find((a) => a.startMs >= from);
+    if (first) out.push(Math.round(first.endMs - from));
   }
   return out.sort((a, b) => a - b);
 }
@@ -127,6 +130,7 @@ export function buildReport(args: {
     readErrors: count('readError'),
     serverErrors: log.attempts.filter((a) => a.status !== null && a.status >= 500 && a.status !== 503).length,
     outageAnswers: log.attempts.filter((a) => a.status === 503).length,
+    storageFullAnswers: log.attempts.filter((a) => a.status === 503 && a.code === 'STRATA_ERR_STORAGE_FULL').length,
     hostile: { sent: workload.hostileSent, answered: workload.hostileAnswered, unexpected: workload.hostileUnexpected },
     startFailures: args.startFailures.length,
     faults: args.faults,
@@ -168,6 +172,7 @@ export function formatReport(r: ChaosReport, serverErrors: string[], maxExamples
     ['read errors', r.readErrors],
     ['5xx (not 503)', r.serverErrors],
     ['503 outage answers', r.outageAnswers],
+    ...(r.faults.diskFull ? [['503 disk full (of those)', r.storageFullAnswers] as [string, number]] : []),
     ['hostile sent / answered / unexpected', `${r.hostile.sent} / ${r.hostile.answered} / ${r.hostile.unexpected}`],
     ['failed restarts', r.startFailures],
     ...Object.entries(r.faults).map(([k, v]): [string, number] => [`faults: ${k}`, v]),

@@ -51,18 +51,25 @@ export interface ChaosResult {
   text: string;
 }
 
+/** Size of the data directory's tmpfs in a run with full-disk faults. */
+export const CHAOS_DISK_MIB = 1024;
+
+/** Whether this process may mount the tmpfs that full-disk faults fill. */
+export const canMountDisk = (): boolean => process.platform === 'linux' && process.getuid?.() === 0;
+
 /**
  * About one kill per 6.5 s, a pause per 25 s, a FLUSHALL and a Redis restart per 40 s; on the
- * postgres store also one instance killed for good and every PostgreSQL connection terminated
- * once per 20 s.
+ * fs store a full disk per 50 s when this process may mount a tmpfs (root); on the postgres
+ * store one instance killed for good and every PostgreSQL connection terminated once per 20 s.
  */
-export function defaultFaultCounts(durationMs: number, store: ChaosStore['driver'] = 'fs'): FaultCounts {
+export function defaultFaultCounts(durationMs: number, store: ChaosStore['driver'] = 'fs', diskFaults = canMountDisk()): FaultCounts {
   return {
     sigkill: Math.max(1, Math.round(durationMs / 6_500)),
     sigstop: Math.max(1, Math.ceil(durationMs / 25_000)),
     flushall: Math.max(1, Math.ceil(durationMs / 40_000)),
     redisRestart: Math.max(1, Math.ceil(durationMs / 40_000)),
     ...(store === 'postgres' ? { retire: 1, pgTerminate: Math.max(1, Math.ceil(durationMs / 20_000)) } : {}),
+    ...(store === 'fs' && diskFaults ? { diskFull: Math.max(1, Math.ceil(durationMs / 50_000)) } : {}),
   };
 }
 
@@ -99,12 +106,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const rng = new Rng(options.seed);
   const leaseTtlMs = options.leaseTtlMs ?? 1_000;
   const timeoutMs = options.timeoutMs ?? 2_500;
-  const counts = options.faults ?? defaultFaultCounts(options.durationMs);
+  const store = options.store ?? { driver: 'fs' };
+  const counts = options.faults ?? defaultFaultCounts(options.durationMs, store.driver);
   const log = new RunLog(options.logPath);
   const progress = (line: string): void => options.progress?.(`t=${Math.round(log.now() / 1000)}s ${line}`);
-  const store = options.store ?? { driver: 'fs' };
   progress(`starting redis-server and ${options.instances} instances (${options.entry}, ${store.driver} store)`);
-  const cluster = await Cluster.start({ instances: options.instances, entry: options.entry, leaseTtlMs, store });
+  const cluster = await Cluster.start({ instances: options.instances, entry: options.entry, leaseTtlMs, store, ...(store.driver === 'fs' && (counts.diskFull ?? 0) > 0 ? { diskMiB: CHAOS_DISK_MIB } : {}) });
   try {
     const sessions: SessionRef[] = Array.from({ length: options.sessions ?? 24 }, (_, i) => ({ tenant: TENANTS[i % TENANTS.length]!, id: `chaos-s${i}` }));
     const workload = new Workload(log, cluster.instances, rng.fork('workload'), {

@@ -3,7 +3,8 @@
  * black-box: three real `strata serve` processes (from the sources, through tsx) on one
  * private redis-server and one data directory, 16 writers with idempotency keys and retries,
  * deletes under fire and a hostile-request stream, while a seeded schedule SIGKILLs and
- * SIGSTOPs instances, FLUSHes and restarts Redis. Then every session is read back, once after
+ * SIGSTOPs instances, FLUSHes and restarts Redis, and fills the data directory's disk (a tmpfs
+ * of the run's: the test runs as root, like the other full-disk tests). Then every session is read back, once after
  * a flush and once after restarting every instance with Redis flushed while they were down.
  * The same harness is `strata chaos`; this is its CI profile, compressed to about four minutes.
  */
@@ -16,16 +17,16 @@ import { SHARED_URL } from '../helpers/postgres.js';
 import type { ChaosReport } from '../../src/chaos/report.js';
 
 // A fixed seed: the same plan runs with
-// `strata chaos --entry sources --seed 20261124 --seconds 100 --kills 22 --pauses 6 --flushes 4 --redis-restarts 4 --hostile 2200`.
+// `strata chaos --entry sources --seed 20261124 --seconds 100 --kills 22 --pauses 6 --flushes 4 --redis-restarts 4 --disk-fulls 2 --hostile 2200`.
 const SEED = 20261124;
 
-test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, deletes and hostile requests lose, duplicate and resurrect nothing acknowledged', { timeout: 295_000 }, async () => {
+test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, a full disk, deletes and hostile requests lose, duplicate and resurrect nothing acknowledged', { timeout: 295_000 }, async () => {
   const { report, text } = await runChaos({
     seed: SEED,
     instances: 3,
     durationMs: 100_000,
     entry: 'sources',
-    faults: { sigkill: 22, sigstop: 6, flushall: 4, redisRestart: 4 },
+    faults: { sigkill: 22, sigstop: 6, flushall: 4, redisRestart: 4, diskFull: 2 },
     hostile: 2_200,
     // Phase changes on stderr: a slow CI machine shows where the time went.
     progress: (line) => process.stderr.write(`chaos: ${line}\n`),
@@ -39,6 +40,8 @@ test('chaos: 3 instances under SIGKILL, SIGSTOP, FLUSHALL, Redis restarts, delet
   assert.ok(report.faults.flushall! + report.faults.flushallWhileDown! >= 3, text);
   assert.ok(report.faults.flushallWhileDown! >= 1, text);
   assert.ok(report.faults.redisRestart! >= 3, text);
+  assert.equal(report.faults.diskFull, 2, text);
+  assert.ok(report.storageFullAnswers >= 1, `a full disk was answered with STRATA_ERR_STORAGE_FULL:\n${text}`);
   assert.ok(report.hostile.sent >= 2_000, text);
   assert.ok(report.acknowledged >= 500, text);
   assert.ok(report.deletes >= 10, text);
@@ -54,6 +57,7 @@ test('strata chaos refuses contradictory or unknown options before starting anyt
     ['chaos', '--instances', 'three'],
     ['chaos', '--seconds', '30', '--store', 'mysql'],
     ['chaos', '--seconds', '30', '--pg-terminations', '2'],
+    ['chaos', '--seconds', '30', '--store', 'postgres', '--postgres-url', SHARED_URL, '--disk-fulls', '1'],
     ['chaos', '--seconds', '30', '--store', 'postgres', '--postgres-url', 'mysql://x'],
     ['chaos', '--seconds', '30', '--store', 'postgres', '--postgres-url', SHARED_URL, '--instances', '3', '--kill-for-good', '2'],
   ]) {
