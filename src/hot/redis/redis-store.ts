@@ -49,6 +49,25 @@ export function parseClusterUrl(url: string): string[] | null {
 /** How long a void marker outlives the confirm that wrote it: far longer than any append takes. */
 const VOID_WINDOW_MS = 24 * 3600 * 1000;
 
+/** Sends of one command while the cluster client has no node for its slot: about 3 s in all. */
+const TOPOLOGY_RETRIES = 9;
+
+/**
+ * node-redis's cluster client, while it rediscovers the topology after a failover, can find no
+ * node for a slot and throws a TypeError before sending anything: the command never left, so it
+ * is sent again once the slot map is back (usually within a few hundred ms).
+ */
+async function sendOnceRouted<T>(send: () => Promise<T>, closed: () => boolean): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!(err instanceof TypeError) || attempt >= TOPOLOGY_RETRIES || closed()) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
+    }
+  }
+}
+
 const META_FIELDS = ['nextTurnId', 'archivedUpTo', 'turnCount', 'unarchivedCount', 'oldestUnarchivedAt', 'bytes', 'lastAccess', 'createdAt', 'userId'] as const;
 
 function configError(option: string, expected: string, got: unknown): StrataError {
@@ -132,7 +151,7 @@ export class RedisHotStore implements HotStore {
           topologyRefreshOnReconnectionAttemptStrategy: 300,
         });
         cluster.on('error', () => {});
-        this.#send = (key, args) => cluster.sendCommand(key, false, args);
+        this.#send = (key, args) => sendOnceRouted(() => cluster.sendCommand(key, false, args), () => this.#closed);
         this.#owned = cluster as unknown as OwnedClient;
         this.#cluster = true;
       } else {
