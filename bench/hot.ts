@@ -109,6 +109,8 @@ export interface HotBenchResult {
     /** LangChain's addMessages (one LPUSH per message, no durability), same concurrency. */
     langchainPerSec: number;
   };
+  /** Event-loop delay of the process during the load and the flush (the same figures as in `add`). */
+  eventLoopDelay: { p99Ms: number; maxMs: number };
   coldRecent: { p50Ms: number; p99Ms: number; sessions: number };
   /** Sessions whose `recent` answer was checked against the messages written (all must match). */
   verified: { strata: number; langchain: number; cold: number };
@@ -481,6 +483,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
         eventLoopDelayMaxMs: loopDelay.max / 1e6,
         langchainPerSec: messages / langchainAddSeconds,
       },
+      eventLoopDelay: { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 },
       coldRecent: { p50Ms: percentile(cold.sorted, 0.5), p99Ms: percentile(cold.sorted, 0.99), sessions: coldCount },
       verified: { strata: sessions, langchain: sessions, cold: coldCount },
       seconds: (performance.now() - started) / 1000,
