@@ -32,21 +32,66 @@ export async function append(files: SessionFiles, ref: SessionRef, turns: readon
     if (highWater !== null && highWater !== undefined) return { appended: 0, skipped: 0, highWater };
   }
   return files.options.lock.withLock({ tenant: ref.tenant, sessionId: ref.sessionId }, () =>
-    withCommit(path, options.fence ?? null, files.options.commitWaitMs, async (control) => {
+    withCommit(path, options.fence ?? null, files.options.commitWaitMs, async (control, save) => {
       await options.precommit?.();
-      const result = await appendCommitted(files, ref, path, turns.filter((t) => t.turnId > control.deletedUpTo), userId, embedderId, dims, control.deletedUpTo);
-      if (!options.idempotency?.length && options.keysSince === undefined) return { result };
-      const keys: Record<string, [number, number, string]> = {};
-      const since = options.keysSince ?? 0;
-      for (const [k, v] of Object.entries(control.keys ?? {})) if (v[1] >= since) keys[k] = v;
-      for (const e of options.idempotency ?? []) if (e.createdAt >= since) keys[e.key] ??= [e.turnId, e.createdAt, e.hash];
-      return { result, next: { fence: control.fence, deletedUpTo: control.deletedUpTo, keys } };
+      // Where the file ended before this append: if anything fails after segment bytes landed
+      // (the disk filled up while the keys were saved, the user index could not be updated),
+      // they are cut off again, so a refused append leaves no turn archived without its keys.
+      const landed: Landed = { end: null };
+      let committed: { result: AppendResult; compact: boolean };
+      try {
+        committed = await appendCommitted(files, ref, path, turns.filter((t) => t.turnId > control.deletedUpTo), userId, embedderId, dims, control.deletedUpTo, landed);
+        if (options.idempotency?.length || options.keysSince !== undefined) {
+          const keys: Record<string, [number, number, string]> = {};
+          const since = options.keysSince ?? 0;
+          for (const [k, v] of Object.entries(control.keys ?? {})) if (v[1] >= since) keys[k] = v;
+          for (const e of options.idempotency ?? []) if (e.createdAt >= since) keys[e.key] ??= [e.turnId, e.createdAt, e.hash];
+          await save({ fence: control.fence, deletedUpTo: control.deletedUpTo, keys });
+        } else await save(control);
+      } catch (err) {
+        if (landed.end !== null) await cutBack(files, path, landed.end);
+        throw err;
+      }
+      // Committed (turns, keys, fence): merging segments is an optimisation a later append redoes.
+      if (committed.compact) await compactLocked(files, path);
+      return { result: committed.result };
     }),
   );
 }
 
+interface Landed {
+  /** The file's valid end before this append's bytes were written; null until they were. */
+  end: number | null;
+}
+
+/** Truncates an append that did not commit (under the commit lock). A failure here leaves complete records that a later append or verify keeps. */
+async function cutBack(files: SessionFiles, path: string, end: number): Promise<void> {
+  try {
+    const fh = await open(path, 'r+');
+    try {
+      await fh.truncate(end);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // Nothing better to do: the error that made the append fail is the one reported.
+  }
+  files.forget(path);
+}
+
 /** The append itself, under the session's commit lock, with turns of a deleted range removed. */
-async function appendCommitted(files: SessionFiles, ref: SessionRef, path: string, turns: readonly ArchivedTurn[], userId: string | undefined, embedderId: string | null, dims: number, deletedUpTo: number): Promise<AppendResult> {
+async function appendCommitted(
+  files: SessionFiles,
+  ref: SessionRef,
+  path: string,
+  turns: readonly ArchivedTurn[],
+  userId: string | undefined,
+  embedderId: string | null,
+  dims: number,
+  deletedUpTo: number,
+  landed: Landed,
+): Promise<{ result: AppendResult; compact: boolean }> {
   await mkdir(resolve(path, '..'), { recursive: true }).catch((err: unknown) => {
     throw ioError(err, 'creating directory for', path);
   });
@@ -79,7 +124,10 @@ async function appendCommitted(files: SessionFiles, ref: SessionRef, path: strin
       if (index.validEnd === 0 || newUser) parts.push(encodeMetaRecord(index.validEnd === 0 ? { userId: userId ?? null, createdAt: files.options.clock.now(), ...recordedId(ref) } : { userId }));
       parts.push(...segmentRecords(files.options, fresh, embedderId));
       segmentsAfter = index.segments.length + (parts.length - (parts.length > 0 && (index.validEnd === 0 || newUser) ? 1 : 0));
-      if (parts.length > 0) await appendBytes(files, snap.fh, path, index, concat(parts));
+      if (parts.length > 0) {
+        landed.end = index.validEnd;
+        await appendBytes(files, snap.fh, path, index, concat(parts));
+      }
       result = { appended: fresh.length, skipped: turns.length - fresh.length, highWater: Math.max(index.highWater, deletedUpTo, fresh.length ? fresh[fresh.length - 1]!.turnId : 0) };
     } finally {
       await snap.fh.close();
@@ -90,8 +138,7 @@ async function appendCommitted(files: SessionFiles, ref: SessionRef, path: strin
   } catch (err) {
     throw ioError(err, 'appending to', path);
   }
-  if (segmentsAfter > files.options.compactAfterSegments) await compactLocked(files, path);
-  return result;
+  return { result, compact: segmentsAfter > files.options.compactAfterSegments };
 }
 
 /** Cuts a torn tail, writes at the end of the last complete record, fsyncs (and the directory for a new file). */

@@ -145,17 +145,29 @@ export class StrataInstance {
     throw new Error(`instance ${this.index} not ready within ${timeoutMs} ms:\n${this.tail.slice(-4000)}`);
   }
 
-  /** Up to three starts; resolves with the failed ones (an empty list when it came up). */
-  async startWithRetries(): Promise<string[]> {
+  /**
+   * Up to three starts; resolves with the failed ones (an empty list when it came up). A start
+   * that failed with STRATA_ERR_STORAGE_FULL (the run filled the disk while it started) is what
+   * a full disk should do: it does not count, and the next start waits for `diskFree`, as an
+   * orchestrator's restart backoff would.
+   */
+  async startWithRetries(diskFree: () => Promise<void> = () => Promise.resolve()): Promise<string[]> {
     const failures: string[] = [];
-    for (let tries = 1; tries <= 3; tries++) {
+    let diskFullStarts = 0;
+    for (let tries = 1; tries <= 3; ) {
       try {
         await this.start();
         return failures;
       } catch (err) {
         if (this.killed === this.child) return failures;
-        failures.push(`instance ${this.index} start ${tries}: ${(err as Error).message}`);
         await this.kill();
+        if (this.tail.includes('STRATA_ERR_STORAGE_FULL') && diskFullStarts++ < 5) {
+          await diskFree();
+          await sleep(200);
+          continue;
+        }
+        failures.push(`instance ${this.index} start ${tries}: ${(err as Error).message}`);
+        tries++;
         await sleep(1_000);
       }
     }
@@ -280,7 +292,7 @@ export class Cluster {
     for (const inst of this.instances) if (inst.stopped) inst.resume();
     await this.diskFreed;
     const failures: string[] = [];
-    await Promise.all(serving(this.instances).filter((inst) => !inst.running).map(async (inst) => failures.push(...(await inst.startWithRetries()))));
+    await Promise.all(serving(this.instances).filter((inst) => !inst.running).map(async (inst) => failures.push(...(await inst.startWithRetries(() => this.diskFree())))));
     return failures;
   }
 

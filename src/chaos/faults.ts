@@ -198,7 +198,7 @@ export class FaultScheduler {
     // as an orchestrator's restart backoff would.
     await this.cluster.diskFree();
     // A later kill of the same instance owns its restart from then on.
-    if (this.busy.get(inst.index) === event.seq && !inst.retired) this.startFailures.push(...(await inst.startWithRetries()));
+    if (this.busy.get(inst.index) === event.seq && !inst.retired) this.startFailures.push(...(await inst.startWithRetries(() => this.cluster.diskFree())));
     this.log.faultEnded(event);
     this.release(inst, event);
   }

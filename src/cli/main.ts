@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { isDiskFull } from '../archive/io.js';
 import { StrataError } from '../errors.js';
 import type { CliIo } from './io.js';
 import { benchCommands, commands, evalCommands } from './commands/index.js';
@@ -35,7 +36,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       io.stderr.write(`${err.message}\n`);
       return 1;
     }
-    io.stderr.write(`STRATA_ERR_INTERNAL: ${(err as Error)?.message ?? String(err)}\n`);
+    // A full disk that no module mapped itself (a directory created on the way) still says so.
+    io.stderr.write(`${isDiskFull(err) ? 'STRATA_ERR_STORAGE_FULL' : 'STRATA_ERR_INTERNAL'}: ${(err as Error)?.message ?? String(err)}\n`);
     return 1;
   }
 }

@@ -197,8 +197,9 @@ export class Journal implements JournalStore {
     if (corrupt.length > 0) options.metrics.journalCorruption?.(corrupt.length);
 
     const seq = Math.max(seqs.at(-1) ?? 0, checkpoint.file) + 1;
-    const fd = await Journal.createFile(dir, seq);
-    await fsyncDir(dir);
+    // A full disk at start: STRATA_ERR_STORAGE_FULL, and the start can be retried once space returns.
+    const fd = await Journal.createFile(dir, seq).catch((err: unknown) => Promise.reject(ioError('start (new file)', err)));
+    await fsyncDir(dir).catch((err: unknown) => Promise.reject(ioError('directory fsync', err)));
     return new Journal(options, dir, fd, seq, checkpoint, seqs, { checkpoint, filesToReplay: seqs.length, tornTail, corrupt }, release);
   }
 

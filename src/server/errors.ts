@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { isDiskFull } from '../archive/io.js';
 import { ERROR_CATALOG, StrataError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 
@@ -46,6 +47,10 @@ function describeValidation(err: FastifyError): { message: string; issues: Array
 export function toErrorReply(err: unknown): { status: number; body: ErrorBody; unexpected: boolean } {
   if (err instanceof StrataError) {
     return { status: ERROR_CATALOG[err.code][0], body: errorBody(err.code, bareMessage(err), err.details), unexpected: false };
+  }
+  // A write this code did not map itself (e.g. a directory created on the way): still a full disk.
+  if (isDiskFull(err)) {
+    return { status: 503, body: errorBody('STRATA_ERR_STORAGE_FULL', `the disk is full (${(err as Error).message}); nothing of this write was committed`), unexpected: false };
   }
   const fe = err as FastifyError;
   if (fe && Array.isArray(fe.validation)) {

@@ -160,3 +160,30 @@ test('the archive on a full disk: appends, idempotency keys and deletions answer
     assert.equal((JSON.parse(await readFile(ctl, 'utf8')) as { deletedUpTo: number }).deletedUpTo, 400);
   }, '4m');
 });
+
+test('an archive append whose segment fit on the full disk but whose keys could not be saved is cut back: no turn stays archived without its idempotency key', async () => {
+  await withTmpfs(async (mnt) => {
+    const store = new FsArchiveStore({ dataDir: mnt });
+    const ref = { tenant: 't', sessionId: 's' };
+    const first = makeTurns(1, 3);
+    await store.append(ref, first, { idempotency: [{ key: 'k:a#0', turnId: 3, createdAt: 1, hash: 'h0' }], keysSince: 0 });
+    const path = store.pathOf(ref);
+    const size = (await stat(path)).size;
+    // The last page of the session file has room for a small segment; the new control file needs a page of its own.
+    assert.ok(4096 - (size % 4096) > 1024, `room left in the file's last page (${size} bytes)`);
+    const ballast = await fillUp(mnt);
+    const small = [{ turnId: 4, role: 'user' as const, content: 'hi', createdAt: 5 }];
+    await assert.rejects(store.append(ref, small, { idempotency: [{ key: 'k:b#0', turnId: 4, createdAt: 2, hash: 'h1' }], keysSince: 0 }), (err) => {
+      assert.ok(isStrataError(err, 'STRATA_ERR_STORAGE_FULL'), String(err));
+      assert.match((err as Error).message, /\.ctl/, 'the control file was the write that failed: the segment had landed');
+      return true;
+    });
+    assert.equal((await stat(path)).size, size, 'the landed segment was cut off again');
+    assertSameTurns(await store.read(ref), first);
+    assert.deepEqual((await store.idempotencyKeys(ref)).map((k) => k.key), ['k:a#0']);
+    await unlink(ballast);
+    await store.append(ref, small, { idempotency: [{ key: 'k:b#0', turnId: 4, createdAt: 2, hash: 'h1' }], keysSince: 0 });
+    assert.deepEqual((await store.read(ref)).map((t) => t.turnId), [1, 2, 3, 4]);
+    assert.deepEqual((await store.idempotencyKeys(ref)).map((k) => k.key).sort(), ['k:a#0', 'k:b#0']);
+  }, '4m');
+});
