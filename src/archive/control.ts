@@ -22,7 +22,8 @@ import { atomicWrite, ioError } from './io.js';
  *   never read, listed or archived again, whoever still holds them in a journal.
  *
  * Content of `<session file>.ctl`: JSON `{"fence": n, "deletedUpTo": n, "keys": {…}}`, replaced
- * atomically (temp file, fsync, rename, fsync of the directory) under the lock, so a crash, a
+ * atomically (temp file, rename; with fsyncs of the file and the directory once it holds a floor
+ * or keys) under the lock, so a crash, a
  * reader or a full disk sees the old state or the new one, never a torn mix: a durable floor is
  * never lost. The lock lives in its own file because a rename gives the state a new inode, and
  * a lock on the old inode would no longer exclude a process that opened the new one.
@@ -125,7 +126,12 @@ export async function withCommit<T>(
       if (target.fence === stored.fence && target.deletedUpTo === stored.deletedUpTo && !keysChanged) return;
       // A new file renamed over the old one: a reader, a crash or a full disk sees the old
       // state or the new one, never a torn mix (the lock is on the separate lock file).
-      await atomicWrite(path, Buffer.from(JSON.stringify(target), 'utf8'));
+      // Fsynced once it holds a floor or keys (an acknowledged deletion, and the idempotency of
+      // archived turns, must survive a power loss); a fencing number alone is not: losing it
+      // needs a power loss and a paused stale holder at once, and the hot tier's lease check
+      // still guards the trim.
+      const durable = target.deletedUpTo > 0 || Object.keys(target.keys ?? {}).length > 0;
+      await atomicWrite(path, Buffer.from(JSON.stringify(target), 'utf8'), undefined, { durable });
       stored = target;
     };
     const { result, next } = await fn(state, save);

@@ -43,8 +43,13 @@ export function isTempName(name: string): boolean {
   return name.startsWith('.') && name.endsWith('.tmp');
 }
 
-/** Replaces `file` with `bytes` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
-export async function atomicWrite(file: string, bytes: Uint8Array, hook?: WriteHook): Promise<void> {
+/**
+ * Replaces `file` with `bytes` atomically: temp file in the same directory, fsync, rename, fsync
+ * the directory. `durable: false` skips both fsyncs: readers and a killed process still see the
+ * old file or the new one, only a power loss may not.
+ */
+export async function atomicWrite(file: string, bytes: Uint8Array, hook?: WriteHook, options: { durable?: boolean } = {}): Promise<void> {
+  const durable = options.durable ?? true;
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}-${++tempCounter}.tmp`);
   let renamed = false;
@@ -54,7 +59,7 @@ export async function atomicWrite(file: string, bytes: Uint8Array, hook?: WriteH
       await hook?.('write-temp', tmp);
       await writeAll(fh, bytes, 0);
       await hook?.('fsync-temp', tmp);
-      await fh.sync();
+      if (durable) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -62,7 +67,7 @@ export async function atomicWrite(file: string, bytes: Uint8Array, hook?: WriteH
     await rename(tmp, file);
     renamed = true;
     await hook?.('fsync-dir', dir);
-    await fsyncDir(dir);
+    if (durable) await fsyncDir(dir);
   } catch (err) {
     if (!renamed) await unlink(tmp).catch(() => undefined);
     throw ioError(err, 'atomic write of', file);

@@ -100,9 +100,12 @@ test('an instance killed after acknowledging, Redis flushed, another instance re
   // B reads the session: it must find A's acknowledged turns in A's journal, in the shared directory.
   const b = await openStrata(dir, { hot, instanceId: 'inst-b' });
   closeAfter(t, () => b.close());
-  assertExactlyOnce('chat', await readAll(b, 'chat'), a.acks, true);
+  // A may have stored a turn whose acknowledgement it was killed before reporting: B finds it too.
+  const seen = await readAll(b, 'chat');
+  assertExactlyOnce('chat', seen, a.acks, true);
+  assert.ok(seen.length >= a.acks.length);
   const { turnId } = await b.addMessage('chat', 'user', 'B:after-flush');
-  assert.equal(turnId, a.acks.length + 1, 'the next id follows every acknowledged one');
+  assert.equal(turnId, seen.length + 1, 'the next id follows every acknowledged (and every stored) one');
   // A restarts and replays its journal: nothing appears twice, nothing is lost.
   const again = startChild({ ...common, INSTANCE_ID: 'inst-a', TAG: 'A2', COUNT: '3' });
   await again.exited;
