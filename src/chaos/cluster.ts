@@ -14,6 +14,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDiskFull } from '../archive/io.js';
 import { ChaosPostgres } from './postgres.js';
 import { RedisProcess, freePort } from './redis.js';
 import { sleep } from './prng.js';
@@ -73,6 +74,23 @@ export interface ClusterOptions {
 const OUTPUT_TAIL = 64 * 1024;
 /** The file that fills the disk; dot-prefixed, at the data directory's top, where no store looks. */
 const BALLAST = '.chaos-ballast';
+
+/**
+ * Appends to `fh` in ever smaller writes until not one more page fits (ENOSPC or EDQUOT): the
+ * filesystem is then full to the page. Any other error is thrown.
+ */
+export async function writeUntilFull(fh: FileHandle): Promise<void> {
+  const chunk = Buffer.alloc(1 << 20, 0x5a);
+  for (let size = chunk.length; size >= 4096; ) {
+    try {
+      const { bytesWritten } = await fh.write(chunk, 0, size);
+      if (bytesWritten < size) size >>= 1;
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      size >>= 1;
+    }
+  }
+}
 
 export class StrataInstance {
   private child: ChildProcess | null = null;
@@ -326,17 +344,7 @@ export class Cluster {
     const { bavail, bsize } = await statfs(this.dataDir);
     const bulk = (bavail - 64) * bsize;
     if (bulk > 0) spawnSync('fallocate', ['-o', String((await this.ballast.stat()).size), '-l', String(bulk), join(this.dataDir, BALLAST)]);
-    const chunk = Buffer.alloc(1 << 20, 0x5a);
-    for (let size = chunk.length; size >= 4096; ) {
-      try {
-        const { bytesWritten } = await this.ballast.write(chunk, 0, size);
-        if (bytesWritten < size) size >>= 1;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
-        size >>= 1;
-      }
-    }
+    await writeUntilFull(this.ballast);
     return (await this.ballast.stat()).size;
   }
 

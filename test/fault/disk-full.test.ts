@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, open, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FsArchiveStore } from '../../src/archive/fs-store.js';
+import { writeUntilFull } from '../../src/chaos/cluster.js';
 import { isStrataError } from '../../src/errors.js';
 import { Journal, walFileName } from '../../src/journal/journal.js';
 import type { TurnRecord } from '../../src/journal/types.js';
@@ -109,16 +110,7 @@ async function fillUp(dir: string): Promise<string> {
   const path = join(dir, '.ballast');
   const fh = await open(path, 'a');
   try {
-    const chunk = Buffer.alloc(64 * 1024, 1);
-    for (let size = chunk.length; size >= 4096; ) {
-      try {
-        const { bytesWritten } = await fh.write(chunk, 0, size);
-        if (bytesWritten < size) size >>= 1;
-      } catch (err) {
-        assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
-        size >>= 1;
-      }
-    }
+    await writeUntilFull(fh);
   } finally {
     await fh.close();
   }
