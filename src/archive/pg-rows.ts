@@ -1,6 +1,9 @@
 import { concat } from '../codec/codec.js';
 import { StrataError } from '../errors.js';
-import type { Db, Sql } from '../postgres/db.js';
+import type pg from 'pg';
+import { copyByteaOut, integer, literal } from '../postgres/copy.js';
+import { Db } from '../postgres/db.js';
+import type { Sql } from '../postgres/db.js';
 import type { ArchivedTurn, Clock, SessionRef } from '../types.js';
 import type { FileIndex, SegmentEntry } from './file.js';
 import { indexFile } from './file.js';
@@ -100,14 +103,16 @@ export class SessionRows {
   }
 
   /** The session's segments (those overlapping `range`), as one file's bytes and its index. */
+  /**
+   * The session's segments overlapping `range` (of one embedder when given), in order, read in
+   * binary COPY format (postgres/copy.ts: no hex round trip); `sql` is the pool or a transaction.
+   */
   async load(sql: Sql, ref: SessionRef, range: TurnRange = {}, embedderId?: string): Promise<{ index: FileIndex; bytes: Uint8Array }> {
-    const params: unknown[] = [ref.tenant, ref.sessionId, range.fromTurn ?? 0, range.toTurn ?? Number.MAX_SAFE_INTEGER];
-    if (embedderId !== undefined) params.push(embedderId);
-    const { rows } = await sql.query<{ record: Buffer }>(
-      `SELECT record FROM archive_segments WHERE tenant = $1 AND session_id = $2 AND last_turn >= $3 AND first_turn <= $4 ${embedderId !== undefined ? 'AND embedder_id = $5' : ''} ORDER BY seq`,
-      params,
-    );
-    const bytes = rows.length === 1 ? new Uint8Array(rows[0]!.record.buffer, rows[0]!.record.byteOffset, rows[0]!.record.byteLength) : concat(rows.map((r) => r.record));
+    const select = `SELECT record FROM archive_segments WHERE tenant = ${literal(ref.tenant)} AND session_id = ${literal(ref.sessionId)}
+      AND last_turn >= ${integer(range.fromTurn ?? 0)} AND first_turn <= ${integer(range.toTurn ?? Number.MAX_SAFE_INTEGER)}${embedderId !== undefined ? ` AND embedder_id = ${literal(embedderId)}` : ''} ORDER BY seq`;
+    // In a transaction a driver error propagates to Db.tx, which maps it and rolls back.
+    const records = sql instanceof Db ? await sql.copyBytea(select, 'loading a session') : await copyByteaOut(sql as unknown as pg.ClientBase, select);
+    const bytes = records.length === 1 ? new Uint8Array(records[0]!.buffer, records[0]!.byteOffset, records[0]!.byteLength) : concat(records);
     return { index: indexFile(this.label(ref), bytes), bytes };
   }
 

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { StrataError } from '../errors.js';
+import { copyByteaOut } from './copy.js';
 
 /**
  * One PostgreSQL pool shared by the journal and the archive of an instance (docs/postgres.md).
@@ -184,6 +185,33 @@ export class Db implements Sql {
       return Promise.reject(err);
     }
     return this.note(typeof text === 'string' ? this.pool.query<R>(text, values) : this.pool.query<R>(text), what);
+  }
+
+  /** `copyByteaOut` (copy.ts) on a connection of the pool, with the pool's error mapping. */
+  async copyBytea(select: string, what: string): Promise<Buffer[]> {
+    this.checkWaiting();
+    const client = await this.note(this.pool.connect(), what);
+    let broken = false;
+    const onError = (err: unknown): void => {
+      broken = true;
+      this.lastError = dbError(err, what);
+    };
+    client.on('error', onError);
+    try {
+      const values = await copyByteaOut(client, select);
+      this.lastError = null;
+      return values;
+    } catch (err) {
+      const mapped = dbError(err, what);
+      if (mapped.code === 'STRATA_ERR_DB_UNAVAILABLE') {
+        broken = true;
+        this.lastError = mapped;
+      }
+      throw mapped;
+    } finally {
+      client.removeListener('error', onError);
+      client.release(broken);
+    }
   }
 
   /**

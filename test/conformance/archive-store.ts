@@ -99,6 +99,20 @@ export function archiveStoreSuite(name: string, makeStore: (ctx: { clock: FakeCl
       await store.close();
     });
 
+    test('session ids with quotes, backslashes and SQL text are stored and read as given', async () => {
+      const { store } = await setup();
+      const odd = [`it's \\ "quoted"'); DROP TABLE x; --`, "E'\\x00'", 'user@example.com', '名前 \\\\ ends with a backslash \\'];
+      for (const [i, sessionId] of odd.entries()) {
+        const r = { tenant: 'acme', sessionId };
+        const turns = makeTurns(1, 3 + i, { seed: i });
+        await store.append(r, turns, { embedderId: 'test-embedder' });
+        assertSameTurns(await store.read(r), turns);
+        assertSameTurns(await store.read(r, { fromTurn: 2, toTurn: 2 }), turns.slice(1, 2));
+        assert.equal((await store.info(r))?.turnCount, turns.length);
+      }
+      await store.close();
+    });
+
     test('reading a session without an archive returns nothing', async () => {
       const { store } = await setup();
       assert.deepEqual(await store.read(ref), []);
