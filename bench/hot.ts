@@ -572,7 +572,8 @@ async function clusterMasters(nodes: string): Promise<AdminClient[]> {
 /**
  * Strata's hot tier on a single primary and on a Redis Cluster, side by side in one run: the same
  * sessions added through `addMessage` (fsync, `concurrency` writers), flushed to the steady state,
- * every `recent` answer checked, then `recent` with one caller and with `concurrency` callers.
+ * every `recent` answer checked, then `recent` with one caller and with `concurrency` callers,
+ * in rounds that alternate between the two sides (both stay open until the end).
  * Only Strata is measured: the baselines of `runHotBench` cannot run on a cluster (LangChain's
  * history is fine there, but the question here is what the cluster layout costs).
  */
@@ -591,73 +592,108 @@ export async function runHotClusterBench(options: HotClusterBenchOptions): Promi
   const sessionId = (s: number): string => `bench-${String(s).padStart(6, '0')}`;
   const { createStrata } = await import('../src/strata.js');
 
-  const side = async (name: string, url: string, masters: AdminClient[], prefix: string): Promise<HotSideResult> => {
+  interface Side {
+    name: string;
+    strata: Awaited<ReturnType<typeof createStrata>>;
+    dataDir: string;
+    redisBytes: number;
+    addPerSec: number;
+    single: { latencies: number[]; seconds: number };
+    many: { latencies: number[]; seconds: number };
+  }
+
+  /** Writes every session through `addMessage`, flushes, checks every `recent` answer. */
+  const load = async (name: string, url: string, masters: AdminClient[], prefix: string, opened: Side[]): Promise<Side> => {
     const memory = async (): Promise<number> => (await Promise.all(masters.map(usedMemory))).reduce((a, b) => a + b, 0);
     const dataDir = await mkdtemp(join(tmpdir(), 'strata-bench-hot-'));
     const strata = await createStrata({
       dataDir,
-      instanceId: `bench-hot-${process.pid}`,
+      instanceId: `bench-hot-${process.pid}-${opened.length}`,
       hot: { driver: 'redis', redisUrl: url, keyPrefix: prefix },
       durability: 'fsync',
       embedder: { provider: embedderName },
       compaction: { intervalMs: 3_600_000 },
     });
-    try {
-      const before = await memory();
-      let bar = phase(`${name}: addMessage (fsync)`, sessions * turns);
-      const t0 = performance.now();
-      await drive(concurrency, sessions, async (s) => {
-        for (let t = 0; t < turns; t++) {
-          const turn = turnAt(s, t);
-          for (;;) {
-            try {
-              await strata.addMessage(sessionId(s), turn.role, turn.content);
-              break;
-            } catch (err) {
-              if (!(err instanceof StrataError) || err.code !== 'STRATA_ERR_BACKPRESSURE') throw err;
-              await sleep(20);
-            }
+    const side: Side = { name, strata, dataDir, redisBytes: 0, addPerSec: 0, single: { latencies: [], seconds: 0 }, many: { latencies: [], seconds: 0 } };
+    opened.push(side);
+    const before = await memory();
+    let bar = phase(`${name}: addMessage (fsync)`, sessions * turns);
+    const t0 = performance.now();
+    await drive(concurrency, sessions, async (s) => {
+      for (let t = 0; t < turns; t++) {
+        const turn = turnAt(s, t);
+        for (;;) {
+          try {
+            await strata.addMessage(sessionId(s), turn.role, turn.content);
+            break;
+          } catch (err) {
+            if (!(err instanceof StrataError) || err.code !== 'STRATA_ERR_BACKPRESSURE') throw err;
+            await sleep(20);
           }
-          bar.increment();
         }
-      });
-      const addSeconds = (performance.now() - t0) / 1000;
-      bar.stop();
-      await strata.flush();
-      const redisBytes = (await memory()) - before;
-      bar = phase(`${name}: verifying`, sessions);
-      await drive(concurrency, sessions, async (s) => {
-        const got = (await strata.getContext(sessionId(s), { type: 'recent' })).messages;
-        const ok = got.length === recentTurns && got.every((m, k) => m.turnId === turns - recentTurns + k + 1 && m.content === turnAt(s, turns - recentTurns + k).content);
-        if (!ok) throw new Error(`${name}: recent context of ${sessionId(s)} does not match the messages written`);
-      }, () => bar.increment());
-      bar.stop();
-      const call = (i: number) => strata.getContext(sessionId(i % sessions), { type: 'recent' });
-      await drive(1, Math.min(500, reads), (i) => call(i + 7919));
-      bar = phase(`${name}: recent, 1 caller`, reads);
-      const single = await drive(1, reads, call, () => bar.increment());
-      bar.stop();
-      bar = phase(`${name}: recent, ${concurrency} callers`, concurrentReads);
-      const many = await drive(concurrency, concurrentReads, call, () => bar.increment());
-      bar.stop();
-      return {
-        redisBytes,
-        masters: masters.length,
-        recent: {
-          p50Ms: percentile(single.sorted, 0.5),
-          p99Ms: percentile(single.sorted, 0.99),
-          singleOpsPerSec: reads / single.seconds,
-          opsPerSec: concurrentReads / many.seconds,
-          concurrentP50Ms: percentile(many.sorted, 0.5),
-          concurrentP99Ms: percentile(many.sorted, 0.99),
-        },
-        addPerSec: (sessions * turns) / addSeconds,
-      };
-    } finally {
-      await strata.close().catch(() => undefined);
-      await rm(dataDir, { recursive: true, force: true });
-    }
+        bar.increment();
+      }
+    });
+    side.addPerSec = (sessions * turns) / ((performance.now() - t0) / 1000);
+    bar.stop();
+    await strata.flush();
+    side.redisBytes = (await memory()) - before;
+    bar = phase(`${name}: verifying`, sessions);
+    await drive(concurrency, sessions, async (s) => {
+      const got = (await strata.getContext(sessionId(s), { type: 'recent' })).messages;
+      const ok = got.length === recentTurns && got.every((m, k) => m.turnId === turns - recentTurns + k + 1 && m.content === turnAt(s, turns - recentTurns + k).content);
+      if (!ok) throw new Error(`${name}: recent context of ${sessionId(s)} does not match the messages written`);
+    }, () => bar.increment());
+    bar.stop();
+    return side;
   };
+
+  /**
+   * `recent` with one caller and with `concurrency` callers, measured in alternating rounds on
+   * the two sides (single, cluster, single, …), so that neither side is timed while the other's
+   * write burst still settles (replicas catching up, the heap of the process growing).
+   */
+  const measureReads = async (sides: Side[]): Promise<void> => {
+    const rounds = 4;
+    for (const side of sides) {
+      const call = (i: number) => side.strata.getContext(sessionId(i % sessions), { type: 'recent' });
+      await drive(1, Math.min(500, reads), (i) => call(i + 7919));
+    }
+    const bar = phase('recent, alternating rounds', rounds * sides.length * 2);
+    for (let round = 0; round < rounds; round++) {
+      for (const side of sides) {
+        const call = (i: number) => side.strata.getContext(sessionId((i + round * 7919) % sessions), { type: 'recent' });
+        const one = await drive(1, Math.ceil(reads / rounds), call);
+        side.single.latencies.push(...one.sorted);
+        side.single.seconds += one.seconds;
+        bar.increment();
+        const many = await drive(concurrency, Math.ceil(concurrentReads / rounds), call);
+        side.many.latencies.push(...many.sorted);
+        side.many.seconds += many.seconds;
+        bar.increment();
+      }
+    }
+    bar.stop();
+  };
+
+  const result = (side: Side): HotSideResult => {
+    const single = [...side.single.latencies].sort((a, b) => a - b);
+    const many = [...side.many.latencies].sort((a, b) => a - b);
+    return {
+      redisBytes: side.redisBytes,
+      masters: side.name === 'cluster' ? clusterMasterCount : 1,
+      recent: {
+        p50Ms: percentile(single, 0.5),
+        p99Ms: percentile(single, 0.99),
+        singleOpsPerSec: single.length / side.single.seconds,
+        opsPerSec: many.length / side.many.seconds,
+        concurrentP50Ms: percentile(many, 0.5),
+        concurrentP99Ms: percentile(many, 0.99),
+      },
+      addPerSec: side.addPerSec,
+    };
+  };
+  let clusterMasterCount = 0;
 
   const run = randomBytes(4).toString('hex');
   const prefix = `strata-bench-hot:${run}:`;
@@ -669,8 +705,21 @@ export async function runHotClusterBench(options: HotClusterBenchOptions): Promi
   try {
     await singleAdmin.connect();
     masters = await clusterMasters(options.clusterNodes);
-    const single = await side('single primary', singleUrl, [singleAdmin], prefix);
-    const cluster = await side('cluster', `redis+cluster://${options.clusterNodes}`, masters, prefix);
+    clusterMasterCount = masters.length;
+    const sides: Side[] = [];
+    let single: HotSideResult;
+    let cluster: HotSideResult;
+    try {
+      await load('single primary', singleUrl, [singleAdmin], prefix, sides);
+      await load('cluster', `redis+cluster://${options.clusterNodes}`, masters, prefix, sides);
+      await measureReads(sides);
+      [single, cluster] = [result(sides[0]!), result(sides[1]!)];
+    } finally {
+      for (const side of sides) {
+        await side.strata.close().catch(() => undefined);
+        await rm(side.dataDir, { recursive: true, force: true });
+      }
+    }
     return {
       sessions,
       turns,

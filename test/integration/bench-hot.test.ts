@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { HotBenchResult } from '../../bench/hot.js';
+import type { HotBenchResult, HotClusterBenchResult } from '../../bench/hot.js';
 import { main } from '../../src/cli/main.js';
 import { captureIo } from '../helpers/io.js';
 
@@ -52,5 +52,26 @@ test('strata bench hot rejects bad flags with coded errors before starting anyth
     assert.equal(code, 1, `${flag} ${value}`);
     assert.match(io.err(), /^STRATA_ERR_VALIDATION: /m);
     assert.equal(io.out(), '');
+  }
+});
+
+test('strata bench hot --redis-cluster --json compares a single primary and a real 6-node cluster, both verified', async () => {
+  const { startRedisCluster } = await import('../helpers/redis-cluster.js');
+  const cluster = await startRedisCluster();
+  try {
+    const io = captureIo();
+    const code = await main(['bench', 'hot', '--redis-cluster', cluster.nodeList, '--sessions', '4', '--turns', '25', '--reads', '40', '--json'], io);
+    assert.equal(code, 0, io.err());
+    const r = JSON.parse(io.out().trim()) as HotClusterBenchResult;
+    assert.deepEqual([r.sessions, r.turns, r.messages, r.verified], [4, 25, 100, 4]);
+    assert.deepEqual([r.single.masters, r.cluster.masters], [1, 3]);
+    for (const side of [r.single, r.cluster]) {
+      assert.ok(side.redisBytes > 0 && finite(side.addPerSec) && side.addPerSec > 0, JSON.stringify(side));
+      const m = side.recent;
+      assert.ok(finite(m.p50Ms) && m.p50Ms > 0 && m.p99Ms >= m.p50Ms && m.concurrentP99Ms >= m.concurrentP50Ms && m.opsPerSec > 0, JSON.stringify(m));
+    }
+    assert.equal(r.latencyRatio.p50, r.cluster.recent.p50Ms / r.single.recent.p50Ms);
+  } finally {
+    await cluster.stop();
   }
 });
