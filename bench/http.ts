@@ -11,6 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createClient } from 'redis';
 import type { StrataConfig } from '../src/config.js';
 import { StrataError } from '../src/errors.js';
 import { importOptional } from './optional.js';
@@ -95,6 +96,7 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
   const url = `http://127.0.0.1:${port}`;
   const durability = options.durability ?? 'fsync';
   const hotDriver = options.redisUrl ? 'redis' : 'memory';
+  const keyPrefix = `strata-bench-http-${process.pid}-${Date.now().toString(36)}:`;
   const { args, cwd } = strataCommand();
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -105,7 +107,7 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
     STRATA_EMBEDDER: 'hash',
     STRATA_DURABILITY: durability,
     STRATA_HOT_DRIVER: hotDriver,
-    ...(options.redisUrl ? { REDIS_URL: options.redisUrl, STRATA_REDIS_KEY_PREFIX: `strata-bench-${process.pid}:` } : {}),
+    ...(options.redisUrl ? { REDIS_URL: options.redisUrl, STRATA_REDIS_KEY_PREFIX: keyPrefix } : {}),
   };
   delete env.STRATA_API_KEYS;
   const child = spawn(process.execPath, [...args, 'serve'], { cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -155,5 +157,20 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
     child.kill('SIGTERM');
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
     await rm(dataDir, { recursive: true, force: true });
+    if (options.redisUrl) await deleteKeys(options.redisUrl, keyPrefix);
+  }
+}
+
+/** Removes this run's keys from a Redis the benchmark was pointed at (it may hold other data). */
+async function deleteKeys(url: string, prefix: string): Promise<void> {
+  const client = createClient({ url, RESP: 2 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    // Glob characters of the prefix are escaped so that MATCH takes it literally.
+    const match = `${prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
+    for await (const keys of client.scanIterator({ MATCH: match, COUNT: 1000 })) if (keys.length > 0) await client.unlink(keys);
+  } finally {
+    if (client.isOpen) await client.quit().catch(() => undefined);
   }
 }
