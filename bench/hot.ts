@@ -232,7 +232,7 @@ async function startPrivateRedis(): Promise<{ url: string; stop(): Promise<void>
   };
 }
 
-type AdminClient = ReturnType<typeof createClient>;
+export type AdminClient = ReturnType<typeof createClient>;
 
 async function usedMemory(client: AdminClient): Promise<number> {
   const info = String(await client.sendCommand(['INFO', 'memory']));
@@ -241,8 +241,9 @@ async function usedMemory(client: AdminClient): Promise<number> {
   return Number(m[1]);
 }
 
-async function deleteKeys(client: AdminClient, match: string): Promise<void> {
-  for await (const keys of client.scanIterator({ MATCH: match, COUNT: 1000 })) if (keys.length > 0) await client.del(keys);
+/** Deletes the keys matching `match` (a SCAN pattern): a run's own keys on a Redis that may hold other data. */
+export async function deleteKeys(client: AdminClient, match: string): Promise<void> {
+  for await (const keys of client.scanIterator({ MATCH: match, COUNT: 1000 })) if (keys.length > 0) await client.unlink(keys);
 }
 
 // ------------------------------------------------------------------ the run
@@ -594,6 +595,7 @@ export async function runHotClusterBench(options: HotClusterBenchOptions): Promi
 
   interface Side {
     name: string;
+    masters: number;
     strata: Awaited<ReturnType<typeof createStrata>>;
     dataDir: string;
     redisBytes: number;
@@ -614,7 +616,7 @@ export async function runHotClusterBench(options: HotClusterBenchOptions): Promi
       embedder: { provider: embedderName },
       compaction: { intervalMs: 3_600_000 },
     });
-    const side: Side = { name, strata, dataDir, redisBytes: 0, addPerSec: 0, single: { latencies: [], seconds: 0 }, many: { latencies: [], seconds: 0 } };
+    const side: Side = { name, masters: masters.length, strata, dataDir, redisBytes: 0, addPerSec: 0, single: { latencies: [], seconds: 0 }, many: { latencies: [], seconds: 0 } };
     opened.push(side);
     const before = await memory();
     let bar = phase(`${name}: addMessage (fsync)`, sessions * turns);
@@ -681,7 +683,7 @@ export async function runHotClusterBench(options: HotClusterBenchOptions): Promi
     const many = [...side.many.latencies].sort((a, b) => a - b);
     return {
       redisBytes: side.redisBytes,
-      masters: side.name === 'cluster' ? clusterMasterCount : 1,
+      masters: side.masters,
       recent: {
         p50Ms: percentile(single, 0.5),
         p99Ms: percentile(single, 0.99),
@@ -693,8 +695,6 @@ export async function runHotClusterBench(options: HotClusterBenchOptions): Promi
       addPerSec: side.addPerSec,
     };
   };
-  let clusterMasterCount = 0;
-
   const run = randomBytes(4).toString('hex');
   const prefix = `strata-bench-hot:${run}:`;
   const privateRedis = options.redisUrl ? null : await startPrivateRedis();
@@ -705,7 +705,6 @@ export async function runHotClusterBench(options: HotClusterBenchOptions): Promi
   try {
     await singleAdmin.connect();
     masters = await clusterMasters(options.clusterNodes);
-    clusterMasterCount = masters.length;
     const sides: Side[] = [];
     let single: HotSideResult;
     let cluster: HotSideResult;

@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import type { StrataConfig } from '../src/config.js';
 import { StrataError } from '../src/errors.js';
+import { deleteKeys } from './hot.js';
+import type { AdminClient } from './hot.js';
 import { importOptional } from './optional.js';
 import { freePort } from '../src/net.js';
 
@@ -157,19 +159,17 @@ export async function runHttpBench(options: HttpBenchOptions = {}): Promise<Http
     child.kill('SIGTERM');
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
     await rm(dataDir, { recursive: true, force: true });
-    if (options.redisUrl) await deleteKeys(options.redisUrl, keyPrefix);
+    if (options.redisUrl) await dropRunKeys(options.redisUrl, keyPrefix);
   }
 }
 
 /** Removes this run's keys from a Redis the benchmark was pointed at (it may hold other data). */
-async function deleteKeys(url: string, prefix: string): Promise<void> {
-  const client = createClient({ url, RESP: 2 });
+async function dropRunKeys(url: string, prefix: string): Promise<void> {
+  const client = createClient({ url, RESP: 2 }) as AdminClient;
   client.on('error', () => {});
   try {
     await client.connect();
-    // Glob characters of the prefix are escaped so that MATCH takes it literally.
-    const match = `${prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
-    for await (const keys of client.scanIterator({ MATCH: match, COUNT: 1000 })) if (keys.length > 0) await client.unlink(keys);
+    await deleteKeys(client, `${prefix}*`);
   } finally {
     if (client.isOpen) await client.quit().catch(() => undefined);
   }

@@ -102,7 +102,6 @@ export class SessionRows {
     }
   }
 
-  /** The session's segments (those overlapping `range`), as one file's bytes and its index. */
   /**
    * The session's segments overlapping `range` (of one embedder when given), in order, read in
    * binary COPY format (postgres/copy.ts: no hex round trip); `sql` is the pool or a transaction.

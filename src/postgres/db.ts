@@ -93,6 +93,9 @@ export function dbError(err: unknown, what: string): StrataError {
 /** SQLSTATEs a transaction is retried on: serialization failure, deadlock. */
 const RETRYABLE = new Set(['40001', '40P01']);
 
+/** Thrown out of a rolled-back attempt of `Db.tx` that is to be run again. */
+class RetryTransaction extends Error {}
+
 /** What statements run on: a transaction's connection, or the pool (each statement its own transaction). */
 export interface Sql {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult<R>>;
@@ -188,7 +191,16 @@ export class Db implements Sql {
   }
 
   /** `copyByteaOut` (copy.ts) on a connection of the pool, with the pool's error mapping. */
-  async copyBytea(select: string, what: string): Promise<Buffer[]> {
+  copyBytea(select: string, what: string): Promise<Buffer[]> {
+    return this.withClient(what, (client) => copyByteaOut(client, select));
+  }
+
+  /**
+   * Runs `fn` on one checked-out connection. A connection that dies meanwhile (an 'error' event,
+   * which nobody else listens to while we hold the client, or an unavailable-class error) is
+   * dropped from the pool; driver errors are mapped (`dbError`); others pass through unchanged.
+   */
+  private async withClient<T>(what: string, fn: (client: pg.PoolClient, broken: () => void) => Promise<T>): Promise<T> {
     this.checkWaiting();
     const client = await this.note(this.pool.connect(), what);
     let broken = false;
@@ -198,10 +210,11 @@ export class Db implements Sql {
     };
     client.on('error', onError);
     try {
-      const values = await copyByteaOut(client, select);
+      const result = await fn(client, () => (broken = true));
       this.lastError = null;
-      return values;
+      return result;
     } catch (err) {
+      if (err instanceof StrataError || !isDriverError(err)) throw err;
       const mapped = dbError(err, what);
       if (mapped.code === 'STRATA_ERR_DB_UNAVAILABLE') {
         broken = true;
@@ -220,39 +233,23 @@ export class Db implements Sql {
    */
   async tx<T>(what: string, fn: (sql: Sql) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      this.checkWaiting();
-      const client = await this.note(this.pool.connect(), what);
-      let broken = false;
-      // A connection that dies while checked out between two statements (a server restart) is
-      // reported as an 'error' event, which nobody else listens to while we hold the client.
-      const onError = (err: unknown): void => {
-        broken = true;
-        this.lastError = dbError(err, what);
-      };
-      client.on('error', onError);
       try {
-        await client.query('BEGIN');
-        const result = await fn(client);
-        await client.query('COMMIT');
-        this.lastError = null;
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
+        return await this.withClient(what, async (client, broken) => {
+          await client.query('BEGIN');
+          try {
+            const result = await fn(client);
+            await client.query('COMMIT');
+            return result;
+          } catch (err) {
+            await client.query('ROLLBACK').catch(broken);
+            const code = (err as { code?: unknown })?.code;
+            if (typeof code === 'string' && RETRYABLE.has(code) && attempt < 3) throw new RetryTransaction();
+            throw err;
+          }
         });
-        const code = (err as { code?: string })?.code;
-        if (code !== undefined && RETRYABLE.has(code) && attempt < 3) continue;
-        // Errors of `fn` itself (validation, fencing, a dry run) pass through unchanged.
-        if (err instanceof StrataError || !isDriverError(err)) throw err;
-        const mapped = dbError(err, what);
-        if (mapped.code === 'STRATA_ERR_DB_UNAVAILABLE') {
-          broken = true;
-          this.lastError = mapped;
-        }
-        throw mapped;
-      } finally {
-        client.removeListener('error', onError);
-        client.release(broken);
+      } catch (err) {
+        if (err instanceof RetryTransaction) continue;
+        throw err;
       }
     }
   }
