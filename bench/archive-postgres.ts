@@ -21,6 +21,7 @@ export interface PostgresArchiveBenchResult {
   loadTurns: number;
   loadP50Ms: number;
   loadP99Ms: number;
+  loadFirstMs: number;
   appendsPerSec: { '1': number; '64': number };
 }
 
@@ -84,7 +85,7 @@ export async function runPostgresArchiveBench(options: { input: string; postgres
     // checkpointed when the role may), so the loads do not time the server's own clean-up.
     await db.query('VACUUM ANALYZE archive_segments').catch(() => undefined);
     await db.query('CHECKPOINT').catch(() => undefined);
-    const { times, turns: loadTurns } = await loadInChild(base.toString(), options.loads, longs.length);
+    const { times, firstMs, turns: loadTurns } = await loadInChild(base.toString(), options.loads, longs.length);
     times.sort((a, b) => a - b);
 
     const count = options.appendCount ?? 2000;
@@ -101,7 +102,7 @@ export async function runPostgresArchiveBench(options: { input: string; postgres
     const a1 = await appends(1, Math.min(count, 1000));
     const a64 = await appends(64, count * 10);
     await store.close();
-    return { schema, turns: turnsTotal, bytes, bytesPerTurn: bytes.total / turnsTotal, loadTurns, loadP50Ms: percentile(times, 50), loadP99Ms: percentile(times, 99), appendsPerSec: { '1': a1, '64': a64 } };
+    return { schema, turns: turnsTotal, bytes, bytesPerTurn: bytes.total / turnsTotal, loadTurns, loadP50Ms: percentile(times, 50), loadP99Ms: percentile(times, 99), loadFirstMs: firstMs, appendsPerSec: { '1': a1, '64': a64 } };
   } finally {
     await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
     await db.release();

@@ -19,7 +19,7 @@ test('bench archive --store postgres on a tiny file: sizes from every relation, 
   assert.ok(r.bytes.total >= r.bytes.heap + r.bytes.indexes && r.bytes.total > 0);
   assert.equal(r.bytesPerTurn, r.bytes.total / 120);
   assert.equal(r.loadTurns, 120, 'the timed load read the whole long session back');
-  for (const v of [r.loadP50Ms, r.loadP99Ms, r.appendsPerSec['1'], r.appendsPerSec['64']]) assert.ok(Number.isFinite(v) && v > 0);
+  for (const v of [r.loadP50Ms, r.loadP99Ms, r.loadFirstMs, r.appendsPerSec['1'], r.appendsPerSec['64']]) assert.ok(Number.isFinite(v) && v > 0);
   const left = await sql<{ n: string }>(SHARED_URL, 'SELECT count(*) AS n FROM pg_namespace WHERE nspname = $1', [r.schema]);
   assert.equal(Number(left[0]!.n), 0);
 });
