@@ -14,6 +14,12 @@ export interface Embedder {
   readonly dimensions: number;
   /** One L2-normalised vector of length `dimensions` per text, in input order. */
   embed(texts: readonly string[]): Promise<Float32Array[]>;
+  /**
+   * Optional, for embedders that average word vectors: the text's vector with each word's
+   * weight multiplied by `weightOf(word)` (the retriever passes corpus statistics of the
+   * searched scope). Documents are always embedded with `embed`.
+   */
+  embedQuery?(text: string, weightOf: (word: string) => number): Promise<Float32Array>;
 }
 
 /** Configuration accepted by `createEmbedder`. */

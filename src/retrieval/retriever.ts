@@ -5,7 +5,7 @@ import { Bm25Index, type Bm25Parts } from './bm25.js';
 import { l2normalize, type Embedder } from './embedder.js';
 import { Lru } from './lru.js';
 import { scopeKey, type RetrievalScope, type RetrievalTurn, type TurnSource } from './source.js';
-import { terms, words } from './text.js';
+import { stem, terms, words } from './text.js';
 
 /** Tuning of the hybrid search. Defaults were chosen on the LoCoMo and LongMemEval dev files (docs/retrieval.md). */
 export interface RetrieverOptions {
@@ -37,6 +37,14 @@ export interface RetrieverOptions {
    * said. Default 1.5; 1 = off.
    */
   selfBoost?: number;
+  /**
+   * Query word weighting, for embedders that average word vectors (GloVe): each word of the
+   * query weighs idf^queryIdfPower, its BM25 inverse document frequency in the searched scope.
+   * Words the user's history is full of ("thinking", "advice", "suggestions") then count for
+   * little, the rare words that name the topic ("cocktail") for much. Default 2; 0 = the
+   * embedder's own weights. Embedders of whole texts (OpenAI-compatible) are not affected.
+   */
+  queryIdfPower?: number;
   /** Indexed scopes kept in memory. Default 64. */
   maxScopes?: number;
   /** Cached query embeddings. Default 1024. */
@@ -165,6 +173,7 @@ export class HybridRetriever {
       sessionWeight: options.sessionWeight ?? 1,
       sessionTop: options.sessionTop ?? 3,
       selfBoost: options.selfBoost ?? 1.5,
+      queryIdfPower: options.queryIdfPower ?? 2,
       maxScopes: options.maxScopes ?? 64,
       queryCacheSize: options.queryCacheSize ?? 1024,
       resultCacheSize: options.resultCacheSize ?? 1024,
@@ -208,17 +217,33 @@ export class HybridRetriever {
     const cached = this.results.get(resultKey);
     if (cached) return cached.map((h) => ({ ...h, scores: { ...h.scores } }));
 
-    const [index, qv] = await Promise.all([this.index(scope, sk, version), this.queryVector(query)]);
+    const index = await this.index(scope, sk, version);
+    const qv = await this.queryVector(query, index, sk);
     const hits = this.rank(index, scope.tenant, query, qv, topK, new Set(excluded));
     this.results.set(resultKey, hits);
     return hits.map((h) => ({ ...h, scores: { ...h.scores } }));
   }
 
-  private queryVector(query: string): Promise<Float32Array> {
-    const k = `${this.embedder.id}\u0000${query}`;
+  /**
+   * The query's vector: the embedder's own (cached per query), or, with `queryIdfPower` and an
+   * embedder that weighs words, one weighted by the scope's term statistics (cached per query
+   * and scope version).
+   */
+  private queryVector(query: string, ix: ScopeIndex, sk: string): Promise<Float32Array> {
+    const power = this.o.queryIdfPower;
+    const embedQuery = power > 0 ? this.embedder.embedQuery?.bind(this.embedder) : undefined;
+    const k = embedQuery ? `${this.embedder.id}\u0000${sk}\u0000${ix.version}\u0000${query}` : `${this.embedder.id}\u0000${query}`;
     let v = this.queryVectors.get(k);
     if (!v) {
-      v = this.embedder.embed([query]).then((r) => r[0]!);
+      if (embedQuery) {
+        const n = ix.bm25.size;
+        v = embedQuery(query, (word) => {
+          const df = ix.bm25.df(stem(word));
+          return Math.log(1 + (n - df + 0.5) / (df + 0.5)) ** power;
+        });
+      } else {
+        v = this.embedder.embed([query]).then((r) => r[0]!);
+      }
       v.catch(() => this.queryVectors.delete(k));
       this.queryVectors.set(k, v);
     }

@@ -59,9 +59,18 @@ export class GloveEmbedder implements Embedder {
     this.id = `glove-sg100d-int8-sif-v1`;
   }
 
+  /** A query's vector: each word's SIF weight multiplied by `weightOf(word)` (lower-cased word). */
+  async embedQuery(text: string, weightOf: (word: string) => number): Promise<Float32Array> {
+    const table = await loadTable(this.path);
+    return this.embedWith(table, this.weightsFor(table), [text], weightOf)[0]!;
+  }
+
   async embed(texts: readonly string[]): Promise<Float32Array[]> {
     const table = await loadTable(this.path);
-    const weights = this.weightsFor(table);
+    return this.embedWith(table, this.weightsFor(table), texts);
+  }
+
+  private embedWith(table: GloveTable, weights: Float32Array, texts: readonly string[], weightOf?: (word: string) => number): Float32Array[] {
     const dims = table.dimensions;
     return texts.map((text) => {
       const v = new Float32Array(dims);
@@ -69,7 +78,7 @@ export class GloveEmbedder implements Embedder {
         if (this.dropStopwords && STOPWORDS.has(w)) continue;
         const row = table.index.get(w);
         if (row === undefined) continue;
-        const f = weights[row]! * table.scales[row]!;
+        const f = weights[row]! * table.scales[row]! * (weightOf ? weightOf(w) : 1);
         const base = row * dims;
         for (let i = 0; i < dims; i++) v[i]! += f * table.values[base + i]!;
       }
