@@ -30,11 +30,11 @@ export interface RetrievalEvalResult extends RetrievalEvalRun {
 /**
  * Configurations every evaluation prints beside the default, from the same load: plain BM25
  * over single turns, and the default before session evidence, the first-person prior, stronger
- * smoothing and idf-weighted query words (docs/retrieval.md).
+ * smoothing, idf-weighted query words and the sharper fusion (docs/retrieval.md).
  */
 export const EVAL_BASELINES: Readonly<Record<string, RetrieverOptions>> = Object.freeze({
   bm25: { denseWeight: 0, speakerBoost: 1, smoothing: 0, sessionWeight: 0, selfBoost: 1 },
-  previousDefault: { smoothing: 0.2, sessionWeight: 0, selfBoost: 1, queryIdfPower: 0 },
+  previousDefault: { rrfK: 20, smoothing: 0.2, sessionWeight: 0, selfBoost: 1, queryIdfPower: 0 },
 });
 
 /** User that sessions without `user_id` belong to. */

@@ -9,7 +9,7 @@ import { stem, terms, words } from './text.js';
 
 /** Tuning of the hybrid search. Defaults were chosen on the LoCoMo and LongMemEval dev files (docs/retrieval.md). */
 export interface RetrieverOptions {
-  /** Reciprocal-rank-fusion constant k in 1/(k + rank). Default 20. */
+  /** Reciprocal-rank-fusion constant k in 1/(k + rank). Default 10 (the top of each ranking counts most). */
   rrfK?: number;
   /** Weight of the dense ranking in the fusion. Default 0.5. 0 = lexical only. */
   denseWeight?: number;
@@ -163,7 +163,7 @@ export class HybridRetriever {
     options: RetrieverOptions = {},
   ) {
     this.o = {
-      rrfK: options.rrfK ?? 20,
+      rrfK: options.rrfK ?? 10,
       denseWeight: options.denseWeight ?? 0.5,
       lexicalWeight: options.lexicalWeight ?? 1,
       depth: options.depth ?? 200,

@@ -91,7 +91,8 @@ test('eval locomo --ablation reports every row', async () => {
   assert.ok(Object.keys(r.ablation).includes('BM25 only'));
   assert.ok(Object.keys(r.ablation).includes('+ neighbour smoothing 0.2 (previous default)'));
   assert.ok(Object.keys(r.ablation).includes('+ smoothing 0.3'));
-  assert.ok(Object.keys(r.ablation).includes('+ query words weighted by idf² (default)'));
+  assert.ok(Object.keys(r.ablation).includes('+ query words weighted by idf²'));
+  assert.ok(Object.keys(r.ablation).includes('+ fusion constant 10 (default)'));
   for (const row of Object.values(r.ablation)) assert.ok(row['1']! >= 0 && row['1']! <= row['25']! && row['25']! <= 1);
   // BM25 alone never ranks D2:3 ("We ordered pizza after the class yesterday"): no word in common
   // with the question, so Q2 stays at 1/2 and the mean at 3/4. Smoothing brings it in as D2:1's
