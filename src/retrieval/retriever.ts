@@ -108,6 +108,35 @@ const FIRST_PERSON = /\b(i|i'm|i've|i'd|i'll|my|me|mine|myself)\b/i;
 const SECOND_PERSON = /\b(you|your|you're|you've|yours)\b/i;
 
 /**
+ * Cosine of the query with each of the `n` row-major vectors (normalised: a dot product), −∞
+ * for dead docs. The scan over every vector of the scope is most of a search's time: four
+ * running sums instead of one let the additions overlap (one sum waits on the previous addition
+ * at every step), about twice as fast.
+ */
+function denseScores(matrix: Float32Array, qv: Float32Array, dims: number, n: number, alive: Uint8Array, out: Float32Array): void {
+  const tail = dims - (dims % 4);
+  for (let d = 0, base = 0; d < n; d++, base += dims) {
+    if (!alive[d]) {
+      out[d] = -Infinity;
+      continue;
+    }
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    let i = 0;
+    for (; i < tail; i += 4) {
+      s0 += matrix[base + i]! * qv[i]!;
+      s1 += matrix[base + i + 1]! * qv[i + 1]!;
+      s2 += matrix[base + i + 2]! * qv[i + 2]!;
+      s3 += matrix[base + i + 3]! * qv[i + 3]!;
+    }
+    for (; i < dims; i++) s0 += matrix[base + i]! * qv[i]!;
+    out[d] = s0 + s1 + (s2 + s3);
+  }
+}
+
+/**
  * Indexes of the `count` largest values among `candidates` (or all of 0..n-1), descending.
  * A bounded min-heap keeps this O(n log count) instead of sorting every turn of the scope.
  */
@@ -427,13 +456,7 @@ export class HybridRetriever {
       return x.sessionId < y.sessionId ? -1 : x.sessionId > y.sessionId ? 1 : x.turnId - y.turnId;
     };
     const dense = new Float32Array(n);
-    if (o.denseWeight > 0) {
-      for (let d = 0, base = 0; d < n; d++, base += dims) {
-        let s = 0;
-        for (let i = 0; i < dims; i++) s += ix.matrix[base + i]! * qv[i]!;
-        dense[d] = ix.alive[d] ? s : -Infinity;
-      }
-    }
+    if (o.denseWeight > 0) denseScores(ix.matrix, qv, dims, n, ix.alive, dense);
     const lexical = new Float32Array(n);
     // The postings may hold docs of a newer version of this index (an update shares them): only this version's live docs count.
     const touched = o.lexicalWeight > 0 ? ix.bm25.score(lexTerms, lexical).filter((d) => d < n && ix.alive[d] === 1) : [];
