@@ -36,6 +36,7 @@ export const ERROR_CATALOG = {
   STRATA_ERR_ARCHIVE_CORRUPT: [500, 'An archive file has a block whose CRC or lengths do not check; the message names file, segment and block.'],
   STRATA_ERR_ARCHIVE_VERSION: [500, 'An archive file or segment has an unknown magic or format version.'],
   STRATA_ERR_ARCHIVE_IO: [500, 'Reading or writing an archive file failed at the operating-system level.'],
+  STRATA_ERR_INDEX_DAMAGED: [500, 'A persisted search index file has message fields whose CRC does not check; the search drops the file, rebuilds the index from the archive and runs again, so callers see this code only if that also fails.'],
   // journal
   STRATA_ERR_JOURNAL_LOCKED: [500, 'Another live process owns this journal directory.'],
   STRATA_ERR_JOURNAL_CORRUPT: [500, 'A journal record in the middle of a file fails its CRC or length check.'],

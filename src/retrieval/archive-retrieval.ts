@@ -8,7 +8,7 @@ import type { Tokenizer } from '../context/tokenizer.js';
 import { StrataError } from '../errors.js';
 import { systemClock, type Clock, type SessionRef, type Turn } from '../types.js';
 import type { Embedder } from './embedder.js';
-import { decodeSnapshot, encodeSnapshot, SnapshotFiles } from './index-snapshot.js';
+import { encodeSnapshot, SnapshotFiles } from './index-snapshot.js';
 import { HybridRetriever, type IndexData, type RetrieverOptions } from './retriever.js';
 import { scopeKey, type RetrievalScope, type RetrievalTurn, type TurnSource } from './source.js';
 
@@ -148,8 +148,10 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     let p = this.loaded.get(sk);
     if (!p) {
       p = (async () => {
-        const bytes = await this.snapshots!.read(scope.tenant, scope.userId).catch(() => null);
-        const data = bytes ? decodeSnapshot(bytes, { ...scope, embedderId: this.o.embedder.id }) : null;
+        // Damage the background read of the message fields finds: the file is dropped, and the
+        // index rebuilt from the archive and written again.
+        const onDamage = () => void this.indexDamaged(scope).then(() => this.scheduleWrite(scope), () => undefined);
+        const data = await this.snapshots!.load({ ...scope, embedderId: this.o.embedder.id }, onDamage).catch(() => null);
         if (!data) return null;
         // Session versions are stored without this process's generations (see `writeSnapshot`).
         data.sessionVersions = new Map([...data.sessionVersions].map(([id, v]) => [id, `${v}:${this.gen(scope.tenant, id)}`]));
@@ -178,6 +180,13 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     if (!this.snapshots || this.retriever.hasIndex(scope)) return null;
     const data = await this.readSnapshot(scope);
     return data && data.version === `user:${stamp}` ? [...data.sessionVersions.keys()] : null;
+  }
+
+  async indexDamaged(scope: RetrievalScope & { userId: string }): Promise<void> {
+    if (!this.snapshots) return;
+    this.loaded.delete(scopeKey(scope));
+    this.retriever.invalidate(scope);
+    await this.snapshots.remove(scope.tenant, scope.userId);
   }
 
   indexChanged(scope: RetrievalScope & { userId: string }): void {

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, unlink } from 'node:fs/promises';
+import { mkdir, open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { atomicWrite, fsyncDir } from '../archive/io.js';
 import type { MessageFields } from '../message.js';
+import { StrataError } from '../errors.js';
 import { ROLES, type Role } from '../types.js';
 import type { IndexData } from './retriever.js';
 import type { RetrievalTurn } from './source.js';
@@ -17,19 +18,27 @@ import type { RetrievalTurn } from './source.js';
  *   8       4     format version (u32 LE), SNAPSHOT_VERSION
  *   12      4     header length H (u32 LE)
  *   16      8     body length B (f64 LE, an integer)
- *   24      4     CRC32C of bytes 28 .. 28+H+pad+B (u32 LE)
+ *   24      4     CRC32C of bytes 28 up to the start of the `fields` section (u32 LE)
  *   28      H     header: UTF-8 JSON (tenant, user, version, embedder, session versions,
- *                 speakers, terms, section offsets into the body)
+ *                 speakers, terms, section offsets into the body, CRC32C of `fields`)
  *   ..      pad   zeros up to a multiple of 8, so typed-array sections are aligned
- *   ..      B     body: the sections, each at a multiple of 8
+ *   ..      B     body: the sections, each at a multiple of 8; `fields` (every turn's message
+ *                 fields as UTF-8 JSON) last, and `fieldCrc` (CRC32C of each turn's fields)
  *
- * Any damage (bad magic or version, length or checksum mismatch, unparsable header) makes
- * `decodeSnapshot` return null: the caller rebuilds from the archive. A snapshot only says what
- * it reflects; whether that is still current is checked against the archive by the caller.
+ * Loading reads everything but `fields` (about half the file): ranking needs ids, postings and
+ * vectors, and a search returns the fields of its hits only. `fields` is then read in the
+ * background, checked against its CRC32C; until it is in memory, a hit's fields are read from
+ * the same open file and checked against the turn's own CRC32C (`LazyFields`).
+ *
+ * Any damage to what loading reads (bad magic or version, length or checksum mismatch,
+ * unparsable header) makes it return null: the caller rebuilds from the archive. Damage in
+ * `fields` is found when the background read or a hit's read checks it (STRATA_ERR_INDEX_DAMAGED):
+ * the caller then drops the file and rebuilds. A snapshot only says what it reflects; whether
+ * that is still current is checked against the archive by the caller.
  */
 
 const MAGIC = Buffer.from('STRXIDX\0', 'latin1');
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 /** 28 = magic 8 + version 4 + header length 4 + body length 8 + checksum 4. */
 const PREFIX = 28;
 
@@ -47,9 +56,12 @@ interface Header {
   speakers: string[];
   terms: string[];
   sections: Record<SectionName, [offset: number, bytes: number]>;
+  /** CRC32C of the `fields` section. */
+  fieldsCrc: number;
 }
 
-type SectionName = 'sessionOf' | 'turnId' | 'createdAt' | 'tokens' | 'role' | 'speaker' | 'fieldsAt' | 'fields' | 'lengths' | 'termAt' | 'pairs' | 'matrix';
+/** In file order; `fields` is last, so loading reads one prefix of the file. */
+type SectionName = 'sessionOf' | 'turnId' | 'createdAt' | 'tokens' | 'role' | 'speaker' | 'fieldsAt' | 'fieldCrc' | 'lengths' | 'termAt' | 'pairs' | 'matrix' | 'fields';
 
 /** What a snapshot is of: the caller compares these with what it expects before using one. */
 export interface SnapshotIdentity {
@@ -74,8 +86,11 @@ export async function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Pro
   const role = new Uint8Array(n);
   const speaker = new Int32Array(n);
   const fieldsAt = new Float64Array(n + 1);
+  const fieldCrc = new Uint32Array(n);
   const fieldParts: Buffer[] = [];
   let fieldBytes = 0;
+  // Turns of a loaded snapshot are copied as stored: their fields must be in memory first.
+  for (const lazy of new Set(data.turns.map((t) => (t instanceof StoredTurn ? t.lazy : null)))) if (lazy) await lazy.whole();
   for (let doc = 0; doc < n; doc++) {
     if (doc % ENCODE_SLICE === ENCODE_SLICE - 1) await new Promise((resolve) => setImmediate(resolve));
     const t = data.turns[doc]!;
@@ -105,6 +120,7 @@ export async function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Pro
       bytes = Buffer.from(JSON.stringify({ content, name, tool_calls, tool_call_id }), 'utf8');
     }
     fieldParts.push(bytes);
+    fieldCrc[doc] = crc32c(bytes) >>> 0;
     fieldBytes += bytes.length;
     fieldsAt[doc + 1] = fieldBytes;
   }
@@ -117,11 +133,12 @@ export async function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Pro
     role,
     speaker,
     fieldsAt,
-    fields,
+    fieldCrc,
     lengths: data.bm25.lengths,
     termAt: data.bm25.offsets,
     pairs: data.bm25.pairs,
     matrix: data.matrix,
+    fields,
   };
   const sections = {} as Header['sections'];
   let bodyLength = 0;
@@ -140,6 +157,7 @@ export async function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Pro
     speakers,
     terms: data.bm25.terms,
     sections,
+    fieldsCrc: crc32c(fields) >>> 0,
   };
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
   const bodyStart = align8(PREFIX + headerBytes.length);
@@ -152,24 +170,52 @@ export async function encodeSnapshot(id: SnapshotIdentity, data: IndexData): Pro
   for (const [name, a] of Object.entries(arrays) as Array<[SectionName, ArrayBufferView]>) {
     out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), bodyStart + sections[name][0]);
   }
-  out.writeUInt32LE(crc32c(out.subarray(PREFIX)) >>> 0, 24);
+  out.writeUInt32LE(crc32c(out.subarray(PREFIX, bodyStart + sections.fields[0])) >>> 0, 24);
   return out;
 }
 
-/** The index in `bytes`, or null when they are not an intact snapshot of `id`'s index. */
-export function decodeSnapshot(bytes: Buffer, id: SnapshotIdentity): IndexData | null {
+/** What a checked prefix of a snapshot says: its header and where its body starts. */
+interface Eager {
+  header: Header;
+  bodyStart: number;
+  bodyLength: number;
+}
+
+/**
+ * Checks the prefix of a snapshot up to its `fields` section (`bytes` may hold more): magic,
+ * version, lengths against the whole file's `fileLength`, header, checksum. Null when damaged.
+ */
+function checkEager(bytes: Buffer, fileLength: number): Eager | null {
   if (bytes.length < PREFIX || !bytes.subarray(0, 8).equals(MAGIC) || bytes.readUInt32LE(8) !== SNAPSHOT_VERSION) return null;
   const headerLength = bytes.readUInt32LE(12);
   const bodyLength = bytes.readDoubleLE(16);
   const bodyStart = align8(PREFIX + headerLength);
-  if (!Number.isSafeInteger(bodyLength) || bodyStart + bodyLength !== bytes.length) return null;
-  if ((crc32c(bytes.subarray(PREFIX)) >>> 0) !== bytes.readUInt32LE(24)) return null;
+  if (!Number.isSafeInteger(bodyLength) || bodyStart + bodyLength !== fileLength || PREFIX + headerLength > bytes.length) return null;
   let header: Header;
   try {
     header = JSON.parse(bytes.toString('utf8', PREFIX, PREFIX + headerLength)) as Header;
   } catch {
     return null;
   }
+  const fields = header?.sections?.fields;
+  if (!Array.isArray(fields) || !Number.isSafeInteger(fields[0]) || !Number.isSafeInteger(fields[1]) || fields[0] + fields[1] > bodyLength) return null;
+  const eagerEnd = bodyStart + fields[0];
+  if (eagerEnd > bytes.length || (crc32c(bytes.subarray(PREFIX, eagerEnd)) >>> 0) !== bytes.readUInt32LE(24)) return null;
+  return { header, bodyStart, bodyLength };
+}
+
+/** The index in `bytes` (a whole snapshot file), or null when they are not an intact snapshot of `id`'s index. */
+export function decodeSnapshot(bytes: Buffer, id: SnapshotIdentity): IndexData | null {
+  const eager = checkEager(bytes, bytes.length);
+  if (!eager) return null;
+  const [offset, size] = eager.header.sections.fields;
+  const fields = bytes.subarray(eager.bodyStart + offset, eager.bodyStart + offset + size);
+  if ((crc32c(fields) >>> 0) !== eager.header.fieldsCrc) return null;
+  return buildIndex(bytes, eager, id, (fieldsAt, fieldCrc) => LazyFields.inMemory(fields, fieldsAt, fieldCrc));
+}
+
+function buildIndex(bytes: Buffer, eager: Eager, id: SnapshotIdentity, makeFields: (fieldsAt: Float64Array, fieldCrc: Uint32Array) => LazyFields): IndexData | null {
+  const { header, bodyStart } = eager;
   if (header.tenant !== id.tenant || header.userId !== id.userId || header.embedderId !== id.embedderId) return null;
   // Typed views need aligned offsets: copy once if the buffer itself is not 8-aligned.
   const body = (bytes.byteOffset + bodyStart) % 8 === 0 ? bytes.subarray(bodyStart) : Buffer.from(Uint8Array.prototype.slice.call(bytes, bodyStart));
@@ -184,12 +230,13 @@ export function decodeSnapshot(bytes: Buffer, id: SnapshotIdentity): IndexData |
   const tokens = view('tokens', (b, o, l) => new Float64Array(b, o, l), 8);
   const role = view('role', (b, o, l) => new Uint8Array(b, o, l), 1);
   const speaker = view('speaker', (b, o, l) => new Int32Array(b, o, l), 4);
-  const fieldsAt = view('fieldsAt', (b, o, l) => new Float64Array(b, o, l), 8);
-  const [fieldsOffset] = header.sections.fields;
-  const fields = body.subarray(fieldsOffset);
+  const lazy = makeFields(
+    view('fieldsAt', (b, o, l) => new Float64Array(b, o, l), 8),
+    view('fieldCrc', (b, o, l) => new Uint32Array(b, o, l), 4),
+  );
   const turns: RetrievalTurn[] = [];
   for (let doc = 0; doc < n; doc++) {
-    turns.push(new StoredTurn(header.sessionIds[sessionOf[doc]!]!, turnId[doc]!, ROLES[role[doc]!]!, createdAt[doc]!, speaker[doc]! >= 0 ? header.speakers[speaker[doc]!] : undefined, Number.isNaN(tokens[doc]!) ? undefined : tokens[doc], fields, fieldsAt[doc]!, fieldsAt[doc + 1]!));
+    turns.push(new StoredTurn(header.sessionIds[sessionOf[doc]!]!, turnId[doc]!, ROLES[role[doc]!]!, createdAt[doc]!, speaker[doc]! >= 0 ? header.speakers[speaker[doc]!] : undefined, Number.isNaN(tokens[doc]!) ? undefined : tokens[doc], lazy, doc));
   }
   return {
     version: header.version,
@@ -207,11 +254,113 @@ export function decodeSnapshot(bytes: Buffer, id: SnapshotIdentity): IndexData |
   };
 }
 
+function damaged(what: string): StrataError {
+  return new StrataError('STRATA_ERR_INDEX_DAMAGED', `persisted search index: ${what}`);
+}
+
+/**
+ * The message fields of a loaded snapshot's turns. The whole section is read in the background
+ * and checked against its CRC32C; until it is in memory, `read(doc)` reads one turn's bytes from
+ * the same open file (a newer snapshot renamed over it does not change what the handle reads)
+ * and checks them against the turn's CRC32C. The file is closed once the section is in memory
+ * and no single read is in flight.
+ */
+export class LazyFields {
+  private bytes: Buffer | null = null;
+  private failure: StrataError | null = null;
+  private readonly singles = new Map<number, Buffer>();
+  private handle: FileHandle | null = null;
+  private users = 0;
+  private loading: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly fieldsAt: Float64Array,
+    private readonly fieldCrc: Uint32Array,
+    /** Offset of the section in the file. */
+    private readonly start = 0,
+  ) {}
+
+  static inMemory(bytes: Buffer, fieldsAt: Float64Array, fieldCrc: Uint32Array): LazyFields {
+    const f = new LazyFields(fieldsAt, fieldCrc);
+    f.bytes = bytes;
+    return f;
+  }
+
+  /** Starts reading `length` bytes at `start` of `handle` (which it then owns) in the background. */
+  static fromFile(handle: FileHandle, start: number, length: number, crc: number, fieldsAt: Float64Array, fieldCrc: Uint32Array, onDamage: (err: StrataError) => void): LazyFields {
+    const f = new LazyFields(fieldsAt, fieldCrc, start);
+    f.handle = handle;
+    f.users = 1;
+    f.loading = (async () => {
+      try {
+        const bytes = await readAt(handle, start, length);
+        if ((crc32c(bytes) >>> 0) !== crc) throw damaged('the message fields fail their checksum');
+        f.bytes = bytes;
+        f.singles.clear();
+      } catch (err) {
+        f.failure = err instanceof StrataError ? err : damaged(`cannot read the message fields: ${(err as Error).message}`);
+        onDamage(f.failure);
+      } finally {
+        await f.release();
+      }
+    })();
+    return f;
+  }
+
+  /** Resolves once the whole section is in memory (rejects when it is damaged). */
+  async whole(): Promise<void> {
+    await this.loading;
+    if (this.failure) throw this.failure;
+  }
+
+  /** The doc's stored bytes when in memory, else null (`load` brings them). */
+  get(doc: number): Buffer | null {
+    if (this.bytes) return this.bytes.subarray(this.fieldsAt[doc]!, this.fieldsAt[doc + 1]!);
+    return this.singles.get(doc) ?? null;
+  }
+
+  /** Brings the doc's bytes into memory: from the section if loaded, else one checked read. */
+  async load(doc: number): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.get(doc)) return;
+    if (!this.handle) return this.whole();
+    this.users++;
+    try {
+      const from = this.fieldsAt[doc]!;
+      const bytes = await readAt(this.handle, this.start + from, this.fieldsAt[doc + 1]! - from);
+      if ((crc32c(bytes) >>> 0) !== this.fieldCrc[doc]) throw damaged(`the message fields of one turn fail their checksum`);
+      if (!this.bytes) this.singles.set(doc, bytes);
+    } finally {
+      await this.release();
+    }
+  }
+
+  private async release(): Promise<void> {
+    if (--this.users > 0 || !this.handle) return;
+    const handle = this.handle;
+    this.handle = null;
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/** Exactly `length` bytes at `position` of `handle`, into fresh memory. */
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(out, done, length - done, position + done);
+    if (bytesRead === 0) throw damaged('the file is shorter than its header says');
+    done += bytesRead;
+  }
+  return out;
+}
+
 /**
  * A turn of a loaded snapshot: ids, role and times at hand; its message fields are parsed from
- * the snapshot's bytes when first read (a search reads them for its hits only).
+ * the snapshot's bytes when first read. Reading them before `load()` resolved is a programming
+ * error (the retriever loads the fields of its hits before returning them).
  */
-class StoredTurn implements RetrievalTurn {
+export class StoredTurn implements RetrievalTurn {
   private parsed: MessageFields | null = null;
   constructor(
     readonly sessionId: string,
@@ -220,18 +369,24 @@ class StoredTurn implements RetrievalTurn {
     readonly createdAt: number,
     readonly speaker: string | undefined,
     readonly tokens: number | undefined,
-    private readonly bytes: Buffer,
-    private readonly from: number,
-    private readonly to: number,
+    readonly lazy: LazyFields,
+    private readonly doc: number,
   ) {}
+
+  /** Brings this turn's message fields into memory. */
+  load(): Promise<void> {
+    return this.lazy.load(this.doc);
+  }
 
   /** The message fields as stored (UTF-8 JSON). */
   storedFields(): Buffer {
-    return this.bytes.subarray(this.from, this.to);
+    const bytes = this.lazy.get(this.doc);
+    if (!bytes) throw new StrataError('STRATA_ERR_INTERNAL', 'a persisted index turn was read before its fields were loaded');
+    return bytes;
   }
 
   private get fields(): MessageFields {
-    return (this.parsed ??= JSON.parse(this.bytes.toString('utf8', this.from, this.to)) as MessageFields);
+    return (this.parsed ??= JSON.parse(this.storedFields().toString('utf8')) as MessageFields);
   }
   get content(): MessageFields['content'] {
     return this.fields.content;
@@ -262,13 +417,49 @@ export class SnapshotFiles {
     return join(this.dir, tenant, `${createHash('sha256').update(userId, 'utf8').digest('hex').slice(0, 40)}.idx`);
   }
 
-  /** The file's bytes, or null when there is none. */
-  async read(tenant: string, userId: string): Promise<Buffer | null> {
+  /**
+   * The user's index from its file, all but the message fields read and checked; the fields
+   * follow in the background (`LazyFields`), and `onDamage` hears of damage found there. Null
+   * when there is no file or what was read is not an intact snapshot of `id`'s index.
+   */
+  async load(id: SnapshotIdentity, onDamage: (err: StrataError) => void): Promise<IndexData | null> {
+    let handle: FileHandle;
     try {
-      return await readFile(this.pathOf(tenant, userId));
+      handle = await open(this.pathOf(id.tenant, id.userId), 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
+    }
+    let owned = false;
+    try {
+      const fileLength = (await handle.stat()).size;
+      if (fileLength < PREFIX) return null;
+      const prefix = await readAt(handle, 0, PREFIX);
+      const headerEnd = PREFIX + prefix.readUInt32LE(12);
+      if (headerEnd > fileLength) return null;
+      const headerBytes = await readAt(handle, 0, headerEnd);
+      let fieldsOffset: number;
+      try {
+        fieldsOffset = (JSON.parse(headerBytes.toString('utf8', PREFIX)) as Header).sections.fields[0];
+      } catch {
+        return null;
+      }
+      const eagerEnd = align8(headerEnd) + fieldsOffset;
+      if (!Number.isSafeInteger(eagerEnd) || eagerEnd < headerEnd || eagerEnd > fileLength) return null;
+      const bytes = await readAt(handle, 0, eagerEnd);
+      const eager = checkEager(bytes, fileLength);
+      if (!eager) return null;
+      const [offset, size] = eager.header.sections.fields;
+      const data = buildIndex(bytes, eager, id, (fieldsAt, fieldCrc) => {
+        owned = true;
+        return LazyFields.fromFile(handle, eager.bodyStart + offset, size, eager.header.fieldsCrc, fieldsAt, fieldCrc, onDamage);
+      });
+      return data;
+    } catch (err) {
+      if (err instanceof StrataError && err.code === 'STRATA_ERR_INDEX_DAMAGED') return null;
+      throw err;
+    } finally {
+      if (!owned) await handle.close().catch(() => undefined);
     }
   }
 

@@ -1,6 +1,6 @@
 import { messageFields, searchText } from '../message.js';
 import type { SearchHit } from '../cache/api.js';
-import { StrataError } from '../errors.js';
+import { isStrataError, StrataError } from '../errors.js';
 import { Bm25Index, type Bm25Parts } from './bm25.js';
 import { l2normalize, type Embedder } from './embedder.js';
 import { Lru } from './lru.js';
@@ -246,9 +246,21 @@ export class HybridRetriever {
     const cached = this.results.get(resultKey);
     if (cached) return cached.map((h) => ({ ...h, scores: { ...h.scores } }));
 
-    const index = await this.index(scope, sk, version);
-    const qv = await this.queryVector(query, index, sk);
-    const hits = this.rank(index, scope.tenant, query, qv, topK, new Set(excluded));
+    const run = async (): Promise<SearchHit[]> => {
+      const index = await this.index(scope, sk, version);
+      return this.rank(index, scope.tenant, query, await this.queryVector(query, index, sk), topK, new Set(excluded));
+    };
+    let hits: SearchHit[];
+    try {
+      hits = await run();
+    } catch (err) {
+      // A persisted index whose message fields fail their checksum: dropped, built from the
+      // scope's turns, and the search runs again.
+      if (!isStrataError(err, 'STRATA_ERR_INDEX_DAMAGED') || !('userId' in scope)) throw err;
+      await this.source.indexDamaged?.(scope);
+      this.indexes.delete(sk);
+      hits = await run();
+    }
     this.results.set(resultKey, hits);
     return hits.map((h) => ({ ...h, scores: { ...h.scores } }));
   }
@@ -435,7 +447,7 @@ export class HybridRetriever {
     return ix;
   }
 
-  private rank(ix: ScopeIndex, tenant: string, query: string, qv: Float32Array, topK: number, excluded: Set<string>): SearchHit[] {
+  private async rank(ix: ScopeIndex, tenant: string, query: string, qv: Float32Array, topK: number, excluded: Set<string>): Promise<SearchHit[]> {
     const n = ix.turns.length;
     if (n === 0) return [];
     const o = this.o;
@@ -537,6 +549,8 @@ export class HybridRetriever {
         }
       }
     }
+    // Turns of a persisted index read their message fields on demand.
+    await Promise.all(chosen.map(({ doc }) => ix.turns[doc]!.load?.()));
     return chosen.map(({ doc, neighbour, score }) => {
       const t = ix.turns[doc]!;
       return {

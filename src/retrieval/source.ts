@@ -24,6 +24,12 @@ export interface RetrievalTurn extends MessageFields {
   embedding?: Float32Array;
   /** Token count when known (stored per turn). */
   tokens?: number;
+  /**
+   * Present on turns of a persisted index whose message fields are read on demand: resolves
+   * once they can be read (the retriever calls it for its hits); rejects with
+   * STRATA_ERR_INDEX_DAMAGED when they fail their checksum.
+   */
+  load?(): Promise<void>;
 }
 
 /**
@@ -55,6 +61,11 @@ export interface TurnSource {
   loadIndex?(scope: RetrievalScope & { userId: string }): Promise<IndexData | null>;
   /** Optional: the user scope's index was built or updated (e.g. to persist it later). */
   indexChanged?(scope: RetrievalScope & { userId: string }): void;
+  /**
+   * Optional: the persisted index `loadIndex` gave turned out damaged (STRATA_ERR_INDEX_DAMAGED):
+   * drop it, so the next build reads the scope's turns instead.
+   */
+  indexDamaged?(scope: RetrievalScope & { userId: string }): Promise<void>;
 }
 
 export function scopeKey(scope: RetrievalScope): string {

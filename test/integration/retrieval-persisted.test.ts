@@ -9,7 +9,8 @@ import { FsArchiveStore } from '../../src/archive/fs-store.js';
 import { InProcessSessionLock } from '../../src/archive/lock.js';
 import { ArchiveRetrieval } from '../../src/retrieval/archive-retrieval.js';
 import { HashEmbedder } from '../../src/retrieval/embedders/hash.js';
-import { decodeSnapshot } from '../../src/retrieval/index-snapshot.js';
+import { decodeSnapshot, SnapshotFiles } from '../../src/retrieval/index-snapshot.js';
+import { isStrataError, type StrataError } from '../../src/errors.js';
 
 /*
  * Persisted user indexes through the product: real archive files in a temporary data dir,
@@ -133,6 +134,39 @@ test('a damaged snapshot (a flipped bit anywhere, a truncation, another format) 
     // The start replaced the damaged file with a good one.
     assert.ok(decodeSnapshot(await readFile((await snapshotPath(ev.dataDir))!), { ...scope, embedderId: new HashEmbedder(256).id }), what);
   }
+});
+
+test('damage in the message fields, read after loading, is found by checksum: the search drops the file and answers from the archive', async (t) => {
+  const ev = await load(5);
+  t.after(() => ev.dispose());
+  const file = (await snapshotPath(ev.dataDir))!;
+  const good = await readFile(file);
+  const expected = await fresh(ev.dataDir);
+  // A byte inside the stored fields of the first query's best hit (turn texts are unique).
+  const top = expected[0]![0]!;
+  const at = good.indexOf(Buffer.from(String(top.content), 'utf8'));
+  assert.ok(at > 0);
+  const bad = Buffer.from(good);
+  bad[at + 3] = bad[at + 3]! ^ 0x01;
+
+  // Loading reads and checks everything but the fields; the damage shows when they are read.
+  const dir = await mkdtemp(join(tmpdir(), 'strata-test-snapshot-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const files = new SnapshotFiles(dir);
+  await files.write(EVAL_TENANT, USER, bad);
+  const damage: StrataError[] = [];
+  const data = await files.load({ ...scope, embedderId: new HashEmbedder(256).id }, (err) => damage.push(err));
+  assert.ok(data, 'the checked part is intact');
+  const turn = data.turns.find((x) => x.sessionId === top.sessionId && x.turnId === top.turnId)!;
+  await assert.rejects(turn.load!(), (e) => isStrataError(e, 'STRATA_ERR_INDEX_DAMAGED'));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(damage.length, 1, 'the background check of the whole section reports it once');
+  assert.ok(isStrataError(damage[0], 'STRATA_ERR_INDEX_DAMAGED'));
+
+  // Through the product: the same results as a build from the archive, and a good file again.
+  await writeFile(file, bad);
+  assert.deepEqual(await searchAll(ev.dataDir), expected);
+  assert.ok(decodeSnapshot(await readFile((await snapshotPath(ev.dataDir))!), { ...scope, embedderId: new HashEmbedder(256).id }));
 });
 
 test('deleting a session or the user removes its turns from the persisted index, also across a restart', async (t) => {
