@@ -52,6 +52,29 @@ export class Rehydration extends CachePart {
   }
 
   /**
+   * Finishes a deletion the hot tier's floor shows and the archive's does not, under the
+   * session's lease and from floors read under it: the deleting instance may still be at work
+   * (it holds the lease until both floors agree), or have finished while this one waited, and
+   * turns written after it must not go with the deleted ones. Only turns at or below the hot
+   * tier's floor are deleted: the whole file while the archive holds nothing above the floor
+   * (the floor then becomes durable with it), else just those turns. True when the archive's
+   * floor now matches (seed again); false when turns above the floor kept the floor where it is.
+   */
+  private async finishDeletion(ref: SessionRef): Promise<boolean> {
+    return this.lock.withLock(ref, async (held) => {
+      const [archiveFloor, hotFloor, info] = await Promise.all([this.archive.deletedUpTo(ref), this.hot.floor(ref), this.archive.info(ref)]);
+      if (hotFloor <= archiveFloor) return true;
+      if ((info?.highWater ?? 0) <= hotFloor) {
+        await this.archive.deleteSession(ref, { upTo: hotFloor, fence: held.fence });
+        return true;
+      }
+      const ids = (await this.archive.read(ref, { toTurn: hotFloor })).map((t) => t.turnId);
+      if (ids.length > 0) await this.archive.deleteTurns(ref, ids);
+      return false;
+    });
+  }
+
+  /**
    * What a seed of the session holds: every turn any instance journaled above the archive's
    * high-water mark and the deletion floor (the recovery index, plus this instance's pending
    * records), the next id, and the owner.
@@ -74,8 +97,7 @@ export class Rehydration extends CachePart {
       // A deletion stopped between the hot tier's floor and the archive's (a crash): it was
       // not acknowledged, but the hot tier already refuses those ids. Finish it, so the session
       // is deleted as a whole rather than in part.
-      await this.lock.withLock(ref, (held) => this.archive.deleteSession(ref, { upTo: hotFloor, fence: held.fence }));
-      return this.planSeed(ref);
+      if (await this.finishDeletion(ref)) return this.planSeed(ref);
     }
     const byId = new Map<number, TurnRecord>();
     for (const r of known.turns) if (r.key === undefined || !voids.has(voidIdentity(r.turnId, r.key, r.epoch))) byId.set(r.turnId, r);

@@ -18,6 +18,7 @@ import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { fileURLToPath } from 'node:url';
+import { FsArchiveStore } from '../../src/archive/fs-store.js';
 import { isStrataError } from '../../src/errors.js';
 import { journalRoot, readAllJournals } from '../../src/journal/read-all.js';
 import type { CreateStrataOptions, Strata } from '../../src/strata.js';
@@ -250,6 +251,41 @@ describe('Redis hot tier shared by two instances', () => {
     await b.flush();
     assert.deepEqual(await contents(b, 's'), [[turnId, 'new life']]);
     assert.deepEqual(problems, [], 'deleted turns shown again');
+  });
+
+  test('a seed that read the floors while a deletion was half done deletes nothing the deleter finished: turns written after the deletion survive', async (t) => {
+    const dir = await tempDir(t);
+    const a = await open(dir, 'a');
+    closeAfter(t, () => a.close());
+    const b = await open(dir, 'b');
+    closeAfter(t, () => b.close());
+    await a.addMessages('s', [{ role: 'user', content: 'old 1' }, { role: 'assistant', content: 'old 2' }, { role: 'user', content: 'old 3' }]);
+    await a.flush('s');
+    await a.deleteSession('s');
+    assert.deepEqual(await a.addMessage('s', 'user', 'new 4'), { turnId: 4 });
+    assert.deepEqual(await a.addMessage('s', 'assistant', 'new 5'), { turnId: 5 });
+    await a.flush('s');
+    await a.evictToDiskLru('s');
+    // Fault injection: B's seed plan reads the archive's floor as it was before A's deletion
+    // reached the archive (the hot tier's floor already raised); only the first plan's read is stale.
+    const real = FsArchiveStore.prototype.deletedUpTo;
+    let staleReads = 0;
+    FsArchiveStore.prototype.deletedUpTo = function (this: FsArchiveStore, ref) {
+      const stack = new Error().stack ?? '';
+      if (staleReads === 0 && stack.includes('planSeed') && !stack.includes('finishDeletion')) {
+        staleReads++;
+        return Promise.resolve(0);
+      }
+      return real.call(this, ref);
+    };
+    try {
+      assert.deepEqual(await contents(b, 's'), [[4, 'new 4'], [5, 'new 5']]);
+    } finally {
+      FsArchiveStore.prototype.deletedUpTo = real;
+    }
+    assert.ok(staleReads > 0, 'the seed plan read the stale floor');
+    assert.deepEqual(await contents(a, 's'), [[4, 'new 4'], [5, 'new 5']]);
+    assert.deepEqual(await contents(b, 's'), [[4, 'new 4'], [5, 'new 5']]);
   });
 
   test('B killed holding unarchived turns; A deletes; B restarts (replay) and Redis is flushed: nothing returns', async (t) => {
