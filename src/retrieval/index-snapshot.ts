@@ -181,24 +181,29 @@ interface Eager {
   bodyLength: number;
 }
 
+/** The JSON header of a snapshot whose first `PREFIX + headerLength` bytes are in `bytes`, or null. */
+function parseHeader(bytes: Buffer, headerLength: number): Header | null {
+  try {
+    return JSON.parse(bytes.toString('utf8', PREFIX, PREFIX + headerLength)) as Header;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Checks the prefix of a snapshot up to its `fields` section (`bytes` may hold more): magic,
- * version, lengths against the whole file's `fileLength`, header, checksum. Null when damaged.
+ * version, lengths against the whole file's `fileLength`, header (`parsed` when the caller has
+ * it already), checksum. Null when damaged.
  */
-function checkEager(bytes: Buffer, fileLength: number): Eager | null {
+function checkEager(bytes: Buffer, fileLength: number, parsed?: Header): Eager | null {
   if (bytes.length < PREFIX || !bytes.subarray(0, 8).equals(MAGIC) || bytes.readUInt32LE(8) !== SNAPSHOT_VERSION) return null;
   const headerLength = bytes.readUInt32LE(12);
   const bodyLength = bytes.readDoubleLE(16);
   const bodyStart = align8(PREFIX + headerLength);
   if (!Number.isSafeInteger(bodyLength) || bodyStart + bodyLength !== fileLength || PREFIX + headerLength > bytes.length) return null;
-  let header: Header;
-  try {
-    header = JSON.parse(bytes.toString('utf8', PREFIX, PREFIX + headerLength)) as Header;
-  } catch {
-    return null;
-  }
+  const header = parsed ?? parseHeader(bytes, headerLength);
   const fields = header?.sections?.fields;
-  if (!Array.isArray(fields) || !Number.isSafeInteger(fields[0]) || !Number.isSafeInteger(fields[1]) || fields[0] + fields[1] > bodyLength) return null;
+  if (!header || !Array.isArray(fields) || !Number.isSafeInteger(fields[0]) || !Number.isSafeInteger(fields[1]) || fields[0] + fields[1] > bodyLength) return null;
   const eagerEnd = bodyStart + fields[0];
   if (eagerEnd > bytes.length || (crc32c(bytes.subarray(PREFIX, eagerEnd)) >>> 0) !== bytes.readUInt32LE(24)) return null;
   return { header, bodyStart, bodyLength };
@@ -346,13 +351,17 @@ export class LazyFields {
 /** Exactly `length` bytes at `position` of `handle`, into fresh memory. */
 async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
   const out = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
+  await readInto(handle, out, 0, position, length);
+  return out;
+}
+
+/** Exactly `length` bytes at `position` of `handle`, into `out` from `offset` on. */
+async function readInto(handle: FileHandle, out: Buffer, offset: number, position: number, length: number): Promise<void> {
+  for (let done = 0; done < length; ) {
+    const { bytesRead } = await handle.read(out, offset + done, length - done, position + done);
     if (bytesRead === 0) throw damaged('the file is shorter than its header says');
     done += bytesRead;
   }
-  return out;
 }
 
 /**
@@ -437,17 +446,16 @@ export class SnapshotFiles {
       const prefix = await readAt(handle, 0, PREFIX);
       const headerEnd = PREFIX + prefix.readUInt32LE(12);
       if (headerEnd > fileLength) return null;
-      const headerBytes = await readAt(handle, 0, headerEnd);
-      let fieldsOffset: number;
-      try {
-        fieldsOffset = (JSON.parse(headerBytes.toString('utf8', PREFIX)) as Header).sections.fields[0];
-      } catch {
-        return null;
-      }
-      const eagerEnd = align8(headerEnd) + fieldsOffset;
-      if (!Number.isSafeInteger(eagerEnd) || eagerEnd < headerEnd || eagerEnd > fileLength) return null;
-      const bytes = await readAt(handle, 0, eagerEnd);
-      const eager = checkEager(bytes, fileLength);
+      // The header says where the message fields start; everything before them is read once,
+      // the header's bytes included, and the header is parsed once.
+      const head = await readAt(handle, 0, headerEnd);
+      const header = parseHeader(head, headerEnd - PREFIX);
+      const eagerEnd = align8(headerEnd) + (header?.sections?.fields?.[0] ?? Number.NaN);
+      if (!header || !Number.isSafeInteger(eagerEnd) || eagerEnd < headerEnd || eagerEnd > fileLength) return null;
+      const bytes = Buffer.allocUnsafe(eagerEnd);
+      head.copy(bytes);
+      await readInto(handle, bytes, headerEnd, headerEnd, eagerEnd - headerEnd);
+      const eager = checkEager(bytes, fileLength, header);
       if (!eager) return null;
       const [offset, size] = eager.header.sections.fields;
       const data = buildIndex(bytes, eager, id, (fieldsAt, fieldCrc) => {
