@@ -234,16 +234,22 @@ async function startPrivateRedis(): Promise<{ url: string; stop(): Promise<void>
 
 export type AdminClient = ReturnType<typeof createClient>;
 
+/**
+ * `used_memory` without the replication backlog and the replicas' output buffers: a primary with
+ * replicas fills a backlog of up to `repl-backlog-size` (1 MiB by default) while it takes writes,
+ * which is the cost of replication, not of the data held.
+ */
 async function usedMemory(client: AdminClient): Promise<number> {
   const info = String(await client.sendCommand(['INFO', 'memory']));
-  const m = /^used_memory:(\d+)/m.exec(info);
-  if (!m) throw new Error('INFO memory has no used_memory field');
-  return Number(m[1]);
+  const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+  if (!/^used_memory:\d+/m.test(info)) throw new Error('INFO memory has no used_memory field');
+  return field('used_memory') - field('mem_replication_backlog') - field('mem_clients_slaves');
 }
 
 /** Deletes the keys matching `match` (a SCAN pattern): a run's own keys on a Redis that may hold other data. */
 export async function deleteKeys(client: AdminClient, match: string): Promise<void> {
-  for await (const keys of client.scanIterator({ MATCH: match, COUNT: 1000 })) if (keys.length > 0) await client.unlink(keys);
+  // One key per UNLINK (pipelined): a cluster node refuses one command over keys of several slots.
+  for await (const keys of client.scanIterator({ MATCH: match, COUNT: 1000 })) await Promise.all(keys.map((key) => client.unlink(key)));
 }
 
 // ------------------------------------------------------------------ the run
@@ -656,7 +662,9 @@ export async function runHotClusterBench(options: HotClusterBenchOptions): Promi
    * write burst still settles (replicas catching up, the heap of the process growing).
    */
   const measureReads = async (sides: Side[]): Promise<void> => {
-    const rounds = 4;
+    // Many short rounds: a stall of the process (a major GC, the scheduler of a busy host) delays
+    // every caller in flight, so with few rounds one stall decides the p99 of whichever side it hit.
+    const rounds = 16;
     for (const side of sides) {
       const call = (i: number) => side.strata.getContext(sessionId(i % sessions), { type: 'recent' });
       await drive(1, Math.min(500, reads), (i) => call(i + 7919));

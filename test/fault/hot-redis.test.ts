@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createClient } from 'redis';
 import { isStrataError } from '../../src/errors.js';
 import { RedisHotStore } from '../../src/hot/redis/redis-store.js';
 import { loadScripts } from '../../src/hot/redis/scripts.js';
@@ -114,5 +115,69 @@ describe('Redis hot store when Redis is down', () => {
     assert.ok(Date.now() - started < 5000, 'no hang while Redis is down');
     await connected.close();
     await never.close();
+  });
+});
+
+describe('Redis hot store reads outside Lua, and command deadlines', () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis({ private: true });
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  test('a turn deleted between the read script and its HMGET: the read runs again inside the script', async () => {
+    const raw = createClient({ url: redis.url, RESP: 2 });
+    await raw.connect();
+    let hmgets = 0;
+    let beforeHmget: (() => Promise<void>) | null = null;
+    const client = {
+      async sendCommand(args: ReadonlyArray<string>): Promise<unknown> {
+        if (args[0] === 'HMGET' && args[1]!.endsWith(':t')) {
+          hmgets++;
+          const hook = beforeHmget;
+          beforeHmget = null;
+          if (hook !== null) await hook();
+        }
+        return raw.sendCommand([...args]);
+      },
+    };
+    const store = new RedisHotStore({ client, keyPrefix: redis.prefix('outside') });
+    try {
+      await seeded(store, 10);
+      assert.deepEqual((await store.recent(REF, 5, T0 + 100)).map((t) => t.turnId), [6, 7, 8, 9, 10]);
+      assert.equal(hmgets, 1, 'a session without holes is read by one plain HMGET');
+      beforeHmget = async () => {
+        assert.equal(await store.deleteTurns(REF, [8]), 1);
+      };
+      const got = await store.recent(REF, 5, T0 + 101);
+      assert.equal(beforeHmget, null, 'the deletion ran between the script and the HMGET');
+      assert.deepEqual(got.map((t) => t.turnId), [5, 6, 7, 9, 10], 'the hole is skipped, the read reaches further down');
+      assert.deepEqual(got.map((t) => t.content), ['turn 5', 'turn 6', 'turn 7', 'turn 9', 'turn 10']);
+      const before = hmgets;
+      assert.deepEqual((await store.range(REF, 1, 10)).map((t) => t.turnId), [1, 2, 3, 4, 5, 6, 7, 9, 10]);
+      assert.equal(hmgets, before, 'a session with a hole is read inside the script');
+    } finally {
+      await store.close();
+      await raw.close();
+    }
+  });
+
+  test('a server that stops answering: commands fail with STRATA_ERR_HOT_UNAVAILABLE after commandTimeoutMs, then work again', async () => {
+    assert.throws(() => new RedisHotStore({ url: redis.url, commandTimeoutMs: 0 }), (e: unknown) => isStrataError(e, 'STRATA_ERR_CONFIG_INVALID'));
+    const store = new RedisHotStore({ url: redis.url, keyPrefix: redis.prefix('deadline'), commandTimeoutMs: 300 });
+    try {
+      await seeded(store, 2);
+      await redis.command(['CLIENT', 'PAUSE', '2000', 'ALL']);
+      const started = performance.now();
+      await assert.rejects(store.meta(REF), (e: unknown) => isStrataError(e, 'STRATA_ERR_HOT_UNAVAILABLE'));
+      const waited = performance.now() - started;
+      assert.ok(waited >= 290 && waited < 1900, `failed after ${waited.toFixed(0)} ms, not at the deadline`);
+      await redis.command(['CLIENT', 'UNPAUSE']);
+      assert.equal((await store.meta(REF))?.turnCount, 2);
+    } finally {
+      await store.close();
+    }
   });
 });
