@@ -164,6 +164,39 @@ describe('Redis hot store reads outside Lua, and command deadlines', () => {
     }
   });
 
+  test('recent guesses its ids from the newest turn the store saw; a guess another writer outdated costs one more HMGET, never a wrong answer', async () => {
+    const raw = createClient({ url: redis.url, RESP: 2 });
+    await raw.connect();
+    const sent: string[] = [];
+    const client = {
+      sendCommand(args: ReadonlyArray<string>): Promise<unknown> {
+        sent.push(args[0] === 'HMGET' ? `HMGET ${args.slice(2).join(',')}` : args[0]!);
+        return raw.sendCommand([...args]);
+      },
+    };
+    const prefix = redis.prefix('guess');
+    const a = new RedisHotStore({ client, keyPrefix: prefix });
+    const b = new RedisHotStore({ url: redis.url, keyPrefix: prefix });
+    try {
+      await seeded(a, 10);
+      sent.length = 0;
+      assert.deepEqual((await a.recent(REF, 3, T0 + 100)).map((t) => t.turnId), [8, 9, 10]);
+      assert.deepEqual(sent, ['EVALSHA', 'HMGET 8,9,10'], 'the guessed HMGET goes right behind the script');
+      assert.deepEqual(await b.append(REF, turn(11), T0 + 11), { turnId: 11 });
+      sent.length = 0;
+      const got = await a.recent(REF, 3, T0 + 101);
+      assert.deepEqual(got.map((t) => [t.turnId, t.content]), [[9, 'turn 9'], [10, 'turn 10'], [11, 'turn 11']]);
+      assert.deepEqual(sent, ['EVALSHA', 'HMGET 8,9,10', 'HMGET 9,10,11'], 'the outdated guess is dropped and the ids the script chose are read');
+      sent.length = 0;
+      await a.recent(REF, 3, T0 + 102);
+      assert.deepEqual(sent, ['EVALSHA', 'HMGET 9,10,11'], 'the read taught the store the newest id');
+    } finally {
+      await a.close();
+      await b.close();
+      await raw.close();
+    }
+  });
+
   test('a server that stops answering: commands fail with STRATA_ERR_HOT_UNAVAILABLE after commandTimeoutMs, then work again', async () => {
     assert.throws(() => new RedisHotStore({ url: redis.url, commandTimeoutMs: 0 }), (e: unknown) => isStrataError(e, 'STRATA_ERR_CONFIG_INVALID'));
     const store = new RedisHotStore({ url: redis.url, keyPrefix: redis.prefix('deadline'), commandTimeoutMs: 300 });

@@ -8,7 +8,7 @@ import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime,
 import { DEFAULT_KEY_PREFIX, HotKeys, SHARD_COUNT, parseSessionMember, sessionMember } from './keys.js';
 import type { ShardKeys } from './keys.js';
 import { CommandDeadlines } from './deadline.js';
-import { mapRedisError, runScript } from './scripts.js';
+import { isErrorReply, mapRedisError, runScript } from './scripts.js';
 import type { RedisCommandClient, RedisSend } from './scripts.js';
 
 export interface RedisHotStoreOptions {
@@ -56,6 +56,29 @@ export function parseClusterUrl(url: string): string[] | null {
 /** How long a void marker outlives the confirm that wrote it: far longer than any append takes. */
 const VOID_WINDOW_MS = 24 * 3600 * 1000;
 
+/** The two calls the store makes on node-redis's cluster client. */
+interface ClusterClient {
+  getNodeClientForKey(key: string, isReadonly: boolean): Promise<{ sendCommand(args: string[]): Promise<unknown> }>;
+  sendCommand(key: string, isReadonly: boolean, args: string[]): Promise<unknown>;
+}
+
+/**
+ * One command on the primary serving `key`'s slot, sent on that node's own client: the cluster
+ * client's generic path (command policies, a parser per command) costs about three times the
+ * client CPU per command. A MOVED or ASK reply (the slot has moved; the command did not run)
+ * sends it again through the cluster client, which follows the redirection and refreshes its
+ * slot map.
+ */
+async function sendToSlotPrimary(cluster: ClusterClient, key: string, args: string[]): Promise<unknown> {
+  const client = await cluster.getNodeClientForKey(key, false);
+  try {
+    return await client.sendCommand(args);
+  } catch (err) {
+    if (isErrorReply(err) && /^(MOVED|ASK) /.test(err.message)) return cluster.sendCommand(key, false, args);
+    throw err;
+  }
+}
+
 /** Sends of one command while the cluster client has no node for its slot: about 3 s in all. */
 const TOPOLOGY_RETRIES = 9;
 
@@ -93,6 +116,9 @@ function scored(reply: unknown): Array<{ member: string; score: number }> {
 /** How long a command may wait for its reply by default (node-redis's own default timeout). */
 const COMMAND_TIMEOUT_MS = 5000;
 
+/** Sessions whose newest turn id the store remembers for its read guesses. */
+const LAST_TURN_ENTRIES = 10_000;
+
 /** Turn ids per HMGET when a read fetches turns outside its script (as the scripts batch them). */
 const HMGET_BATCH = 1000;
 
@@ -123,6 +149,8 @@ export class RedisHotStore implements HotStore {
   #everConnected = false;
   #closed = false;
   readonly #deadlines: CommandDeadlines;
+  /** Newest turn id seen per session turns key (append, recent): the guess of a recent read. */
+  readonly #lastTurn = new Map<string, number>();
 
   constructor(options: RedisHotStoreOptions) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an object', options);
@@ -163,13 +191,15 @@ export class RedisHotStore implements HotStore {
         const cluster = createCluster({
           rootNodes: clusterNodes.map((nodeUrl) => ({ url: nodeUrl })),
           defaults: clientOptions,
+          // The cluster passes its own per-command options to the node clients: no timer here either.
+          commandOptions: { timeout: 0 },
           RESP: 2,
           // A primary that stops answering is usually being replaced by its replica: look at the
           // topology again soon (node-redis waits 5 s by default), so writes move over quickly.
           topologyRefreshOnReconnectionAttemptStrategy: 300,
         });
         cluster.on('error', () => {});
-        this.#send = (key, args) => this.#deadlines.watch(sendOnceRouted(() => cluster.sendCommand(key, false, args), () => this.#closed));
+        this.#send = (key, args) => this.#deadlines.watch(sendOnceRouted(() => sendToSlotPrimary(cluster, key, args), () => this.#closed));
         this.#owned = cluster as unknown as OwnedClient;
         this.#cluster = true;
       } else {
@@ -251,7 +281,10 @@ export class RedisHotStore implements HotStore {
     ])) as unknown[];
     const status = Number(reply[0]);
     const turnId = Number(reply[1]);
-    if (status === 1) return { turnId };
+    if (status === 1) {
+      this.#sawTurn(s.turns, turnId);
+      return { turnId };
+    }
     if (status === 2) return { turnId, known: true };
     if (status === 0) return { needsSeed: true };
     if (status === -1) return { epochChanged: true };
@@ -336,7 +369,16 @@ export class RedisHotStore implements HotStore {
     const g = this.keys.shardOf(ref);
     const keys = [s.meta, s.turns, g.lru, g.epoch];
     const args = [sessionMember(ref), String(count), String(now)];
-    return this.#turnsOutsideLua(s.turns, () => this.#script('recent-4', keys, [...args, 'ids']), () => this.#script('recent-4', keys, [...args, '']), true);
+    const last = this.#lastTurn.get(s.turns);
+    const guess = last === undefined || count === 0 || count > HMGET_BATCH ? undefined : { lo: Math.max(1, last - count + 1), hi: last };
+    return this.#turnsOutsideLua(s.turns, () => this.#script('recent-4', keys, [...args, 'ids']), () => this.#script('recent-4', keys, [...args, '']), true, false, { guess, newest: true });
+  }
+
+  /** Remembers the newest turn id seen for a session (bounded: the oldest entries go first). */
+  #sawTurn(turnsKey: string, turnId: number): void {
+    this.#lastTurn.delete(turnsKey);
+    this.#lastTurn.set(turnsKey, turnId);
+    if (this.#lastTurn.size > LAST_TURN_ENTRIES) this.#lastTurn.delete(this.#lastTurn.keys().next().value!);
   }
 
   /**
@@ -345,24 +387,56 @@ export class RedisHotStore implements HotStore {
    * what HMGET does (recent-4.lua). A turn missing from the HMGET was trimmed or deleted since the
    * script ran; the read then runs once more with the values inside the script (`inline`), which
    * is atomic. `descending` is how the inline reply is ordered.
+   *
+   * `newest`: the script's last id is the session's newest turn (recent). With a `guess` of the ids (from the newest turn id this store has seen for the session), the
+   * HMGET of the guessed ids is sent right behind the script, on the same connection: Redis runs
+   * them in that order, so when the script's ids fall within the guess, the read took one round
+   * trip and its values are what a second HMGET would have read.
    */
-  async #turnsOutsideLua(turnsKey: string, ids: () => Promise<unknown>, inline: () => Promise<unknown>, descending: boolean, withKeys = false): Promise<Turn[]> {
-    const reply = (await ids()) as unknown[];
+  async #turnsOutsideLua(
+    turnsKey: string,
+    ids: () => Promise<unknown>,
+    inline: () => Promise<unknown>,
+    descending: boolean,
+    withKeys = false,
+    { guess, newest = false }: { guess?: { lo: number; hi: number } | undefined; newest?: boolean } = {},
+  ): Promise<Turn[]> {
+    const scripted = ids();
+    const guessed = guess === undefined ? null : this.#hmget(turnsKey, guess.lo, guess.hi);
+    // A guess that goes unused must not become an unhandled rejection.
+    guessed?.catch(() => undefined);
+    const reply = (await scripted) as unknown[];
     if (reply[0] !== 'ids') return toTurns(reply, descending, withKeys);
     const lo = Number(reply[1]);
     const hi = Number(reply[2]);
+    // The last id of a recent read is the session's newest turn; a range read's need not be.
+    if (newest && hi >= lo) this.#sawTurn(turnsKey, hi);
     const out: Turn[] = [];
+    if (guessed !== null && guess!.lo <= lo && hi <= guess!.hi) {
+      const values = await guessed;
+      for (let id = lo; id <= hi; id++) {
+        const value = values[id - guess!.lo];
+        if (typeof value !== 'string') return toTurns(await inline(), descending, withKeys);
+        out.push((withKeys ? decodeTurnWithKey : decodeTurn)(id, value));
+      }
+      return out;
+    }
     for (let from = lo; from <= hi; from += HMGET_BATCH) {
-      const batch: string[] = [];
-      for (let id = from; id <= Math.min(hi, from + HMGET_BATCH - 1); id++) batch.push(String(id));
-      const values = (await this.#command('read', turnsKey, ['HMGET', turnsKey, ...batch])) as Array<string | null>;
-      for (let j = 0; j < batch.length; j++) {
+      const values = await this.#hmget(turnsKey, from, Math.min(hi, from + HMGET_BATCH - 1));
+      for (let j = 0; j < values.length; j++) {
         const value = values[j];
         if (typeof value !== 'string') return toTurns(await inline(), descending, withKeys);
         out.push((withKeys ? decodeTurnWithKey : decodeTurn)(from + j, value));
       }
     }
     return out;
+  }
+
+  /** The values of turns lo..hi (null where a turn is not held), one HMGET. */
+  async #hmget(turnsKey: string, lo: number, hi: number): Promise<Array<string | null>> {
+    const args = ['HMGET', turnsKey];
+    for (let id = lo; id <= hi; id++) args.push(String(id));
+    return (await this.#command('read', turnsKey, args)) as Array<string | null>;
   }
 
   async unarchived(ref: SessionRef, limit: number): Promise<Turn[]> {

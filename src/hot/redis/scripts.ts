@@ -58,7 +58,7 @@ const SCRIPT_ERRORS: Readonly<Record<string, ErrorCode>> = {
  * True for errors the server sent (an error reply), as opposed to connection failures. The name
  * check covers a caller's client built from another copy of the redis package.
  */
-function isErrorReply(err: unknown): err is Error {
+export function isErrorReply(err: unknown): err is Error {
   return err instanceof ErrorReply || (err instanceof Error && ['ErrorReply', 'SimpleError', 'BlobError'].includes(err.constructor.name));
 }
 
