@@ -48,7 +48,7 @@ export function registerBenchHot(parent: Command, io: CliIo): void {
     .option('--reads <n>', 'recent calls measured with one caller (4x that with 64 callers), per system', parsePositiveInt('--reads'), 2000)
     .option('--cold <n>', 'sessions evicted then read cold', parsePositiveInt('--cold'), 500)
     .option('--embedder <name>', 'embedder used at compaction: glove or hash', parseEmbedder, 'glove')
-    .option('--redis-cluster <nodes>', 'instead: Strata on a single primary (--redis, or a private redis-server) and on this Redis Cluster (host:port,host:port), side by side; default 200 sessions × 100 turns, hash embedder')
+    .option('--redis-cluster <nodes>', 'instead: Strata on a single primary (--redis, or a private redis-server) and on this Redis Cluster (host:port,host:port), side by side; default 200 sessions × 100 turns, 4000 reads, hash embedder')
     .option('--json', 'print one JSON object')
     .action(async (flags: BenchHotFlags, command: Command) => {
       const redisUrl = flags.redis === undefined ? undefined : parseRedisUrl(flags.redis);
@@ -58,7 +58,7 @@ export function registerBenchHot(parent: Command, io: CliIo): void {
         const { runHotClusterBench } = await import('../../../bench/hot.js');
         const r = await runHotClusterBench({
           clusterNodes,
-          reads: flags.reads,
+          ...(given('reads') ? { reads: flags.reads } : {}),
           ...(given('sessions') ? { sessions: flags.sessions } : {}),
           ...(given('turns') ? { turns: flags.turns } : {}),
           ...(given('embedder') ? { embedder: flags.embedder } : {}),
