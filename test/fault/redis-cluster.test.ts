@@ -86,11 +86,28 @@ function startWriters(strata: Strata): { acks: Ack[]; writes: LogicalWrite[]; er
   };
 }
 
+/**
+ * A page of messages; while the cluster client has not yet learnt the new topology after a
+ * failover, the slot's old primary is unreachable and reads fail with STRATA_ERR_HOT_UNAVAILABLE
+ * (the documented answer during a failover): retried for up to 10 s.
+ */
+async function messagesPage(s: Strata, sessionId: string, after: number): Promise<{ messages: Array<{ turnId: number; content: unknown }>; nextAfter: number | null }> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await s.getMessages(sessionId, { after, limit: 1000 });
+    } catch (err) {
+      if (!(err instanceof StrataError) || err.code !== 'STRATA_ERR_HOT_UNAVAILABLE' || Date.now() > deadline) throw err;
+      await sleep(100);
+    }
+  }
+}
+
 async function readAll(s: Strata, sessionId: string): Promise<Array<{ turnId: number; content: string }>> {
   const out: Array<{ turnId: number; content: string }> = [];
   let afterId = 0;
   for (;;) {
-    const page = await s.getMessages(sessionId, { after: afterId, limit: 1000 });
+    const page = await messagesPage(s, sessionId, afterId);
     out.push(...page.messages.map((m) => ({ turnId: m.turnId, content: m.content as string })));
     if (page.nextAfter === null) return out;
     afterId = page.nextAfter;
@@ -181,4 +198,37 @@ test('FLUSHALL of every master while writing: every acknowledged message exactly
   await assertAcknowledgedOnce(strata, writers.writes, losses);
   const other = await openCore(t, dir, prefix, 'inst-b');
   await assertAcknowledgedOnce(other, writers.writes, losses);
+});
+
+test('a slot moved to another master: a command sent to the old owner gets MOVED and goes through the cluster client, which follows it', async () => {
+  const REF = { tenant: 'acme', sessionId: 'moving' };
+  const T0 = 1_700_000_000_000;
+  const store = new RedisHotStore({ url: cluster.url, keyPrefix: 'moved:' });
+  try {
+    assert.equal(await store.seed(REF, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0), true);
+    for (let i = 1; i <= 3; i++) assert.deepEqual(await store.append(REF, { role: 'user', content: `turn ${i}`, createdAt: T0 + i }, T0 + i), { turnId: i });
+    assert.deepEqual((await store.recent(REF, 5, T0 + 10)).map((t) => t.turnId), [1, 2, 3], 'the store has learnt the slot map');
+    // Move the session's slot (with its shard's indexes) to another master, as a reshard does.
+    const masters = await cluster.masters();
+    const meta = store.keys.session(REF).meta;
+    const slot = Number(await cluster.command(masters[0]!, ['CLUSTER', 'KEYSLOT', meta]));
+    let source = -1;
+    for (const port of masters) if (Number(await cluster.command(port, ['CLUSTER', 'COUNTKEYSINSLOT', String(slot)])) > 0) source = port;
+    assert.notEqual(source, -1, 'the slot holds the session');
+    const target = masters.find((p) => p !== source)!;
+    const idOf = async (port: number): Promise<string> => String(await cluster.command(port, ['CLUSTER', 'MYID']));
+    const [sourceId, targetId] = [await idOf(source), await idOf(target)];
+    await cluster.command(target, ['CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', sourceId]);
+    await cluster.command(source, ['CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', targetId]);
+    const keys = (await cluster.command(source, ['CLUSTER', 'GETKEYSINSLOT', String(slot), '1000'])) as string[];
+    await cluster.command(source, ['MIGRATE', '127.0.0.1', String(target), '', '0', '5000', 'KEYS', ...keys]);
+    for (const port of masters) await cluster.command(port, ['CLUSTER', 'SETSLOT', String(slot), 'NODE', targetId]);
+    await cluster.waitOk();
+    assert.deepEqual((await store.recent(REF, 5, T0 + 20)).map((t) => [t.turnId, t.content]), [[1, 'turn 1'], [2, 'turn 2'], [3, 'turn 3']]);
+    assert.deepEqual(await store.append(REF, { role: 'user', content: 'turn 4', createdAt: T0 + 21 }, T0 + 21), { turnId: 4 });
+    assert.equal(Number(await cluster.command(target, ['CLUSTER', 'COUNTKEYSINSLOT', String(slot)])) > 0, true, 'the session lives on the new owner');
+    assert.equal((await store.meta(REF))?.turnCount, 4);
+  } finally {
+    await store.close();
+  }
 });
