@@ -371,7 +371,7 @@ export class RedisHotStore implements HotStore {
     const args = [sessionMember(ref), String(count), String(now)];
     const last = this.#lastTurn.get(s.turns);
     const guess = last === undefined || count === 0 || count > HMGET_BATCH ? undefined : { lo: Math.max(1, last - count + 1), hi: last };
-    return this.#turnsOutsideLua(s.turns, () => this.#script('recent-4', keys, [...args, 'ids']), () => this.#script('recent-4', keys, [...args, '']), true, false, { guess, newest: true });
+    return this.#turnsOutsideLua(s.turns, (mode) => this.#script('recent-4', keys, [...args, mode]), true, false, { guess, newest: true });
   }
 
   /** Remembers the newest turn id seen for a session (bounded: the oldest entries go first). */
@@ -382,26 +382,27 @@ export class RedisHotStore implements HotStore {
   }
 
   /**
-   * Turns a read script chose (recent-4, range-3), with their values read by plain HMGETs when the
-   * script answers `{'ids', lo, hi}`: a turn value that passes through Lua costs Redis ten times
-   * what HMGET does (recent-4.lua). A turn missing from the HMGET was trimmed or deleted since the
-   * script ran; the read then runs once more with the values inside the script (`inline`), which
-   * is atomic. `descending` is how the inline reply is ordered.
+   * Turns a read script chose (recent-4, range-3): `read('ids')` runs the script so that it answers
+   * `{'ids', lo, hi}` when the session has no holes, and the values are then read by plain HMGETs
+   * (a turn value that passes through Lua costs Redis ten times what HMGET does: recent-4.lua).
+   * A turn missing from the HMGET was trimmed or deleted since the script ran; the read then runs
+   * once more with the values inside the script (`read('')`), which is atomic. `descending` is how
+   * the inline reply is ordered.
    *
-   * `newest`: the script's last id is the session's newest turn (recent). With a `guess` of the ids (from the newest turn id this store has seen for the session), the
-   * HMGET of the guessed ids is sent right behind the script, on the same connection: Redis runs
-   * them in that order, so when the script's ids fall within the guess, the read took one round
-   * trip and its values are what a second HMGET would have read.
+   * `newest`: the script's last id is the session's newest turn (recent). With a `guess` of the ids
+   * (from the newest turn id this store has seen for the session), the HMGET of the guessed ids is
+   * sent right behind the script, on the same connection: Redis runs them in that order, so when
+   * the script's ids fall within the guess, the read took one round trip and its values are what
+   * a second HMGET would have read.
    */
   async #turnsOutsideLua(
     turnsKey: string,
-    ids: () => Promise<unknown>,
-    inline: () => Promise<unknown>,
+    read: (mode: 'ids' | '') => Promise<unknown>,
     descending: boolean,
     withKeys = false,
     { guess, newest = false }: { guess?: { lo: number; hi: number } | undefined; newest?: boolean } = {},
   ): Promise<Turn[]> {
-    const scripted = ids();
+    const scripted = read('ids');
     const guessed = guess === undefined ? null : this.#hmget(turnsKey, guess.lo, guess.hi);
     // A guess that goes unused must not become an unhandled rejection.
     guessed?.catch(() => undefined);
@@ -411,23 +412,18 @@ export class RedisHotStore implements HotStore {
     const hi = Number(reply[2]);
     // The last id of a recent read is the session's newest turn; a range read's need not be.
     if (newest && hi >= lo) this.#sawTurn(turnsKey, hi);
-    const out: Turn[] = [];
+    let values: Array<string | null>;
     if (guessed !== null && guess!.lo <= lo && hi <= guess!.hi) {
-      const values = await guessed;
-      for (let id = lo; id <= hi; id++) {
-        const value = values[id - guess!.lo];
-        if (typeof value !== 'string') return toTurns(await inline(), descending, withKeys);
-        out.push((withKeys ? decodeTurnWithKey : decodeTurn)(id, value));
-      }
-      return out;
+      values = (await guessed).slice(lo - guess!.lo, hi - guess!.lo + 1);
+    } else {
+      values = [];
+      for (let from = lo; from <= hi; from += HMGET_BATCH) values.push(...(await this.#hmget(turnsKey, from, Math.min(hi, from + HMGET_BATCH - 1))));
     }
-    for (let from = lo; from <= hi; from += HMGET_BATCH) {
-      const values = await this.#hmget(turnsKey, from, Math.min(hi, from + HMGET_BATCH - 1));
-      for (let j = 0; j < values.length; j++) {
-        const value = values[j];
-        if (typeof value !== 'string') return toTurns(await inline(), descending, withKeys);
-        out.push((withKeys ? decodeTurnWithKey : decodeTurn)(from + j, value));
-      }
+    const out: Turn[] = [];
+    for (let j = 0; j < values.length; j++) {
+      const value = values[j];
+      if (typeof value !== 'string') return toTurns(await read(''), descending, withKeys);
+      out.push((withKeys ? decodeTurnWithKey : decodeTurn)(lo + j, value));
     }
     return out;
   }
@@ -445,7 +441,7 @@ export class RedisHotStore implements HotStore {
     const s = this.keys.session(ref);
     const keys = [s.meta, s.turns, this.keys.shardOf(ref).epoch];
     const args = ['0', String(Number.MAX_SAFE_INTEGER), String(limit), 'unarchived'];
-    return this.#turnsOutsideLua(s.turns, () => this.#script('range-3', keys, [...args, 'ids']), () => this.#script('range-3', keys, [...args, '']), false, true);
+    return this.#turnsOutsideLua(s.turns, (mode) => this.#script('range-3', keys, [...args, mode]), false, true);
   }
 
   async idempotencyEntries(ref: SessionRef, keys: readonly string[]): Promise<Array<{ turnId: number; hash: string } | null>> {
@@ -466,7 +462,7 @@ export class RedisHotStore implements HotStore {
     const s = this.keys.session(ref);
     const keys = [s.meta, s.turns, this.keys.shardOf(ref).epoch];
     const args = [String(fromTurn), String(toTurn), String(MAX_READ_TURNS), ''];
-    return this.#turnsOutsideLua(s.turns, () => this.#script('range-3', keys, [...args, 'ids']), () => this.#script('range-3', keys, [...args, '']), false);
+    return this.#turnsOutsideLua(s.turns, (mode) => this.#script('range-3', keys, [...args, mode]), false);
   }
 
   async markArchived(ref: SessionRef, upTo: number, keepRecent: number, leaseToken?: string): Promise<void> {

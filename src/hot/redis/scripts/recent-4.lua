@@ -21,8 +21,7 @@ local held = tonumber(m[3])
 if want > held then want = held end
 local first = tonumber(m[2])
 local hi = tonumber(m[1]) - 1
-local touch = tonumber(ARGV[3]) > tonumber(m[4])
-if touch then
+if tonumber(ARGV[3]) > tonumber(m[4]) then
   redis.call('HSET', KEYS[1], 'lastAccess', ARGV[3])
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 end
