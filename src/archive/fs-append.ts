@@ -122,7 +122,7 @@ async function appendCommitted(
       const parts: Uint8Array[] = [];
       newUser = userId !== undefined && !index.meta.userId;
       if (index.validEnd === 0 || newUser) parts.push(encodeMetaRecord(index.validEnd === 0 ? { userId: userId ?? null, createdAt: files.options.clock.now(), ...recordedId(ref) } : { userId }));
-      parts.push(...segmentRecords(files.options, fresh, embedderId));
+      parts.push(...(await segmentRecords(files.options, fresh, embedderId)));
       segmentsAfter = index.segments.length + (parts.length - (parts.length > 0 && (index.validEnd === 0 || newUser) ? 1 : 0));
       if (parts.length > 0) {
         landed.end = index.validEnd;

@@ -85,7 +85,7 @@ export async function compactLocked(files: SessionFiles, path: string, drop?: Re
 /** Writes the file as metadata, segments of `keep` (one embedder per segment) and `kept` summaries, atomically. Caller holds the lock. */
 async function rewrite(files: SessionFiles, path: string, index: FileIndex, keep: readonly StoredTurn[], kept: readonly Summary[]): Promise<Uint8Array> {
   const meta: SessionMeta = { userId: index.meta.userId ?? null, highWater: index.highWater, createdAt: index.meta.createdAt ?? files.options.clock.now(), ...(index.meta.sessionId !== undefined ? { sessionId: index.meta.sessionId } : {}) };
-  const parts: Uint8Array[] = [encodeMetaRecord(meta), ...rewriteRecords(files.options, keep)];
+  const parts: Uint8Array[] = [encodeMetaRecord(meta), ...(await rewriteRecords(files.options, keep))];
   for (const s of kept) parts.push(encodeSummaryRecord(s));
   const bytes = concat(parts);
   await atomicWrite(path, bytes, files.options.writeHook);

@@ -163,7 +163,7 @@ export class FsArchiveStore implements ArchiveStore {
       validateTurns(extra);
       const highWater = indexFile(path, file).highWater;
       const fresh = extra.filter((t) => t.turnId > highWater);
-      return fresh.length === 0 ? file : concat([file, segmentRecord(this.options, fresh, null)]);
+      return fresh.length === 0 ? file : concat([file, await segmentRecord(this.options, fresh, null)]);
     } catch (err) {
       if (err instanceof StrataError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StrataError('STRATA_ERR_NOT_FOUND', `session ${ref.tenant}/${ref.sessionId} has no archive`);

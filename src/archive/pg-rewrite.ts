@@ -75,7 +75,7 @@ export async function compactLocked(pg: SessionRows, sql: Sql, ref: SessionRef, 
 
 /** Replaces every segment row of the session by `keep` and recomputes the session's statistics. */
 async function rewrite(pg: SessionRows, sql: Sql, ref: SessionRef, row: SessionRow, keep: readonly StoredTurn[]): Promise<void> {
-  const segments = pg.encodeRewrite(keep);
+  const segments = await pg.encodeRewrite(keep);
   await sql.query('DELETE FROM archive_segments WHERE tenant = $1 AND session_id = $2', [ref.tenant, ref.sessionId]);
   await pg.insertSegments(sql, ref, row.nextSeq, segments);
   await pg.updateStats(sql, ref, row.nextSeq + segments.length, segments);

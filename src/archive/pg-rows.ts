@@ -116,13 +116,13 @@ export class SessionRows {
   }
 
   /** New segments of `turns`, at most `maxSegmentTurns` each. */
-  encode(turns: readonly ArchivedTurn[], embedderId: string | null): NewSegment[] {
-    return segmentRecords(this.options, turns, embedderId).map((record) => segmentOf(record, 'postgres: new segment'));
+  async encode(turns: readonly ArchivedTurn[], embedderId: string | null): Promise<NewSegment[]> {
+    return (await segmentRecords(this.options, turns, embedderId)).map((record) => segmentOf(record, 'postgres: new segment'));
   }
 
   /** New segments of a rewrite of `keep` (one embedder per segment). */
-  encodeRewrite(keep: readonly StoredTurn[]): NewSegment[] {
-    return rewriteRecords(this.options, keep).map((record) => segmentOf(record, 'postgres: new segment'));
+  async encodeRewrite(keep: readonly StoredTurn[]): Promise<NewSegment[]> {
+    return (await rewriteRecords(this.options, keep)).map((record) => segmentOf(record, 'postgres: new segment'));
   }
 
   async insertSegments(sql: Sql, ref: SessionRef, firstSeq: number, segments: readonly NewSegment[]): Promise<void> {

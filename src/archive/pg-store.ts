@@ -167,7 +167,7 @@ export class PgArchiveStore implements ArchiveStore {
       const parts: Uint8Array[] = [encodeMetaRecord({ userId: row.userId, highWater: row.highWater, createdAt: row.createdAt }), bytes];
       for (const summary of summaries) parts.push(encodeSummaryRecord(summary));
       const fresh = extra.filter((t) => t.turnId > row.highWater);
-      for (const seg of this.rows.encode(fresh, null)) parts.push(seg.record);
+      for (const seg of await this.rows.encode(fresh, null)) parts.push(seg.record);
       return concat(parts);
     });
   }

@@ -28,7 +28,7 @@ export async function append(pg: SessionRows, s: SessionRef, turns: readonly Arc
     checkAppendable(s.sessionId, row, userId, embedderId, dims);
     const floor = Math.max(row.highWater, row.deletedUpTo);
     const fresh = turns.filter((t) => t.turnId > floor);
-    const segments = pg.encode(fresh, embedderId);
+    const segments = await pg.encode(fresh, embedderId);
     await pg.insertSegments(sql, s, row.nextSeq, segments);
     const highWater = Math.max(floor, fresh.at(-1)?.turnId ?? 0);
     const withVectors = segments.filter((x) => x.dims > 0).at(-1);

@@ -5,7 +5,7 @@ import { RECORD_TYPES, encodeRecord } from './format.js';
 import type { ResolvedArchiveOptions } from './options.js';
 import { decodeSegment } from './segment-decode.js';
 import type { TextLayout } from './segment-encode.js';
-import { encodeSegment } from './segment-encode.js';
+import { encodeSegmentAsync } from './segment-encode.js';
 
 /*
  * Turns into segment records, and a session's turns for a rewrite (compaction, deletion of
@@ -20,36 +20,36 @@ export interface StoredTurn {
 }
 
 /** One segment record (docs/format.md) of `turns`, in the store's text codec, text layout and vector encoding. */
-export function segmentRecord(options: ResolvedArchiveOptions, turns: readonly ArchivedTurn[], embedderId: string | null): Uint8Array {
+export async function segmentRecord(options: ResolvedArchiveOptions, turns: readonly ArchivedTurn[], embedderId: string | null): Promise<Uint8Array> {
   const codec = options.textCodec;
   let layout: TextLayout;
   if (options.textLayout === 'auto') layout = codec.id >= 0x10 && codec.id <= 0x11 ? 'turn' : 'block';
   else layout = options.textLayout;
-  return encodeRecord(RECORD_TYPES.segment, encodeSegment(turns, { codec, layout, encoding: options.embeddingEncoding, embedderId }));
+  return encodeRecord(RECORD_TYPES.segment, await encodeSegmentAsync(turns, { codec, layout, encoding: options.embeddingEncoding, embedderId }));
 }
 
 /** Segment records of `turns`, at most `maxSegmentTurns` turns each; none for no turns. */
-export function segmentRecords(options: ResolvedArchiveOptions, turns: readonly ArchivedTurn[], embedderId: string | null): Uint8Array[] {
+export async function segmentRecords(options: ResolvedArchiveOptions, turns: readonly ArchivedTurn[], embedderId: string | null): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
-  for (let i = 0; i < turns.length; i += options.maxSegmentTurns) out.push(segmentRecord(options, turns.slice(i, i + options.maxSegmentTurns), embedderId));
+  for (let i = 0; i < turns.length; i += options.maxSegmentTurns) out.push(await segmentRecord(options, turns.slice(i, i + options.maxSegmentTurns), embedderId));
   return out;
 }
 
 /** Segment records of a rewrite of `keep`: a segment has one embedder, so each run of consecutive turns of one embedder makes its own segments. */
-export function rewriteRecords(options: ResolvedArchiveOptions, keep: readonly StoredTurn[]): Uint8Array[] {
+export async function rewriteRecords(options: ResolvedArchiveOptions, keep: readonly StoredTurn[]): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
   let run: ArchivedTurn[] = [];
   let runEmbedder: string | null = null;
-  const flush = (): void => {
-    out.push(...segmentRecords(options, run, runEmbedder));
+  const flush = async (): Promise<void> => {
+    out.push(...(await segmentRecords(options, run, runEmbedder)));
     run = [];
   };
   for (const { turn, embedderId } of keep) {
-    if (run.length > 0 && embedderId !== runEmbedder) flush();
+    if (run.length > 0 && embedderId !== runEmbedder) await flush();
     runEmbedder = embedderId;
     run.push(turn);
   }
-  flush();
+  await flush();
   return out;
 }
 

@@ -123,7 +123,7 @@ export class Compactor extends CachePart {
       }
       if (total > 0) {
         this.retrieval?.invalidate(ref);
-        await this.retrieval?.afterCompaction?.(ref);
+        await this.retrieval?.afterCompaction?.(ref, this.preparer);
         // Measured after the milestone summaries compaction may write into the same file.
         const bytesAfter = (await this.archive.info(ref))?.bytes ?? 0;
         this.metrics.compaction?.((performance.now() - started) / 1000, total, Math.max(0, bytesAfter - (bytesBefore ?? 0)), raw);

@@ -1,5 +1,6 @@
 import type { RetrievalScope } from '../retrieval/source.js';
 import type { SessionRef, Turn } from '../types.js';
+import type { Preparer } from '../workers/preparer.js';
 import type { ContextRequest, ContextResult, SearchHit } from './api.js';
 
 /**
@@ -13,8 +14,8 @@ export interface RetrievalPort {
   smartContext(ref: SessionRef, request: ContextRequest, recent: readonly Turn[]): Promise<ContextResult>;
   /** The session changed: cached indexes and results of it are stale. */
   invalidate(ref: SessionRef): void;
-  /** Called after turns were archived (milestone summaries). */
-  afterCompaction?(ref: SessionRef): Promise<void>;
+  /** Called after turns were archived (milestone summaries; CPU work on `workers`). */
+  afterCompaction?(ref: SessionRef, workers?: Preparer): Promise<void>;
   /**
    * Optional: the user's sessions as of the archive's user stamp `stamp`, from a persisted index
    * of exactly that stamp whose sessions were checked to hold this embedder's vectors (or none);

@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { StrataError } from '../errors.js';
 import type { NewHotTurn } from '../hot/store.js';
-import { sessionKey } from '../ids.js';
+import { randomToken, sessionKey } from '../ids.js';
 import type { TurnRecord, VoidRecord } from '../journal/types.js';
 import { messageFields, sameMessage, type ValidMessage } from '../message.js';
 import type { SessionRef } from '../types.js';
@@ -56,7 +55,7 @@ export class WritePath extends CachePart {
         if (ids[i] !== undefined || slots.includes(i)) continue;
         const m = messages[i]!;
         const client = idempotencyKey === undefined ? null : clientKey(idempotencyKey, i, messages.length);
-        const key = client === null ? `n:${randomBytes(9).toString('base64url')}` : client.appendKey;
+        const key = client === null ? `n:${randomToken(9)}` : client.appendKey;
         const turn: NewHotTurn = { ...messageFields(m), createdAt: now, key };
         if (tokens) turn.tokens = tokens[i]!;
         if (m.metadata !== undefined) turn.metadata = m.metadata;

@@ -16,6 +16,11 @@ export interface Codec {
    * never allocate more than `decodedLength` bytes for the output, nor read past `payload`.
    */
   decompress(payload: Uint8Array, decodedLength: number): Uint8Array;
+  /**
+   * Optional: `compress` off the calling thread (node:zlib's thread pool), with the same output,
+   * for callers that must not block their event loop on a large input.
+   */
+  compressAsync?(input: Uint8Array): Promise<Uint8Array>;
 }
 
 /** Codec ids. Stable forever: a reader must read every id it ever wrote. */
@@ -70,6 +75,11 @@ export const FRAME_MAX_HEADER_BYTES = 1 + 5 + 4;
 
 export function encodeFrame(codec: Codec, input: Uint8Array): Uint8Array {
   return frameFromPayload(codec.id, input, codec.compress(input));
+}
+
+/** `encodeFrame`, compressing on the codec's `compressAsync` when it has one. */
+export async function encodeFrameAsync(codec: Codec, input: Uint8Array): Promise<Uint8Array> {
+  return frameFromPayload(codec.id, input, codec.compressAsync ? await codec.compressAsync(input) : codec.compress(input));
 }
 
 /** Wraps an already computed `payload` of codec `codecId` for the decoded bytes `input`. */

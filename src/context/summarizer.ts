@@ -3,6 +3,7 @@ import type { Summary } from '../archive/store.js';
 import { StrataError } from '../errors.js';
 import { terms } from '../retrieval/text.js';
 import type { Turn } from '../types.js';
+import { getTokenizer } from './gpt-tokenizer.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /** Turns in, one summary text out (the caller records the range it covers). */
@@ -26,8 +27,9 @@ const SENTENCE = /[^.!?\n]+(?:[.!?]+|$)/g;
  */
 export class ExtractiveSummarizer implements Summarizer {
   readonly id = 'extractive-v1';
-  private readonly tokenizer: Tokenizer;
-  private readonly maxTokens: number;
+  readonly tokenizer: Tokenizer;
+  /** Token cap of a summary (the worker pool rebuilds an identical summarizer from it). */
+  readonly maxTokens: number;
 
   constructor(options: ExtractiveSummarizerOptions) {
     this.tokenizer = options.tokenizer;
@@ -69,7 +71,11 @@ export class ExtractiveSummarizer implements Summarizer {
     scored.sort((a, b) => b.score - a.score || a.s.pos - b.s.pos);
     let budget = this.maxTokens - this.tokenizer.count(label);
     const kept: typeof sentences = [];
+    const bounded = wordsBoundTokens(this.tokenizer);
     for (const { s } of scored) {
+      // Most sentences no longer fit once the budget runs low: a word count rules them out
+      // without byte-pair encoding them (the same sentences are kept either way).
+      if (bounded && nonSpaceRuns(s.text) + 1 > budget) continue;
       const n = this.tokenizer.count(s.text) + 1;
       if (n > budget) continue;
       budget -= n;
@@ -78,6 +84,33 @@ export class ExtractiveSummarizer implements Summarizer {
     kept.sort((a, b) => a.pos - b.pos);
     return Promise.resolve([label, ...kept.map((s) => s.text)].join(' '));
   }
+}
+
+/**
+ * Whether a text's token count is at least its number of whitespace-separated words: true of the
+ * GPT encodings, whose pre-tokenizer (o200k and cl100k alike) never puts two words into one piece
+ * and whose every piece is at least one token. Unknown for a custom tokenizer.
+ */
+function wordsBoundTokens(tokenizer: Tokenizer): boolean {
+  return (tokenizer.id === 'o200k_base' || tokenizer.id === 'cl100k_base') && getTokenizer(tokenizer.id) === tokenizer;
+}
+
+/** Maximal runs of non-whitespace characters (\s as the pre-tokenizers read it). */
+function nonSpaceRuns(text: string): number {
+  let runs = 0;
+  let inRun = false;
+  for (let i = 0; i < text.length; i++) {
+    const space = isSpace(text.charCodeAt(i));
+    if (!space && !inRun) runs++;
+    inRun = !space;
+  }
+  return runs;
+}
+
+function isSpace(c: number): boolean {
+  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+  if (c < 0xa0) return false;
+  return c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
 }
 
 export interface ChatSummarizerOptions {

@@ -7,6 +7,7 @@ import { planMilestones, type Summarizer } from '../context/summarizer.js';
 import type { Tokenizer } from '../context/tokenizer.js';
 import { StrataError } from '../errors.js';
 import { systemClock, type Clock, type SessionRef, type Turn } from '../types.js';
+import type { Preparer } from '../workers/preparer.js';
 import type { Embedder } from './embedder.js';
 import { encodeSnapshot, SnapshotFiles } from './index-snapshot.js';
 import { HybridRetriever, type IndexData, type RetrieverOptions } from './retriever.js';
@@ -338,8 +339,8 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     return packContext({ recent, relevant, summaries, history, known: fits ? [] : turns, maxTokens, tokenizer: this.o.tokenizer, tokensOf: (h) => tokensById.get(h.turnId), ...(this.o.shares ? { shares: this.o.shares } : {}) });
   }
 
-  async afterCompaction(ref: SessionRef): Promise<void> {
-    await this.writeMilestones(ref, false);
+  async afterCompaction(ref: SessionRef, workers?: Preparer): Promise<void> {
+    await this.writeMilestones(ref, false, workers);
     // The owner's persisted index follows the archive (written after a delay, off this path),
     // so a restart finds it current.
     if (this.snapshots) {
@@ -348,8 +349,11 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     }
   }
 
-  /** Writes the milestones still missing; with `sessionEnded` also the open tail range. Returns how many. */
-  async writeMilestones(ref: SessionRef, sessionEnded: boolean): Promise<number> {
+  /**
+   * Writes the milestones still missing; with `sessionEnded` also the open tail range. Returns
+   * how many. With `workers`, an extractive summary is computed on their threads.
+   */
+  async writeMilestones(ref: SessionRef, sessionEnded: boolean, workers?: Preparer): Promise<number> {
     const every = this.o.summaryEveryTurns ?? 50;
     if (!this.o.summarizer || every === 0) return 0;
     const info = await this.o.archive.info(ref);
@@ -359,7 +363,7 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     for (const range of plan) {
       const turns = await this.o.archive.read(ref, range);
       if (turns.length === 0) continue;
-      const text = await this.o.summarizer.summarize(turns);
+      const text = workers ? await workers.summarize(this.o.summarizer, turns) : await this.o.summarizer.summarize(turns);
       await this.o.archive.saveSummary(ref, { ...range, text, createdAt: (this.o.clock ?? systemClock).now() });
       written++;
     }

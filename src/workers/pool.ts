@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { StrataError } from '../errors.js';
-import type { PrepareResult, PrepareTask } from './prepare.js';
+import type { PrepareResult, PrepareTask, SummarizeResult, SummarizeTask, WorkerTask } from './prepare.js';
 
 /**
  * Most threads the default gives: each holds its own BPE ranks and GloVe table (~95 MB resident),
@@ -37,6 +37,7 @@ export interface PreparePoolOptions {
 export type PrepareLane = 'read' | 'compaction';
 
 export type PrepareOutput = Exclude<PrepareResult, { error: unknown }>;
+export type SummarizeOutput = Exclude<SummarizeResult, { error: unknown }>;
 
 export interface PreparePoolStats {
   threads: number;
@@ -49,8 +50,8 @@ export interface PreparePoolStats {
 }
 
 interface Job {
-  task: PrepareTask;
-  resolve: (value: PrepareOutput) => void;
+  task: WorkerTask;
+  resolve: (value: PrepareOutput | SummarizeOutput) => void;
   reject: (err: unknown) => void;
 }
 
@@ -72,6 +73,7 @@ export class PreparePool {
   private readonly workerUrl: URL;
   private piscina: Piscina | null = null;
   private busy = 0;
+  private dispatchedTasks = 0;
   private readonly queues: Record<PrepareLane, Job[]> = { read: [], compaction: [] };
   private readonly roomWaiters: Record<PrepareLane, Array<() => void>> = { read: [], compaction: [] };
   private destroyed = false;
@@ -86,13 +88,22 @@ export class PreparePool {
   }
 
   /** Runs a task on a worker thread; waits for room first when `maxQueue` tasks already wait. */
-  async run(task: PrepareTask, lane: PrepareLane): Promise<PrepareOutput> {
+  run(task: PrepareTask, lane: PrepareLane): Promise<PrepareOutput> {
+    return this.enqueue(task, lane) as Promise<PrepareOutput>;
+  }
+
+  /** A milestone summary on a worker thread (the `compaction` lane), queued like `run`. */
+  summarize(task: SummarizeTask): Promise<SummarizeOutput> {
+    return this.enqueue(task, 'compaction') as Promise<SummarizeOutput>;
+  }
+
+  private async enqueue(task: WorkerTask, lane: PrepareLane): Promise<PrepareOutput | SummarizeOutput> {
     this.assertOpen();
     while (this.busy >= this.threads && this.queued() >= this.maxQueue) {
       await new Promise<void>((resolve) => this.roomWaiters[lane].push(resolve));
       this.assertOpen();
     }
-    return new Promise<PrepareOutput>((resolve, reject) => {
+    return new Promise<PrepareOutput | SummarizeOutput>((resolve, reject) => {
       this.queues[lane].push({ task, resolve, reject });
       this.pump();
     });
@@ -100,6 +111,11 @@ export class PreparePool {
 
   stats(): PreparePoolStats {
     return { threads: this.threads, busy: this.busy, queued: this.queued(), waiting: this.roomWaiters.read.length + this.roomWaiters.compaction.length };
+  }
+
+  /** Tasks handed to a thread since the pool was made (diagnostics). */
+  get dispatched(): number {
+    return this.dispatchedTasks;
   }
 
   /** The live threads (for diagnostics and tests); none before the first task. */
@@ -141,6 +157,7 @@ export class PreparePool {
   }
 
   private dispatch(job: Job): void {
+    this.dispatchedTasks++;
     let piscina: Piscina;
     try {
       piscina = this.pool();
@@ -154,7 +171,7 @@ export class PreparePool {
     piscina
       .run(job.task)
       .then(
-        (result: PrepareResult) => {
+        (result: PrepareResult | SummarizeResult) => {
           if ('error' in result) job.reject(new StrataError(result.error.code, result.error.message, result.error.details ? { details: result.error.details } : {}));
           else job.resolve(result);
         },
@@ -162,7 +179,7 @@ export class PreparePool {
           job.reject(
             this.destroyed
               ? new StrataError('STRATA_ERR_CLOSED', 'the worker pool was closed while a task ran', { cause: err })
-              : new StrataError('STRATA_ERR_WORKER_FAILED', `a worker thread failed while preparing turns: ${(err as Error)?.message ?? String(err)}`, { cause: err }),
+              : new StrataError('STRATA_ERR_WORKER_FAILED', `a worker thread failed while ${'kind' in job.task ? 'summarizing turns' : 'preparing turns'}: ${(err as Error)?.message ?? String(err)}`, { cause: err }),
           );
         },
       )

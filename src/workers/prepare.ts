@@ -1,14 +1,17 @@
 import { getTokenizer } from '../context/gpt-tokenizer.js';
+import { ExtractiveSummarizer, type Summarizer } from '../context/summarizer.js';
 import type { Tokenizer, TokenizerEncoding } from '../context/tokenizer.js';
 import { StrataError, type ErrorCode } from '../errors.js';
 import { countMessageTokens, searchText, type ContentPart, type MessageFields } from '../message.js';
 import type { Embedder } from '../retrieval/embedder.js';
 import { GloveEmbedder, type GloveEmbedderOptions } from '../retrieval/embedders/glove.js';
 import { HashEmbedder } from '../retrieval/embedders/hash.js';
+import type { Turn } from '../types.js';
 
 /**
- * The "prepare" task of the worker pool: the CPU half of compaction (token counts and local
- * embeddings), shared by the worker entry and the pool so both sides agree on its shape.
+ * The tasks of the worker pool, shared by the worker entry and the pool so both sides agree on
+ * their shape: "prepare", the CPU half of compaction (token counts and local embeddings), and
+ * "summarize", a milestone summary by the extractive summarizer.
  */
 
 /** A local embedder as plain data: a worker thread builds an identical one from it. */
@@ -34,6 +37,29 @@ export interface PrepareTask {
   embed: boolean;
 }
 
+/** A milestone summary by `ExtractiveSummarizer` (the offline default), rebuilt in the worker. */
+export interface SummarizeTask {
+  kind: 'summarize';
+  summarizer: ExtractiveSpec;
+  /** The range's turns as `summaryTurns` gives them. */
+  turns: Turn[];
+}
+
+export interface ExtractiveSpec {
+  tokenizer: TokenizerEncoding;
+  maxTokens: number;
+}
+
+export type SummarizeResult = { text: string } | { error: TaskError };
+
+export type WorkerTask = PrepareTask | SummarizeTask;
+
+interface TaskError {
+  code: ErrorCode;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
 export type PrepareResult =
   | {
       /** Token counts of `task.count`'s items, in that order. */
@@ -42,7 +68,7 @@ export type PrepareResult =
       vectors: Float32Array | null;
       dimensions: number;
     }
-  | { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } };
+  | { error: TaskError };
 
 /**
  * The spec of a tokenizer and an embedder, as far as a worker can rebuild them exactly: the
@@ -108,7 +134,40 @@ export async function runPrepare(task: PrepareTask, tokenizer: Tokenizer | null,
     });
     return { tokens, vectors, dimensions: dims };
   } catch (err) {
-    if (err instanceof StrataError) return { error: { code: err.code, message: err.message.replace(/^[A-Z_]+: /, ''), ...(err.details ? { details: { ...err.details } } : {}) } };
-    return { error: { code: 'STRATA_ERR_INTERNAL', message: (err as Error)?.message ?? String(err) } };
+    return { error: taskError(err) };
   }
+}
+
+/**
+ * What a worker needs to summarize exactly as `summarizer` would: an `ExtractiveSummarizer`
+ * itself (not a subclass) over a process-wide gpt-tokenizer. Null for any other summarizer (a
+ * chat model's work is I/O and stays on the request thread).
+ */
+export function extractiveSpec(summarizer: Summarizer): ExtractiveSpec | null {
+  if (summarizer.constructor !== ExtractiveSummarizer) return null;
+  const extractive = summarizer as ExtractiveSummarizer;
+  const tokenizer = portableTokenizer(extractive.tokenizer);
+  return tokenizer ? { tokenizer, maxTokens: extractive.maxTokens } : null;
+}
+
+/**
+ * The turns as the extractive summarizer reads them (id, role, search text), without metadata,
+ * embeddings or inline payloads: `searchText` of each gives the original's search text.
+ */
+export function summaryTurns(turns: readonly Turn[]): Turn[] {
+  return turns.map((t) => ({ turnId: t.turnId, role: t.role, content: searchText(t), createdAt: t.createdAt }));
+}
+
+export async function runSummarize(task: SummarizeTask): Promise<SummarizeResult> {
+  try {
+    const summarizer = new ExtractiveSummarizer({ tokenizer: getTokenizer(task.summarizer.tokenizer), maxTokens: task.summarizer.maxTokens });
+    return { text: await summarizer.summarize(task.turns) };
+  } catch (err) {
+    return { error: taskError(err) };
+  }
+}
+
+function taskError(err: unknown): TaskError {
+  if (err instanceof StrataError) return { code: err.code, message: err.message.replace(/^[A-Z_]+: /, ''), ...(err.details ? { details: { ...err.details } } : {}) };
+  return { code: 'STRATA_ERR_INTERNAL', message: (err as Error)?.message ?? String(err) };
 }

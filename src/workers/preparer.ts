@@ -1,16 +1,49 @@
+import { availableParallelism } from 'node:os';
+import type { Summarizer } from '../context/summarizer.js';
 import type { Tokenizer } from '../context/tokenizer.js';
 import { countMessageTokens, searchText, type MessageFields } from '../message.js';
 import type { Embedder } from '../retrieval/embedder.js';
 import { PreparePool, type PrepareLane, type PreparePoolOptions, type PreparePoolStats } from './pool.js';
-import { prepareSpec, workerFields, type PrepareSpec } from './prepare.js';
+import type { Turn } from '../types.js';
+import { extractiveSpec, prepareSpec, summaryTurns, workerFields, type PrepareSpec } from './prepare.js';
 
 /**
- * Text (in UTF-16 units) up to which token counts of a request (an append, a read of turns
- * without counts) are computed on its own thread: handing the work to a worker costs the
- * request thread about what counting ~2 KiB costs (~0.1 ms), and the answer ~0.3 ms more.
- * Larger work (up to a 20 MiB message: seconds of BPE) goes to the pool's `read` lane.
+ * Text (in UTF-16 units) up to which the token counts of a request (an append, a read of turns
+ * without counts) are computed on its own thread when there is no request thread: handing the
+ * work to a worker costs the request thread about what counting ~2 KiB costs (~0.1 ms), and the
+ * answer ~0.3 ms more. Larger work goes to the pool's `read` lane.
  */
 export const INLINE_COUNT_CHARS = 2048;
+
+/**
+ * Text (in UTF-16 units) of one request's messages up to which their token counts join the
+ * counts of other requests in one worker task (an append waits for its counts; one task per
+ * event-loop turn carries every small request's messages). Larger work (up to a 20 MiB
+ * message: seconds of BPE) is a task of its own, so small requests never wait behind it.
+ */
+export const BATCHED_COUNT_CHARS = 16_384;
+
+/**
+ * Request threads by default: one where the machine has a core for it beside the request
+ * thread, the compaction threads and a local Redis (4 cores or more); none on smaller machines,
+ * where a thread more only competes for the same cores and an inline count is cheaper.
+ */
+export function defaultRequestThreads(): number {
+  return availableParallelism() >= 4 ? 1 : 0;
+}
+
+export interface PreparerOptions extends Omit<PreparePoolOptions, 'threads'> {
+  /** Threads for the token counts requests wait for (0: small counts inline). Default `defaultRequestThreads()`. */
+  requestThreads?: number;
+}
+
+/** Messages of small requests counted in one worker task at most. */
+const MAX_BATCH_ITEMS = 512;
+
+interface CountBatch {
+  items: MessageFields[];
+  waiters: Array<{ from: number; count: number; resolve: (tokens: number[]) => void; reject: (err: unknown) => void }>;
+}
 
 export interface PreparedBatch {
   /** Per turn: the counted tokens where asked (`count`), else undefined. */
@@ -28,17 +61,27 @@ export interface PreparedBatch {
 export class Preparer {
   readonly spec: PrepareSpec;
   private readonly pool: PreparePool | null;
+  /**
+   * Threads for the token counts requests wait for (appends, reads of turns without counts), so
+   * a request never waits behind a compaction batch (an embedding batch or a summary takes
+   * milliseconds); null: small counts run inline, large ones on `pool`'s read lane.
+   */
+  private readonly requests: PreparePool | null;
+  /** Small requests' messages waiting for the next event-loop turn's count task. */
+  private countBatch: CountBatch | null = null;
 
   constructor(
     private readonly tokenizer: Tokenizer | null,
     private readonly embedder: Embedder | null,
     /** Worker threads; 0 computes everything on this thread. */
     workers: number,
-    poolOptions: Omit<PreparePoolOptions, 'threads'> = {},
+    options: PreparerOptions = {},
   ) {
+    const { requestThreads = defaultRequestThreads(), ...poolOptions } = options;
     this.spec = prepareSpec(tokenizer, embedder);
     const useful = this.spec.tokenizer !== null || this.spec.embedder !== null;
     this.pool = workers > 0 && useful ? new PreparePool({ threads: workers, ...poolOptions }) : null;
+    this.requests = this.pool && this.spec.tokenizer && requestThreads > 0 ? new PreparePool({ threads: requestThreads, ...poolOptions }) : null;
   }
 
   /** Pool occupancy (null: no pool, everything runs inline). */
@@ -78,19 +121,64 @@ export class Preparer {
   }
 
   /**
-   * Token counts of messages a request waits for (an append): small work here, larger work on
-   * the pool's `read` lane (ahead of compaction). Null without a tokenizer.
+   * Token counts of messages a request waits for (an append). With request threads, small
+   * requests of one event-loop turn share one task there; without, small work runs here and
+   * larger work on the pool's `read` lane (ahead of compaction). Null without a tokenizer.
    */
   async countTokens(messages: readonly MessageFields[]): Promise<number[] | null> {
     if (!this.tokenizer || messages.length === 0) return this.tokenizer ? [] : null;
     let chars = 0;
     for (const m of messages) chars += textLength(m);
-    if (this.pool && this.spec.tokenizer && chars > INLINE_COUNT_CHARS) {
-      const items = messages.map(workerFields);
-      return (await this.pool.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'read')).tokens;
+    const pool = this.requests ?? (this.spec.tokenizer ? this.pool : null);
+    if (!pool || (!this.requests && chars <= INLINE_COUNT_CHARS)) {
+      const tokenizer = this.tokenizer;
+      return messages.map((m) => countMessageTokens(m, (text) => tokenizer.count(text)));
     }
-    const tokenizer = this.tokenizer;
-    return messages.map((m) => countMessageTokens(m, (text) => tokenizer.count(text)));
+    if (!this.requests || chars > BATCHED_COUNT_CHARS) {
+      const items = messages.map(workerFields);
+      return (await pool.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'read')).tokens;
+    }
+    return new Promise<number[]>((resolve, reject) => {
+      let batch = this.countBatch;
+      if (!batch || batch.items.length + messages.length > MAX_BATCH_ITEMS) {
+        batch = this.countBatch = { items: [], waiters: [] };
+        const current = batch;
+        setImmediate(() => this.runCountBatch(current));
+      }
+      batch.waiters.push({ from: batch.items.length, count: messages.length, resolve, reject });
+      for (const m of messages) batch.items.push(workerFields(m));
+    });
+  }
+
+  private runCountBatch(batch: CountBatch): void {
+    if (this.countBatch === batch) this.countBatch = null;
+    const count = (items: MessageFields[]) => this.requests!.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'read');
+    count(batch.items).then(
+      (out) => {
+        for (const w of batch.waiters) w.resolve(out.tokens.slice(w.from, w.from + w.count));
+      },
+      (err: unknown) => {
+        // One request's messages may be what failed the task (a worker that died on them): the
+        // others are counted again, each on its own, so only that request fails.
+        if (batch.waiters.length === 1) return batch.waiters[0]!.reject(err);
+        for (const w of batch.waiters) count(batch.items.slice(w.from, w.from + w.count)).then((out) => w.resolve(out.tokens), w.reject);
+      },
+    );
+  }
+
+  /** Tasks handed to the pool so far (null without a pool): diagnostics. */
+  dispatched(): number | null {
+    return this.pool ? this.pool.dispatched + (this.requests?.dispatched ?? 0) : null;
+  }
+
+  /**
+   * A milestone summary by `summarizer`: on the pool when it is the extractive summarizer (the
+   * worker rebuilds it; the text is identical), else here (a chat model's request is I/O).
+   */
+  async summarize(summarizer: Summarizer, turns: readonly Turn[]): Promise<string> {
+    const spec = this.pool ? extractiveSpec(summarizer) : null;
+    if (!spec || turns.length === 0) return summarizer.summarize(turns);
+    return (await this.pool!.summarize({ kind: 'summarize', summarizer: spec, turns: summaryTurns(turns) })).text;
   }
 
   /**
@@ -111,7 +199,7 @@ export class Preparer {
   }
 
   async close(): Promise<void> {
-    await this.pool?.destroy();
+    await Promise.all([this.pool?.destroy(), this.requests?.destroy()]);
   }
 }
 

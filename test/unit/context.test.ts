@@ -84,6 +84,23 @@ test('extractive summary stays within its cap and names its range', async () => 
   assert.match(text, /Berlin/);
 });
 
+test('extractive summary: skipping sentences by word count keeps exactly the sentences counting would keep', async () => {
+  // A tokenizer that is not the process-wide GPT instance gets no word-count shortcut.
+  const plain = { id: 'plain', count: (text: string) => tk.count(text), truncate: (text: string, n: number) => tk.truncate(text, n) };
+  const cl100k = getTokenizer('cl100k_base');
+  const plainCl = { id: 'plain-cl', count: (text: string) => cl100k.count(text), truncate: (text: string, n: number) => cl100k.truncate(text, n) };
+  const pieces = [
+    'We are moving to Berlin in March.', 'The apartment is near the park!', 'Réunion à 10h\u00a0précises, salle 3.', '東京の会議は明日です。場所は本社です。',
+    'Numbers 12345678 and 3.14159 and 1,000,000 count too.', 'Tabs\tand\u2003em\u3000spaces, line\u2028separators.', 'Emoji 🧪🚀 and don\'t, we\'ll, they\'re.',
+    'https://example.com/a/very/long/path?with=query&and=more', 'x'.repeat(300) + ' end.', 'Short one.', 'A sentence with many many small words in it for the budget.',
+  ];
+  const turns: Turn[] = Array.from({ length: 40 }, (_, i) => ({ turnId: i + 1, role: i % 2 ? 'assistant' : 'user', content: [pieces[i % pieces.length], pieces[(i * 7 + 3) % pieces.length], pieces[(i * 5 + 1) % pieces.length]].join(' '), createdAt: i }));
+  for (const maxTokens of [16, 40, 120, 400]) {
+    assert.equal(await new ExtractiveSummarizer({ tokenizer: tk, maxTokens }).summarize(turns), await new ExtractiveSummarizer({ tokenizer: plain, maxTokens }).summarize(turns));
+    assert.equal(await new ExtractiveSummarizer({ tokenizer: cl100k, maxTokens }).summarize(turns), await new ExtractiveSummarizer({ tokenizer: plainCl, maxTokens }).summarize(turns));
+  }
+});
+
 test('milestone planner: complete windows, the tail at session end, rebuilds missing ones', () => {
   assert.deepEqual(planMilestones(120, [], 50), [{ fromTurn: 1, toTurn: 50 }, { fromTurn: 51, toTurn: 100 }]);
   assert.deepEqual(planMilestones(120, [{ fromTurn: 1, toTurn: 50 }], 50, { sessionEnded: true }), [{ fromTurn: 51, toTurn: 100 }, { fromTurn: 101, toTurn: 120 }]);

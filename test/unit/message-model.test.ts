@@ -9,7 +9,8 @@ import type { TurnRecord } from '../../src/journal/types.js';
 import { countMessageTokens, IMAGE_TOKENS, searchText, toolGroups, type MessageFields } from '../../src/message.js';
 import { parseSegment, parseSegmentHeader } from '../../src/archive/segment.js';
 import { decodeSegment } from '../../src/archive/segment-decode.js';
-import { encodeSegment } from '../../src/archive/segment-encode.js';
+import { encodeSegment, encodeSegmentAsync } from '../../src/archive/segment-encode.js';
+import { brotliFastCodec } from '../../src/codec/zlib.js';
 import { isStrataError } from '../../src/errors.js';
 import { getCodec } from '../../src/codec/codec.js';
 import '../../src/archive/options.js';
@@ -56,6 +57,18 @@ test('journal records carry every message field', () => {
   const records: TurnRecord[] = KINDS.map((m, i) => ({ type: 'turn', tenant: 't', sessionId: 'user@example.com', turnId: i + 1, ...m, createdAt: 1_000 + i, key: `n:${i}` }));
   const frame = encodeFrame(records);
   assert.deepEqual(decodePayload(frame.subarray(FRAME_HEADER_BYTES), 'mem', 0), records);
+});
+
+test('a segment encoded off the event loop (compressAsync) is byte for byte the synchronous one', async () => {
+  const turns: Turn[] = KINDS.map((m, i) => ({ turnId: i + 1, ...m, createdAt: 1_000 + i, tokens: i + 3, ...(i % 2 ? { metadata: { note: 'x'.repeat(80 * i) } } : {}), embedding: Float32Array.from({ length: 8 }, (_, k) => Math.sin(i + k)) }));
+  for (const codec of [getCodec('raw'), getCodec('brotli'), brotliFastCodec, getCodec('huffman-tokens')]) {
+    for (const layout of ['turn', 'block'] as const) {
+      for (const encoding of ['none', 'int8', 'f16'] as const) {
+        const options = { codec, layout, encoding, embedderId: 'e' };
+        assert.deepEqual(await encodeSegmentAsync(turns, options), encodeSegment(turns, options), `${codec.name} ${layout} ${encoding}`);
+      }
+    }
+  }
 });
 
 test('archive segment v2: message block round-trips with every codec; plain segments have no message block', () => {

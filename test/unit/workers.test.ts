@@ -9,14 +9,16 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
 import { getTokenizer } from '../../src/context/gpt-tokenizer.js';
+import { ExtractiveSummarizer } from '../../src/context/summarizer.js';
 import { isStrataError } from '../../src/errors.js';
 import { countMessageTokens, searchText, type MessageFields } from '../../src/message.js';
+import type { Turn } from '../../src/types.js';
 import { GloveEmbedder } from '../../src/retrieval/embedders/glove.js';
 import { HashEmbedder } from '../../src/retrieval/embedders/hash.js';
 import type { Embedder } from '../../src/retrieval/embedder.js';
 import { PreparePool, workerExecArgv, type PrepareLane, type PrepareOutput } from '../../src/workers/pool.js';
 import { prepareSpec, type PrepareTask } from '../../src/workers/prepare.js';
-import { INLINE_COUNT_CHARS, Preparer } from '../../src/workers/preparer.js';
+import { BATCHED_COUNT_CHARS, INLINE_COUNT_CHARS, Preparer } from '../../src/workers/preparer.js';
 import { CRASH } from '../fixtures/workers/crashing-worker.js';
 import { closeAfter, openStrata, tempDir } from '../helpers/strata.js';
 
@@ -125,8 +127,9 @@ test('Preparer: pooled and inline results are identical; remote or custom embedd
   assert.deepEqual(shifted.tokens, inlineTokens(MESSAGES.slice(0, 2)));
 });
 
+
 test('an append\'s token counts run on its thread up to INLINE_COUNT_CHARS of text, on the pool above', async (t) => {
-  const preparer = new Preparer(tokenizer, null, 1, { workerUrl: CRASHING_WORKER });
+  const preparer = new Preparer(tokenizer, null, 1, { workerUrl: CRASHING_WORKER, requestThreads: 0 });
   t.after(() => preparer.close());
   const crash: MessageFields = { role: 'user', content: CRASH };
   // Small: counted here (the crashing worker never sees it).
@@ -136,6 +139,58 @@ test('an append\'s token counts run on its thread up to INLINE_COUNT_CHARS of te
   // Together over the threshold: one task on the pool, where the fault is injected.
   await assert.rejects(preparer.countTokens([crash, large]), (err) => isStrataError(err, 'STRATA_ERR_WORKER_FAILED'));
   assert.deepEqual(await preparer.countTokens([large, large]), inlineTokens([large, large]));
+});
+test('with a request thread, appends of one event-loop turn share one counting task; a failed batch fails only the request that broke it', async (t) => {
+  const preparer = new Preparer(tokenizer, null, 1, { workerUrl: CRASHING_WORKER, requestThreads: 1 });
+  t.after(() => preparer.close());
+  const small = STORED.slice(0, 3);
+  // Warm the thread: the task counts below are of this test's calls only.
+  assert.deepEqual(await preparer.countTokens(small), inlineTokens(small));
+  const before = preparer.dispatched()!;
+  const many = await Promise.all(STORED.map((m) => preparer.countTokens([m])));
+  assert.deepEqual(many.flat(), inlineTokens(STORED));
+  assert.equal(preparer.dispatched()! - before, 1, 'one task for every request of one event-loop turn');
+
+  // A request whose messages kill the worker fails; the others of its batch are counted again, alone.
+  const crash: MessageFields = { role: 'user', content: CRASH };
+  const calls = [preparer.countTokens([STORED[0]!]), preparer.countTokens([crash]), preparer.countTokens([STORED[1]!, STORED[2]!])];
+  const settled = await Promise.allSettled(calls);
+  assert.deepEqual(settled[0], { status: 'fulfilled', value: inlineTokens([STORED[0]!]) });
+  const failed = settled[1]!;
+  assert.ok(failed.status === 'rejected' && isStrataError(failed.reason, 'STRATA_ERR_WORKER_FAILED'));
+  assert.deepEqual(settled[2], { status: 'fulfilled', value: inlineTokens([STORED[1]!, STORED[2]!]) });
+
+  // Over BATCHED_COUNT_CHARS: a task of its own, so small requests never wait behind it.
+  const large: MessageFields = { role: 'user', content: 'word '.repeat(BATCHED_COUNT_CHARS / 5 + 1) };
+  const mark = preparer.dispatched()!;
+  const [big, tiny] = await Promise.all([preparer.countTokens([large]), preparer.countTokens([STORED[0]!])]);
+  assert.deepEqual(big, inlineTokens([large]));
+  assert.deepEqual(tiny, inlineTokens([STORED[0]!]));
+  assert.equal(preparer.dispatched()! - mark, 2);
+  // Without a pool every count runs here.
+  assert.deepEqual(await new Preparer(tokenizer, null, 0).countTokens([crash]), inlineTokens([crash]));
+});
+
+test('milestone summaries from a worker equal the main thread\'s; other summarizers run here', async (t) => {
+  const pooled = new Preparer(tokenizer, null, 1);
+  t.after(() => pooled.close());
+  const turns: Turn[] = [...STORED, ...STORED.map((m) => ({ ...m, content: typeof m.content === 'string' ? `${m.content} And then we agreed to meet on Friday at noon.` : m.content }))].map((m, i) => ({ ...m, turnId: i + 1, createdAt: 1_700_000_000_000 + i, metadata: { n: i } }));
+  for (const maxTokens of [16, 60, 200]) {
+    const summarizer = new ExtractiveSummarizer({ tokenizer, maxTokens });
+    const inline = await summarizer.summarize(turns);
+    assert.ok(inline.startsWith(`Turns 1–${turns.length}:`) && inline.length > 20, inline);
+    assert.equal(await pooled.summarize(summarizer, turns), inline);
+  }
+  const before = pooled.dispatched()!;
+  // A subclass (or a chat model) is not rebuilt in a worker: its own summarize runs.
+  class Shouting extends ExtractiveSummarizer {
+    override async summarize(ts: readonly Turn[]): Promise<string> {
+      return (await super.summarize(ts)).toUpperCase();
+    }
+  }
+  const shouting = new Shouting({ tokenizer });
+  assert.equal(await pooled.summarize(shouting, turns), (await new ExtractiveSummarizer({ tokenizer }).summarize(turns)).toUpperCase());
+  assert.equal(pooled.dispatched(), before);
 });
 
 test('the queue is bounded: callers beyond maxQueue wait for room, reads before compaction', async (t) => {
