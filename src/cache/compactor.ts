@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { searchText } from '../message.js';
 import { sessionKey, toSessionRef } from '../ids.js';
 import type { ArchivedTurn, SessionRef, Turn } from '../types.js';
@@ -22,12 +23,20 @@ const UNARCHIVED_BATCH = 256;
  */
 export class Compactor extends CachePart {
   private readonly inflightCompactions = new Map<string, Promise<number>>();
+  /**
+   * Compactions running at once: two per worker thread plus two (one waits for its batch on the
+   * pool while the other reads the hot tier or writes the archive). The rest wait here, before
+   * taking their session's lease: a lease is held only while its compaction works, never while
+   * it queues behind the other sessions' batches for the pool.
+   */
+  private readonly slots: LimitFunction;
 
   constructor(
     core: CacheCore,
     private readonly rehydration: Rehydration,
   ) {
     super(core);
+    this.slots = pLimit(2 + 2 * core.preparer.threads());
   }
 
   async flush(sessionId?: string, options: TenantOption = {}): Promise<{ sessions: number; turns: number }> {
@@ -60,8 +69,9 @@ export class Compactor extends CachePart {
     if (this.readOnly) return Promise.resolve(0);
     const key = sessionKey(ref);
     const running = this.inflightCompactions.get(key);
-    if (running) return running.then(() => this.compactSessionNow(ref));
-    const run = this.compactSessionNow(ref).finally(() => this.inflightCompactions.delete(key));
+    const start = (): Promise<number> => this.slots(() => this.compactSessionNow(ref));
+    if (running) return running.then(start);
+    const run = start().finally(() => this.inflightCompactions.delete(key));
     this.inflightCompactions.set(key, run);
     return run;
   }

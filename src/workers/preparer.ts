@@ -84,6 +84,11 @@ export class Preparer {
     this.requests = this.pool && this.spec.tokenizer && requestThreads > 0 ? new PreparePool({ threads: requestThreads, ...poolOptions }) : null;
   }
 
+  /** Compaction threads of the pool (0: everything runs inline). */
+  threads(): number {
+    return this.pool?.threads ?? 0;
+  }
+
   /** Pool occupancy (null: no pool, everything runs inline). */
   stats(): PreparePoolStats | null {
     return this.pool?.stats() ?? null;
