@@ -15,6 +15,8 @@ import { countMessageTokens, searchText, type MessageFields } from '../../src/me
 import type { Turn } from '../../src/types.js';
 import { GloveEmbedder } from '../../src/retrieval/embedders/glove.js';
 import { HashEmbedder } from '../../src/retrieval/embedders/hash.js';
+import { MemoryHotStore } from '../../src/hot/memory/memory-store.js';
+import type { HotStore } from '../../src/hot/store.js';
 import type { Embedder } from '../../src/retrieval/embedder.js';
 import { PreparePool, workerExecArgv, type PrepareLane, type PrepareOutput } from '../../src/workers/pool.js';
 import { prepareSpec, type PrepareTask } from '../../src/workers/prepare.js';
@@ -288,4 +290,35 @@ test('a Strata core archives the same token counts and vectors with workers as w
   assert.deepEqual(results[0], results[1]);
   assert.deepEqual(results[1]!.tokens, inlineTokens(STORED));
   assert.ok(results[1]!.hits.length > 0);
+});
+
+test('flush compacts sessions concurrently, at most 4 + 4 × workers at once, each under its own lease', async (t) => {
+  // The real memory store, wrapped to count the compaction leases held at once.
+  const inner = new MemoryHotStore();
+  let held = 0;
+  let maxHeld = 0;
+  const hot = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'acquireLease') {
+        return async (...args: Parameters<HotStore['acquireLease']>) => {
+          const token = await target.acquireLease(...args);
+          if (token !== null) maxHeld = Math.max(maxHeld, ++held);
+          // Hold it across a turn of the event loop, as an archive write would.
+          await new Promise((r) => setImmediate(r));
+          return token;
+        };
+      }
+      if (prop === 'releaseLease') return (...args: Parameters<HotStore['releaseLease']>) => (held--, target.releaseLease(...args));
+      const value: unknown = Reflect.get(target, prop);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const s = await openStrata(await tempDir(t), { workers: 1, hotStore: hot });
+  closeAfter(t, () => s.close());
+  const sessions = 30;
+  for (let i = 0; i < sessions; i++) await s.addMessages(`s${i}`, STORED.slice(0, 4));
+  assert.deepEqual(await s.flush(), { sessions, turns: sessions * 4 });
+  assert.equal(held, 0);
+  assert.ok(maxHeld >= 2 && maxHeld <= 8, `${maxHeld} leases held at once`);
+  for (let i = 0; i < sessions; i += 7) assert.deepEqual((await s.getMessages(`s${i}`)).messages.map((m) => m.content), STORED.slice(0, 4).map((m) => m.content));
 });
