@@ -5,7 +5,7 @@ import { createClient, ErrorReply } from 'redis';
 import { isStrataError } from '../../src/errors.js';
 import { HotKeys, SHARD_COUNT, shardOf, tagSlot } from '../../src/hot/redis/keys.js';
 import { RedisHotStore } from '../../src/hot/redis/redis-store.js';
-import { SCRIPT_NAMES, mapRedisError } from '../../src/hot/redis/scripts.js';
+import { SCRIPT_NAMES, loadScripts, mapRedisError } from '../../src/hot/redis/scripts.js';
 import type { SessionRef } from '../../src/types.js';
 import { startRedis } from '../helpers/redis.js';
 import type { TestRedis } from '../helpers/redis.js';
@@ -142,6 +142,59 @@ describe('RedisHotStore on a real Redis', () => {
       assert.equal(await store.totalBytes(), (await store.meta(other))!.bytes, 'the wiped bytes left the total');
     } finally {
       await store.close();
+    }
+  });
+
+  test('concurrent confirms of one shard share one epoch read; a changed epoch still runs the confirm script per session', async () => {
+    const client = createClient({ url: redis.url });
+    client.on('error', () => {});
+    await client.connect();
+    const scripts = loadScripts();
+    const shaName = new Map([...scripts.values()].map((s) => [s.sha, s.name]));
+    const calls: string[] = [];
+    let failEpochRead = false;
+    const counting = {
+      sendCommand: (args: ReadonlyArray<string>): Promise<unknown> => {
+        const name = args[0] === 'EVALSHA' ? (shaName.get(args[1]!) ?? args[1]!) : args[0]!;
+        calls.push(name);
+        if (failEpochRead && name === 'epoch-1') return Promise.reject(new Error('connection reset (injected)'));
+        return client.sendCommand([...args]);
+      },
+    };
+    const store = new RedisHotStore({ client: counting, keyPrefix: redis.prefix('confirmbatch') });
+    try {
+      assert.equal(await store.initEpoch(7), 7);
+      // Sessions of one shard (a shard holds every session whose tag hashes to it).
+      const refs: SessionRef[] = [];
+      for (let i = 0; refs.length < 12; i++) {
+        const ref = { tenant: 'acme', sessionId: `s-${i}` };
+        if (store.keys.session(ref).shard === store.keys.session(REF).shard) refs.push(ref);
+      }
+      const ids = await Promise.all(refs.map(async (ref) => {
+        await store.seed(ref, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0, { epoch: 7 });
+        const r = await store.append(ref, { role: 'user', content: 'hi', createdAt: T0, key: 'n:k1' }, T0, { epoch: 7 });
+        assert.ok('turnId' in r);
+        return r.turnId;
+      }));
+      calls.length = 0;
+      const confirmed = await Promise.all(refs.map((ref, i) => store.confirm(ref, 7, [{ turnId: ids[i]!, key: 'n:k1' }])));
+      assert.deepEqual(confirmed, refs.map(() => [true]));
+      assert.deepEqual(calls, ['epoch-1'], 'twelve confirms, one epoch read, no confirm script');
+
+      calls.length = 0;
+      const stale = await Promise.all(refs.slice(0, 3).map((ref, i) => store.confirm(ref, 6, [{ turnId: ids[i]!, key: 'n:other' }])));
+      assert.deepEqual(stale, [[false], [false], [false]], 'under another epoch, a turn without the writer key is voided');
+      assert.deepEqual(calls.sort(), ['confirm-4', 'confirm-4', 'confirm-4', 'epoch-1']);
+      assert.equal((await store.voided(refs[0]!)).length, 1, 'the void marker was written');
+
+      failEpochRead = true;
+      const failed = await Promise.allSettled(refs.slice(0, 4).map((ref, i) => store.confirm(ref, 7, [{ turnId: ids[i]!, key: 'n:k1' }])));
+      assert.ok(failed.every((r) => r.status === 'rejected' && isStrataError(r.reason, 'STRATA_ERR_HOT_UNAVAILABLE')), 'every waiter of a failed read gets the coded error');
+      failEpochRead = false;
+      assert.deepEqual(await store.confirm(refs[0]!, 7, [{ turnId: ids[0]!, key: 'n:k1' }]), [true], 'the next read goes out again');
+    } finally {
+      await store.close();
+      await client.close();
     }
   });
 

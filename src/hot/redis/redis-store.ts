@@ -151,6 +151,8 @@ export class RedisHotStore implements HotStore {
   readonly #deadlines: CommandDeadlines;
   /** Newest turn id seen per session turns key (append, recent): the guess of a recent read. */
   readonly #lastTurn = new Map<string, number>();
+  /** Confirms waiting for their shard's epoch, by epoch key: one read answers those of a tick. */
+  readonly #epochChecks = new Map<string, Array<{ epoch: string; settle(ok: boolean | Error): void }>>();
 
   constructor(options: RedisHotStoreOptions) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an object', options);
@@ -294,11 +296,47 @@ export class RedisHotStore implements HotStore {
   async confirm(ref: SessionRef, epoch: number, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
     checkRef(ref);
     if (turns.length === 0) return [];
+    const epochKey = this.keys.shardOf(ref).epoch;
+    // The common case, the shard's epoch unchanged since the ids were assigned, is what the
+    // script's first check decides; concurrent confirms of one shard share one read of it.
+    if (await this.#epochIs(epochKey, String(epoch))) return turns.map(() => true);
     const s = this.keys.session(ref);
     const args = [String(epoch), String(VOID_WINDOW_MS)];
     for (const t of turns) args.push(String(t.turnId), t.key);
-    const reply = (await this.#script('confirm-4', [this.keys.shardOf(ref).epoch, s.turns, s.idem, s.voids], args)) as unknown[];
+    const reply = (await this.#script('confirm-4', [epochKey, s.turns, s.idem, s.voids], args)) as unknown[];
     return reply.map((v) => Number(v) === 1);
+  }
+
+  /**
+   * Whether the shard's epoch (shard-lib.lua, with its replication-id check) is `epoch` now. The
+   * checks asked for while the current microtasks run (a group commit of the journal resolves
+   * many appends at once) go out as one `epoch-1` call per shard, after all of them asked: each
+   * caller's journal write completed before the read, as the confirm script requires.
+   */
+  #epochIs(epochKey: string, epoch: string): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const waiter = { epoch, settle: (ok: boolean | Error) => (ok instanceof Error ? reject(ok) : resolve(ok)) };
+      const batch = this.#epochChecks.get(epochKey);
+      if (batch !== undefined) {
+        batch.push(waiter);
+        return;
+      }
+      const waiters = [waiter];
+      this.#epochChecks.set(epochKey, waiters);
+      process.nextTick(() => {
+        this.#epochChecks.delete(epochKey);
+        this.#script('epoch-1', [epochKey], []).then(
+          (v) => {
+            const held = v === null || v === undefined || v === false ? null : String(v);
+            for (const w of waiters) w.settle(held === w.epoch);
+          },
+          (err: unknown) => {
+            const error = mapRedisError(err, 'confirm');
+            for (const w of waiters) w.settle(error);
+          },
+        );
+      });
+    });
   }
 
   async holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
