@@ -7,6 +7,7 @@ import type { TenantOption } from './api.js';
 import { CachePart, notFound, type CacheCore } from './core.js';
 import { isClientKey, parseClientKey } from './recovery.js';
 import type { Rehydration } from './rehydration.js';
+import type { ArchivedSpan } from './retrieval-port.js';
 
 /**
  * Turns per archive segment written by one compaction step. Token counts and local embeddings
@@ -106,6 +107,8 @@ export class Compactor extends CachePart {
         fence: held.fence,
         ...(held.assertHeld ? { precommit: () => held.assertHeld!() } : {}),
       };
+      /** Consecutive batches appended whole, the last two (docs of `ArchivedSpan`). */
+      let written: ArchivedSpan[] = [];
       while (true) {
         const turns = await this.hot.unarchived(ref, UNARCHIVED_BATCH);
         if (turns.length === 0) break;
@@ -123,6 +126,13 @@ export class Compactor extends CachePart {
         const idempotency = keyed.flatMap((k, i) => (entries[i]?.turnId === k.turn.turnId ? [{ key: k.entry, turnId: k.turn.turnId, hash: entries[i]!.hash, createdAt: k.turn.createdAt }] : []));
         const result = await this.archive.append(ref, prepared, { ...appendOptions, idempotency, keysSince: this.clock.now() - this.tuning.idempotencyWindowMs });
         const upTo = turns.at(-1)!.turnId;
+        // Every turn appended (none was archived already): the archive holds exactly these from
+        // the first one's id up. The last two batches are kept for the milestone summaries.
+        if (result.skipped === 0 && result.appended === prepared.length) {
+          written = [...written.slice(-1), { fromTurn: prepared[0]!.turnId, toTurn: result.highWater, turns: prepared }];
+        } else {
+          written = [];
+        }
         // Fenced: a holder whose lease expired meanwhile must not trim what the next holder owns.
         await this.hot.markArchived(ref, Math.max(upTo, 0), this.tuning.recentTurns, held.token ?? undefined);
         this.markArchived(ref, Math.max(upTo, result.highWater));
@@ -138,7 +148,8 @@ export class Compactor extends CachePart {
       }
       if (total > 0) {
         this.retrieval?.invalidate(ref);
-        await this.retrieval?.afterCompaction?.(ref, this.preparer);
+        const span = written.length === 0 ? undefined : { fromTurn: written[0]!.fromTurn, toTurn: written.at(-1)!.toTurn, turns: written.flatMap((w) => w.turns) };
+        await this.retrieval?.afterCompaction?.(ref, this.preparer, span);
         // Measured after the milestone summaries compaction may write into the same file.
         const bytesAfter = (await this.archive.info(ref))?.bytes ?? 0;
         this.metrics.compaction?.((performance.now() - started) / 1000, total, Math.max(0, bytesAfter - (bytesBefore ?? 0)), raw);

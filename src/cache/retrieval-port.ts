@@ -1,7 +1,14 @@
 import type { RetrievalScope } from '../retrieval/source.js';
-import type { SessionRef, Turn } from '../types.js';
+import type { ArchivedTurn, SessionRef, Turn } from '../types.js';
 import type { Preparer } from '../workers/preparer.js';
 import type { ContextRequest, ContextResult, SearchHit } from './api.js';
+
+/** Turns just written to the archive, ascending, and the span of ids they cover whole. */
+export interface ArchivedSpan {
+  fromTurn: number;
+  toTurn: number;
+  turns: readonly ArchivedTurn[];
+}
 
 /**
  * What the cache needs from retrieval: search over archived turns, smart context assembly and
@@ -14,8 +21,12 @@ export interface RetrievalPort {
   smartContext(ref: SessionRef, request: ContextRequest, recent: readonly Turn[]): Promise<ContextResult>;
   /** The session changed: cached indexes and results of it are stale. */
   invalidate(ref: SessionRef): void;
-  /** Called after turns were archived (milestone summaries; CPU work on `workers`). */
-  afterCompaction?(ref: SessionRef, workers?: Preparer): Promise<void>;
+  /**
+   * Called after turns were archived (milestone summaries; CPU work on `workers`). `archived`:
+   * turns this compaction wrote, exactly what the archive holds from `fromTurn` to `toTurn`
+   * (ids in that span not among them are not in the archive), so they need not be read back.
+   */
+  afterCompaction?(ref: SessionRef, workers?: Preparer, archived?: ArchivedSpan): Promise<void>;
   /**
    * Optional: the user's sessions as of the archive's user stamp `stamp`, from a persisted index
    * of exactly that stamp whose sessions were checked to hold this embedder's vectors (or none);

@@ -1,7 +1,7 @@
 import { countMessageTokens, messageFields, type MessageFields } from '../message.js';
 import type { ArchiveStore } from '../archive/store.js';
 import type { ContextRequest, ContextResult, SearchHit } from '../cache/api.js';
-import type { RetrievalPort } from '../cache/retrieval-port.js';
+import type { ArchivedSpan, RetrievalPort } from '../cache/retrieval-port.js';
 import { latestUserMessage, packContext, type ContextShares } from '../context/packer.js';
 import { planMilestones, type Summarizer } from '../context/summarizer.js';
 import type { Tokenizer } from '../context/tokenizer.js';
@@ -339,8 +339,8 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     return packContext({ recent, relevant, summaries, history, known: fits ? [] : turns, maxTokens, tokenizer: this.o.tokenizer, tokensOf: (h) => tokensById.get(h.turnId), ...(this.o.shares ? { shares: this.o.shares } : {}) });
   }
 
-  async afterCompaction(ref: SessionRef, workers?: Preparer): Promise<void> {
-    await this.writeMilestones(ref, false, workers);
+  async afterCompaction(ref: SessionRef, workers?: Preparer, archived?: ArchivedSpan): Promise<void> {
+    await this.writeMilestones(ref, false, workers, archived);
     // The owner's persisted index follows the archive (written after a delay, off this path),
     // so a restart finds it current.
     if (this.snapshots) {
@@ -351,9 +351,10 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
 
   /**
    * Writes the milestones still missing; with `sessionEnded` also the open tail range. Returns
-   * how many. With `workers`, an extractive summary is computed on their threads.
+   * how many. With `workers`, an extractive summary is computed on their threads. A range inside
+   * `archived` (turns compaction just wrote) is summarized from them, not read back and decoded.
    */
-  async writeMilestones(ref: SessionRef, sessionEnded: boolean, workers?: Preparer): Promise<number> {
+  async writeMilestones(ref: SessionRef, sessionEnded: boolean, workers?: Preparer, archived?: ArchivedSpan): Promise<number> {
     const every = this.o.summaryEveryTurns ?? 50;
     if (!this.o.summarizer || every === 0) return 0;
     const info = await this.o.archive.info(ref);
@@ -361,7 +362,8 @@ export class ArchiveRetrieval implements RetrievalPort, TurnSource {
     const plan = planMilestones(info.highWater, await this.o.archive.loadSummaries(ref), every, { sessionEnded });
     let written = 0;
     for (const range of plan) {
-      const turns = await this.o.archive.read(ref, range);
+      const held = archived !== undefined && range.fromTurn >= archived.fromTurn && range.toTurn <= archived.toTurn;
+      const turns = held ? archived.turns.filter((t) => t.turnId >= range.fromTurn && t.turnId <= range.toTurn) : await this.o.archive.read(ref, range);
       if (turns.length === 0) continue;
       const text = workers ? await workers.summarize(this.o.summarizer, turns) : await this.o.summarizer.summarize(turns);
       await this.o.archive.saveSummary(ref, { ...range, text, createdAt: (this.o.clock ?? systemClock).now() });

@@ -13,6 +13,9 @@ import { ExtractiveSummarizer } from '../../src/context/summarizer.js';
 import { isStrataError } from '../../src/errors.js';
 import { countMessageTokens, searchText, type MessageFields } from '../../src/message.js';
 import type { Turn } from '../../src/types.js';
+import { FsArchiveStore } from '../../src/archive/fs-store.js';
+import { InProcessSessionLock } from '../../src/archive/lock.js';
+import { ArchiveRetrieval } from '../../src/retrieval/archive-retrieval.js';
 import { GloveEmbedder } from '../../src/retrieval/embedders/glove.js';
 import { HashEmbedder } from '../../src/retrieval/embedders/hash.js';
 import { MemoryHotStore } from '../../src/hot/memory/memory-store.js';
@@ -193,6 +196,36 @@ test('milestone summaries from a worker equal the main thread\'s; other summariz
   const shouting = new Shouting({ tokenizer });
   assert.equal(await pooled.summarize(shouting, turns), (await new ExtractiveSummarizer({ tokenizer }).summarize(turns)).toUpperCase());
   assert.equal(pooled.dispatched(), before);
+});
+
+test('milestones of turns a compaction just wrote are summarized from them, not read back; the text is the same', async (t) => {
+  const archive = new FsArchiveStore({ dataDir: await tempDir(t), lock: new InProcessSessionLock() });
+  closeAfter(t, () => archive.close());
+  let reads = 0;
+  const counted = new Proxy(archive, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop);
+      if (prop === 'read') return (...args: Parameters<typeof archive.read>) => (reads++, target.read(...args));
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const retrieval = new ArchiveRetrieval({ archive: counted, embedder: new HashEmbedder(64), tokenizer, summarizer: new ExtractiveSummarizer({ tokenizer }) });
+  const turns = (n: number): Turn[] => Array.from({ length: n }, (_, i) => ({ ...STORED[i % STORED.length]!, turnId: i + 1, createdAt: 1_700_000_000_000 + i }));
+  const texts: string[][] = [];
+  // Whole span in memory; the span from turn 51 (the first milestone is read); no span.
+  for (const [name, from, expectedReads] of [['held', 1, 0], ['partly', 51, 1], ['none', null, 2]] as const) {
+    const ref = { tenant: 't', sessionId: name };
+    const written = turns(120);
+    await archive.append(ref, written);
+    reads = 0;
+    const span = from === null ? undefined : { fromTurn: from, toTurn: 120, turns: written.filter((w) => w.turnId >= from) };
+    assert.equal(await retrieval.writeMilestones(ref, false, undefined, span), 2);
+    assert.equal(reads, expectedReads, name);
+    texts.push((await archive.loadSummaries(ref)).map((m) => `${m.fromTurn}-${m.toTurn} ${m.text}`));
+  }
+  assert.deepEqual(texts[0], texts[2]);
+  assert.deepEqual(texts[1], texts[2]);
+  assert.equal(texts[2]!.length, 2);
 });
 
 test('the queue is bounded: callers beyond maxQueue wait for room, reads before compaction', async (t) => {
