@@ -228,6 +228,26 @@ test('milestones of turns a compaction just wrote are summarized from them, not 
   assert.equal(texts[2]!.length, 2);
 });
 
+test('a compaction of several batches writes each milestone as a summary of the archived turns in its range', async (t) => {
+  const dataDir = await tempDir(t);
+  const s = await openStrata(dataDir, { workers: 1, compaction: { maxUnarchivedTurns: 10_000, maxUnarchivedAgeMs: 3_600_000, intervalMs: 3_600_000, leaseTtlMs: 30_000 } });
+  let closed = false;
+  closeAfter(t, () => (closed ? Promise.resolve() : s.close()));
+  // 620 turns compacted by one flush in batches of 256: milestones inside one batch, across two, and before the kept span.
+  const messages = Array.from({ length: 620 }, (_, i) => ({ ...STORED[(i * 7) % STORED.length]!, content: `${String(STORED[(i * 7) % STORED.length]!.content)} Item ${i} of the list.` }));
+  for (let i = 0; i < messages.length; i += 20) await s.addMessages('long', messages.slice(i, i + 20));
+  await s.flush();
+  await s.close();
+  closed = true;
+  const archive = new FsArchiveStore({ dataDir, lock: new InProcessSessionLock() });
+  closeAfter(t, () => archive.close());
+  const ref = { tenant: 'default', sessionId: 'long' };
+  const summaries = await archive.loadSummaries(ref);
+  assert.deepEqual(summaries.map((m) => [m.fromTurn, m.toTurn]), Array.from({ length: 12 }, (_, k) => [k * 50 + 1, k * 50 + 50]));
+  const summarizer = new ExtractiveSummarizer({ tokenizer });
+  for (const m of summaries) assert.equal(m.text, await summarizer.summarize(await archive.read(ref, m)), `milestone ${m.fromTurn}-${m.toTurn}`);
+});
+
 test('the queue is bounded: callers beyond maxQueue wait for room, reads before compaction', async (t) => {
   const pool = openPool(t, { threads: 1, maxQueue: 2 });
   const embedder = new GloveEmbedder();
