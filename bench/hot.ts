@@ -34,6 +34,7 @@ import { importOptional } from './optional.js';
 import type * as LangChainRedis from '@langchain/redis';
 import type * as LangChainMessages from '@langchain/core/messages';
 import { freePort } from '../src/net.js';
+import { defaultWorkerThreads } from '../src/workers/pool.js';
 
 export const SHAREGPT = sharedDataFile('sharegpt-sessions.json');
 
@@ -60,6 +61,8 @@ export interface HotBenchOptions {
   coldSessions?: number;
   /** Embedder used at compaction. Default `glove` (Strata's default). */
   embedder?: 'glove' | 'hash';
+  /** Worker threads of the Strata core (`workers`). Default: its own default (CPUs − 1, 1 to 4). */
+  workers?: number;
   /** Progress of long phases (e.g. a cli-progress bar). */
   onPhase?: (label: string, total: number) => { increment(by?: number): void; stop(): void };
 }
@@ -83,6 +86,8 @@ export interface HotBenchResult {
   concurrency: number;
   redis: 'private' | 'external';
   embedder: string;
+  /** Worker threads of the Strata core. */
+  workers: number;
   /** used_memory deltas. `langchain` is LangChain's list of the same messages (no embeddings). */
   redisBytes: { strata: number; baseline: number; langchain: number };
   memoryReduction: number;
@@ -332,6 +337,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
       hot: { driver: 'redis', redisUrl: url, keyPrefix: `${prefix}strata:` },
       durability: 'fsync',
       embedder: { provider: embedderName },
+      ...(options.workers !== undefined ? { workers: options.workers } : {}),
       // Background maintenance would run in the middle of the measurements; compaction still
       // happens on the write path's threshold (every 100 unarchived turns) and on flush.
       compaction: { intervalMs: 3_600_000 },
@@ -472,6 +478,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
       concurrency,
       redis: privateRedis ? 'private' : 'external',
       embedder: embedderName,
+      workers: options.workers ?? defaultWorkerThreads(),
       redisBytes: { strata: strataBytes, baseline: baselineBytes, langchain: langchainBytes },
       memoryReduction: baselineBytes > 0 ? 1 - strataBytes / baselineBytes : 0,
       baselineMessageBytes: baselineJsonBytes / messages,

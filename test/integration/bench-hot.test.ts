@@ -15,7 +15,7 @@ const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFi
 
 test('strata bench hot --json prints one object with the documented keys and verified round trips', async () => {
   const io = captureIo();
-  const code = await main(['bench', 'hot', '--sessions', '4', '--turns', '25', '--reads', '40', '--cold', '3', '--embedder', 'hash', '--json'], io);
+  const code = await main(['bench', 'hot', '--sessions', '4', '--turns', '25', '--reads', '40', '--cold', '3', '--embedder', 'hash', '--workers', '0', '--json'], io);
   assert.equal(code, 0, io.err());
   const lines = io.out().trim().split('\n');
   assert.equal(lines.length, 1, 'exactly one line of JSON on stdout');
@@ -38,7 +38,7 @@ test('strata bench hot --json prints one object with the documented keys and ver
   assert.equal(r.add.sequentialMessages + r.add.concurrentMessages, 4 * 25);
   assert.ok(finite(r.coldRecent.p50Ms) && r.coldRecent.p99Ms >= r.coldRecent.p50Ms);
   assert.deepEqual(r.verified, { strata: 4, langchain: 4, cold: 3 });
-  assert.deepEqual([r.sessions, r.turns, r.messages, r.recentTurns, r.redis], [4, 25, 100, 20, 'private']);
+  assert.deepEqual([r.sessions, r.turns, r.messages, r.recentTurns, r.redis, r.workers], [4, 25, 100, 20, 'private', 0]);
 });
 
 test('strata bench hot rejects bad flags with coded errors before starting anything', async () => {
@@ -46,6 +46,7 @@ test('strata bench hot rejects bad flags with coded errors before starting anyth
     ['--embedder', 'word2vec'],
     ['--redis', 'http://127.0.0.1:6379'],
     ['--sessions', '0'],
+    ['--workers', '-1'],
   ] as const) {
     const io = captureIo();
     const code = await main(['bench', 'hot', flag, value, '--json'], io);

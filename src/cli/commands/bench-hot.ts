@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { StrataError } from '../../errors.js';
 import { formatTable, printJson, type CliIo } from '../io.js';
 import type { HotBenchResult, HotClusterBenchResult } from '../../../bench/hot.js';
-import { parsePositiveInt, progress } from './common.js';
+import { parseNonNegativeInt, parsePositiveInt, progress } from './common.js';
 
 interface BenchHotFlags {
   redis?: string;
@@ -13,6 +13,7 @@ interface BenchHotFlags {
   reads: number;
   cold: number;
   embedder: 'glove' | 'hash';
+  workers?: number;
   json?: boolean;
 }
 
@@ -48,6 +49,7 @@ export function registerBenchHot(parent: Command, io: CliIo): void {
     .option('--reads <n>', 'recent calls measured with one caller (4x that with 64 callers), per system', parsePositiveInt('--reads'), 2000)
     .option('--cold <n>', 'sessions evicted then read cold', parsePositiveInt('--cold'), 500)
     .option('--embedder <name>', 'embedder used at compaction: glove or hash', parseEmbedder, 'glove')
+    .option('--workers <n>', "worker threads of Strata's core (default: CPUs − 1, 1 to 4; 0: compaction on the request thread)", parseNonNegativeInt('--workers'))
     .option('--redis-cluster <nodes>', 'instead: Strata on a single primary (--redis, or a private redis-server) and on this Redis Cluster (host:port,host:port), side by side; default 200 sessions × 100 turns, 4000 reads, hash embedder')
     .option('--json', 'print one JSON object')
     .action(async (flags: BenchHotFlags, command: Command) => {
@@ -77,6 +79,7 @@ export function registerBenchHot(parent: Command, io: CliIo): void {
         reads: flags.reads,
         coldSessions: flags.cold,
         embedder: flags.embedder,
+        ...(flags.workers !== undefined ? { workers: flags.workers } : {}),
         ...(redisUrl ? { redisUrl } : {}),
         ...(flags.input ? { input: flags.input } : {}),
         ...(flags.json ? {} : { onPhase: (label: string, total: number) => progress(io, total, label) }),
@@ -107,7 +110,7 @@ export function formatHotBench(r: HotBenchResult): string {
   );
   const notes =
     `\nLangChain's getMessages() reads and parses the whole list (${lc.listLength} messages per session); the last ${r.recentTurns} are sliced from it.\n` +
-    `Load: ${r.add.loadSeconds.toFixed(1)} s for ${r.messages} addMessage calls (durability fsync; compaction with the ${r.embedder} embedder every 100 turns per session, in the same process), ` +
+    `Load: ${r.add.loadSeconds.toFixed(1)} s for ${r.messages} addMessage calls (durability fsync; compaction with the ${r.embedder} embedder every 100 turns per session, in the same process, ${r.workers} worker thread${r.workers === 1 ? "" : "s"}), ` +
     `then flush ${r.add.flushSeconds.toFixed(1)} s (archived end to end: ${rate(r.add.archivedPerSec)} messages/s); event-loop delay p99 ${r.add.eventLoopDelayP99Ms.toFixed(0)} ms, max ${r.add.eventLoopDelayMaxMs.toFixed(0)} ms; ${r.add.backpressureRetries} backpressure retries.\n` +
     `Cold: ${r.coldRecent.sessions} evicted sessions, the first recent call rehydrates from the archive. Every answer was checked against the messages written. Total ${r.seconds.toFixed(0)} s.\n`;
   return header + table + notes;
