@@ -4,7 +4,7 @@ import type { Summary, TurnRange } from './store.js';
 import { BLOCK_NAMES, READ_VERSIONS, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_TYPES, crc, encodeRecord, withCrc } from './format.js';
 import type { SegmentHeader } from './segment.js';
 import { badBlocks, parseSegmentHeader, verifySegmentBlocks } from './segment.js';
-import { decodeCreatedAt, decodeSegment, decodeTurnIds } from './segment-decode.js';
+import { decodeCreatedAt, decodeLargeFrames, decodeSegment, decodeTurnIds } from './segment-decode.js';
 import { getCodec } from '../codec/codec.js';
 
 /*
@@ -274,7 +274,10 @@ export async function readTurns(index: FileIndex, range: TurnRange, body: (s: Se
   assertReadable(index, range);
   const parts: ArchivedTurn[][] = [];
   for (const s of segmentsFor(index, range)) {
-    const decoded = decodeSegment(await body(s), s.header!, { file: index.file, segment: s.ordinal }, { ...range, ...options });
+    const bytes = await body(s);
+    // Large columns inflate on node:zlib's thread pool first; the rest decodes here.
+    const frames = await decodeLargeFrames(bytes, s.header!, options);
+    const decoded = decodeSegment(bytes, s.header!, { file: index.file, segment: s.ordinal }, { ...range, ...options, frames });
     if (decoded.length > 0) parts.push(decoded);
   }
   return mergeRuns(parts);

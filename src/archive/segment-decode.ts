@@ -1,4 +1,4 @@
-import { decodeFrame, getCodec } from '../codec/codec.js';
+import { decodeFrame, decodeFrameAsync, getCodec, readFrameHeader } from '../codec/codec.js';
 import { StrataError } from '../errors.js';
 import { applyExtension } from '../message.js';
 import type { ArchivedTurn, Role } from '../types.js';
@@ -55,6 +55,38 @@ export interface DecodeSegmentOptions {
   toTurn?: number;
   /** Skip the embeddings column (faster when only text is needed). */
   withEmbeddings?: boolean;
+  /** Frames decoded beforehand (`decodeLargeFrames`), by their offset in the body. */
+  frames?: ReadonlyMap<number, Uint8Array>;
+}
+
+/** A frame that decodes to at least this many bytes is decoded off the event loop by `decodeLargeFrames`. */
+export const LARGE_FRAME_BYTES = 256 * 1024;
+
+/**
+ * The segment's whole-column frames (text, metadata, message extensions) that decode to at least
+ * `minBytes`, decoded on node:zlib's thread pool: a 20 MiB message does not stall the event loop
+ * while it inflates. Pass the result to `decodeSegment` as `frames`; the checks stay there (a
+ * malformed column found here is left to it, and reported as it always is).
+ */
+export async function decodeLargeFrames(body: Uint8Array, header: SegmentHeader, options: { maxDecodedBytes?: number } = {}, minBytes = LARGE_FRAME_BYTES): Promise<Map<number, Uint8Array>> {
+  const frames = new Map<number, Uint8Array>();
+  const n = header.count;
+  const kinds = [BLOCK_KINDS.metadata, BLOCK_KINDS.message, ...(header.flags & SEGMENT_FLAGS.textPerTurn ? [] : [BLOCK_KINDS.text])];
+  for (const kind of kinds) {
+    if (!header.blocks.some((b) => b.kind === kind)) continue;
+    try {
+      const r = blockReader(body, header, kind);
+      let total = 0;
+      for (let i = 0; i < n; i++) total += r.varint();
+      if (total === 0 && kind !== BLOCK_KINDS.text) continue;
+      const frame = body.subarray(r.pos, r.end);
+      if (readFrameHeader(frame, options).decodedLength < minBytes) continue;
+      frames.set(r.pos, await decodeFrameAsync(frame, options));
+    } catch {
+      // decodeSegment decodes this column itself and reports what is wrong with it.
+    }
+  }
+  return frames;
 }
 
 /** Decodes the turns of a parsed segment whose ids fall in the range. */
@@ -104,7 +136,7 @@ export function decodeSegment(body: Uint8Array, header: SegmentHeader, place: Se
       }
       if (pos !== r.end) throw new FormatViolation('trailing bytes');
     } else {
-      const all = decodeFrame(body.subarray(r.pos, r.end), decodeOpts);
+      const all = options.frames?.get(r.pos) ?? decodeFrame(body.subarray(r.pos, r.end), decodeOpts);
       let pos = 0;
       for (let i = 0; i < n; i++) {
         if (pos + lengths[i]! > all.length) throw new FormatViolation('text lengths exceed the decoded block');
@@ -115,8 +147,8 @@ export function decodeSegment(body: Uint8Array, header: SegmentHeader, place: Se
     }
     return out;
   });
-  const metas = guard(place, 'metadata', () => decodeJsonColumn(body, header, BLOCK_KINDS.metadata, i0, i1, decodeOpts));
-  const exts = header.blocks.some((b) => b.kind === BLOCK_KINDS.message) ? guard(place, 'message', () => decodeJsonColumn(body, header, BLOCK_KINDS.message, i0, i1, decodeOpts)) : null;
+  const metas = guard(place, 'metadata', () => decodeJsonColumn(body, header, BLOCK_KINDS.metadata, i0, i1, decodeOpts, options.frames));
+  const exts = header.blocks.some((b) => b.kind === BLOCK_KINDS.message) ? guard(place, 'message', () => decodeJsonColumn(body, header, BLOCK_KINDS.message, i0, i1, decodeOpts, options.frames)) : null;
   const vectors = options.withEmbeddings === false ? null : decodeEmbeddings(body, header, place);
 
   const turns: ArchivedTurn[] = [];
@@ -139,7 +171,7 @@ export function decodeSegment(body: Uint8Array, header: SegmentHeader, place: Se
  * then, when any is non-zero, one frame of the concatenated texts. Returns the texts of turns
  * i0 … i1−1 (undefined where none).
  */
-function decodeJsonColumn(body: Uint8Array, header: SegmentHeader, kind: number, i0: number, i1: number, decodeOpts: { maxDecodedBytes?: number }): Array<string | undefined> {
+function decodeJsonColumn(body: Uint8Array, header: SegmentHeader, kind: number, i0: number, i1: number, decodeOpts: { maxDecodedBytes?: number }, frames?: ReadonlyMap<number, Uint8Array>): Array<string | undefined> {
   const n = header.count;
   const r = blockReader(body, header, kind);
   const lengths = new Array<number>(n);
@@ -151,7 +183,7 @@ function decodeJsonColumn(body: Uint8Array, header: SegmentHeader, kind: number,
     for (let i = i0; i < i1; i++) out.push(undefined);
     return out;
   }
-  const all = decodeFrame(body.subarray(r.pos, r.end), decodeOpts);
+  const all = frames?.get(r.pos) ?? decodeFrame(body.subarray(r.pos, r.end), decodeOpts);
   if (all.length !== total) throw new FormatViolation('lengths disagree with the decoded block');
   let pos = 0;
   for (let i = 0; i < n; i++) {

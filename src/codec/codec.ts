@@ -21,6 +21,8 @@ export interface Codec {
    * for callers that must not block their event loop on a large input.
    */
   compressAsync?(input: Uint8Array): Promise<Uint8Array>;
+  /** Optional: `decompress` off the calling thread, under the same contract. */
+  decompressAsync?(payload: Uint8Array, decodedLength: number): Promise<Uint8Array>;
 }
 
 /** Codec ids. Stable forever: a reader must read every id it ever wrote. */
@@ -119,6 +121,25 @@ export function decodeFrame(frame: Uint8Array, options: DecodeOptions = {}): Uin
   let out: Uint8Array;
   try {
     out = codec.decompress(frame.subarray(header.payloadOffset), header.decodedLength);
+  } catch (err) {
+    if (err instanceof StrataError) throw err;
+    throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `${codec.name} payload does not decode: ${(err as Error).message}`, { cause: err });
+  }
+  checkDecoded(header, out, codec.name);
+  return out;
+}
+
+/**
+ * `decodeFrame`, with the payload decoded off the calling thread when its codec can
+ * (`decompressAsync`; node:zlib's thread pool), on it otherwise. Same result, same errors.
+ */
+export async function decodeFrameAsync(frame: Uint8Array, options: DecodeOptions = {}): Promise<Uint8Array> {
+  const header = readFrameHeader(frame, options);
+  const codec = getCodec(header.codecId);
+  if (!codec.decompressAsync) return decodeFrame(frame, options);
+  let out: Uint8Array;
+  try {
+    out = await codec.decompressAsync(frame.subarray(header.payloadOffset), header.decodedLength);
   } catch (err) {
     if (err instanceof StrataError) throw err;
     throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `${codec.name} payload does not decode: ${(err as Error).message}`, { cause: err });

@@ -18,6 +18,20 @@ function bounded(name: string, fn: (payload: Uint8Array, options: zlib.ZlibOptio
   }
 }
 
+type ZlibCallback = (error: Error | null, result: Buffer) => void;
+
+/** `bounded` on node:zlib's thread pool. */
+function boundedAsync(name: string, fn: (payload: Uint8Array, options: zlib.ZlibOptions & zlib.BrotliOptions, callback: ZlibCallback) => void, payload: Uint8Array, decodedLength: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) =>
+    fn(payload, { maxOutputLength: Math.max(1, decodedLength) }, (err, out) => {
+      if (!err) return resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+      const code = (err as { code?: string }).code;
+      if (code === 'Z_BUF_ERROR' || code === 'ERR_BUFFER_TOO_LARGE') return reject(new StrataError('STRATA_ERR_CODEC_TRUNCATED', `${name} payload is truncated or larger than declared`, { cause: err }));
+      reject(new StrataError('STRATA_ERR_CODEC_CORRUPT', `${name} payload does not decode: ${err.message}`, { cause: err }));
+    }),
+  );
+}
+
 export const rawCodec: Codec = {
   id: CODEC_IDS.raw,
   name: 'raw',
@@ -33,6 +47,7 @@ export const deflateCodec: Codec = {
   name: 'deflate',
   compress: (input) => new Uint8Array(zlib.deflateRawSync(input, { level: 9 })),
   decompress: (payload, n) => bounded('deflate', zlib.inflateRawSync, payload, n),
+  decompressAsync: (payload, n) => boundedAsync('deflate', zlib.inflateRaw, payload, n),
 };
 
 export const gzipCodec: Codec = {
@@ -40,6 +55,7 @@ export const gzipCodec: Codec = {
   name: 'gzip',
   compress: (input) => new Uint8Array(zlib.gzipSync(input, { level: 9 })),
   decompress: (payload, n) => bounded('gzip', zlib.gunzipSync, payload, n),
+  decompressAsync: (payload, n) => boundedAsync('gzip', zlib.gunzip, payload, n),
 };
 
 function brotliOptions(input: Uint8Array, quality: number): zlib.BrotliOptions {
@@ -59,6 +75,7 @@ export const brotliCodec: Codec = {
   name: 'brotli',
   compress: (input) => brotli(input, 11),
   decompress: (payload, n) => bounded('brotli', zlib.brotliDecompressSync, payload, n),
+  decompressAsync: (payload, n) => boundedAsync('brotli', zlib.brotliDecompress, payload, n),
   compressAsync: (input) => brotliAsync(input, 11),
 };
 
@@ -72,6 +89,7 @@ export const brotliFastCodec: Codec = {
   name: 'brotli',
   compress: (input) => brotli(input, 5),
   decompress: brotliCodec.decompress,
+  decompressAsync: brotliCodec.decompressAsync!,
   compressAsync: (input) => brotliAsync(input, 5),
 };
 

@@ -7,16 +7,24 @@ import { decodeTurn, decodeTurnWithKey, encodeTurn, encodedTurnKey } from '../..
 import { FRAME_HEADER_BYTES, decodePayload, encodeFrame } from '../../src/journal/format.js';
 import type { TurnRecord } from '../../src/journal/types.js';
 import { countMessageTokens, IMAGE_TOKENS, searchText, toolGroups, type MessageFields } from '../../src/message.js';
-import { parseSegment, parseSegmentHeader } from '../../src/archive/segment.js';
-import { decodeSegment } from '../../src/archive/segment-decode.js';
+import { BLOCK_KINDS, SEGMENT_FLAGS } from '../../src/archive/format.js';
+import { blockReader, parseSegment, parseSegmentHeader, type SegmentHeader } from '../../src/archive/segment.js';
+import { decodeLargeFrames, decodeSegment } from '../../src/archive/segment-decode.js';
 import { encodeSegment, encodeSegmentAsync } from '../../src/archive/segment-encode.js';
 import { brotliFastCodec } from '../../src/codec/zlib.js';
 import { isStrataError } from '../../src/errors.js';
-import { getCodec } from '../../src/codec/codec.js';
+import { decodeFrame, decodeFrameAsync, getCodec } from '../../src/codec/codec.js';
 import '../../src/archive/options.js';
 import type { Turn } from '../../src/types.js';
 
 const tk = getTokenizer();
+
+/** The one frame of a block-layout text column (after its per-turn lengths). */
+function textFrame(body: Uint8Array, header: SegmentHeader): Uint8Array {
+  const r = blockReader(body, header, BLOCK_KINDS.text);
+  for (let i = 0; i < header.count; i++) r.varint();
+  return body.subarray(r.pos, r.end);
+}
 
 const call: MessageFields = {
   role: 'assistant',
@@ -69,6 +77,41 @@ test('a segment encoded off the event loop (compressAsync) is byte for byte the 
       }
     }
   }
+});
+
+test('large columns are decoded off the event loop first (decodeLargeFrames); the turns are the same, a corrupt column fails as before', async () => {
+  const place = { file: 'mem', segment: 0 };
+  const turns: Turn[] = KINDS.map((m, i) => ({ turnId: i + 1, ...m, createdAt: 1_000 + i, ...(i % 2 ? { metadata: { note: `n${i} `.repeat(40) } } : {}) }));
+  for (const codec of [getCodec('raw'), getCodec('deflate'), getCodec('gzip'), getCodec('brotli'), brotliFastCodec, getCodec('huffman-tokens')]) {
+    for (const layout of ['turn', 'block'] as const) {
+      const body = encodeSegment(turns, { codec, layout, encoding: 'none', embedderId: null });
+      const header = parseSegment(body, place);
+      assert.equal((await decodeLargeFrames(body, header)).size, 0, 'small columns stay on the caller');
+      const frames = await decodeLargeFrames(body, header, {}, 1);
+      const perTurn = (header.flags & SEGMENT_FLAGS.textPerTurn) !== 0;
+      // Text (unless one frame per turn), metadata and message extensions: one frame each.
+      assert.equal(frames.size, perTurn ? 2 : 3, `${codec.name} ${layout}`);
+      assert.deepEqual(decodeSegment(body, header, place, { frames }), turns, `${codec.name} ${layout}`);
+    }
+  }
+  // A 600 KiB message: its text column is decoded ahead, from the real archive read path too.
+  const big: Turn[] = [{ turnId: 1, role: 'user', content: 'lorem ipsum dolor sit amet '.repeat(24_000), createdAt: 1 }];
+  const body = encodeSegment(big, { codec: brotliFastCodec, layout: 'block', encoding: 'none', embedderId: null });
+  const header = parseSegment(body, place);
+  const frames = await decodeLargeFrames(body, header);
+  assert.equal(frames.size, 1);
+  assert.deepEqual(decodeSegment(body, header, place, { frames }), big);
+  // A damaged payload: left to decodeSegment, which reports the column as corrupt, as without.
+  const text = header.blocks.find((b) => b.kind === BLOCK_KINDS.text)!;
+  const damaged = body.slice();
+  damaged[text.offset + text.length - 3]! ^= 0xff;
+  const damagedHeader = parseSegmentHeader(damaged, place);
+  const ahead = await decodeLargeFrames(damaged, damagedHeader);
+  assert.equal(ahead.size, 0);
+  assert.throws(() => decodeSegment(damaged, damagedHeader, place, { frames: ahead }), (e) => isStrataError(e, 'STRATA_ERR_ARCHIVE_CORRUPT') && /block text/.test(e.message));
+  const payload = textFrame(body, header);
+  await assert.rejects(decodeFrameAsync(payload.subarray(0, payload.length - 9)), (e) => isStrataError(e, 'STRATA_ERR_CODEC_TRUNCATED') || isStrataError(e, 'STRATA_ERR_CODEC_CORRUPT'));
+  assert.deepEqual(await decodeFrameAsync(payload), decodeFrame(payload));
 });
 
 test('archive segment v2: message block round-trips with every codec; plain segments have no message block', () => {
