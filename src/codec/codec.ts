@@ -122,8 +122,7 @@ export function decodeFrame(frame: Uint8Array, options: DecodeOptions = {}): Uin
   try {
     out = codec.decompress(frame.subarray(header.payloadOffset), header.decodedLength);
   } catch (err) {
-    if (err instanceof StrataError) throw err;
-    throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `${codec.name} payload does not decode: ${(err as Error).message}`, { cause: err });
+    throw decodeError(codec, err);
   }
   checkDecoded(header, out, codec.name);
   return out;
@@ -141,11 +140,16 @@ export async function decodeFrameAsync(frame: Uint8Array, options: DecodeOptions
   try {
     out = await codec.decompressAsync(frame.subarray(header.payloadOffset), header.decodedLength);
   } catch (err) {
-    if (err instanceof StrataError) throw err;
-    throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `${codec.name} payload does not decode: ${(err as Error).message}`, { cause: err });
+    throw decodeError(codec, err);
   }
   checkDecoded(header, out, codec.name);
   return out;
+}
+
+/** A codec's failure to decode, coded (its own coded errors pass through). */
+function decodeError(codec: Codec, err: unknown): StrataError {
+  if (err instanceof StrataError) return err;
+  return new StrataError('STRATA_ERR_CODEC_CORRUPT', `${codec.name} payload does not decode: ${(err as Error).message}`, { cause: err });
 }
 
 /** Throws unless `out` has the frame's declared length and CRC32C. */

@@ -12,10 +12,15 @@ function bounded(name: string, fn: (payload: Uint8Array, options: zlib.ZlibOptio
   try {
     return new Uint8Array(fn(payload, { maxOutputLength: Math.max(1, decodedLength) }));
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'Z_BUF_ERROR' || code === 'ERR_BUFFER_TOO_LARGE') throw new StrataError('STRATA_ERR_CODEC_TRUNCATED', `${name} payload is truncated or larger than declared`, { cause: err });
-    throw new StrataError('STRATA_ERR_CODEC_CORRUPT', `${name} payload does not decode: ${(err as Error).message}`, { cause: err });
+    throw zlibError(name, err);
   }
+}
+
+/** A zlib failure as a coded error: output beyond the declared size is a truncated or lying frame. */
+function zlibError(name: string, err: unknown): StrataError {
+  const code = (err as { code?: string }).code;
+  if (code === 'Z_BUF_ERROR' || code === 'ERR_BUFFER_TOO_LARGE') return new StrataError('STRATA_ERR_CODEC_TRUNCATED', `${name} payload is truncated or larger than declared`, { cause: err });
+  return new StrataError('STRATA_ERR_CODEC_CORRUPT', `${name} payload does not decode: ${(err as Error).message}`, { cause: err });
 }
 
 type ZlibCallback = (error: Error | null, result: Buffer) => void;
@@ -23,12 +28,7 @@ type ZlibCallback = (error: Error | null, result: Buffer) => void;
 /** `bounded` on node:zlib's thread pool. */
 function boundedAsync(name: string, fn: (payload: Uint8Array, options: zlib.ZlibOptions & zlib.BrotliOptions, callback: ZlibCallback) => void, payload: Uint8Array, decodedLength: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) =>
-    fn(payload, { maxOutputLength: Math.max(1, decodedLength) }, (err, out) => {
-      if (!err) return resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
-      const code = (err as { code?: string }).code;
-      if (code === 'Z_BUF_ERROR' || code === 'ERR_BUFFER_TOO_LARGE') return reject(new StrataError('STRATA_ERR_CODEC_TRUNCATED', `${name} payload is truncated or larger than declared`, { cause: err }));
-      reject(new StrataError('STRATA_ERR_CODEC_CORRUPT', `${name} payload does not decode: ${err.message}`, { cause: err }));
-    }),
+    fn(payload, { maxOutputLength: Math.max(1, decodedLength) }, (err, out) => (err ? reject(zlibError(name, err)) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength)))),
   );
 }
 

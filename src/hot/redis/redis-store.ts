@@ -152,7 +152,7 @@ export class RedisHotStore implements HotStore {
   /** Newest turn id seen per session turns key (append, recent): the guess of a recent read. */
   readonly #lastTurn = new Map<string, number>();
   /** Confirms waiting for their shard's epoch, by epoch key: one read answers those of a tick. */
-  readonly #epochChecks = new Map<string, Array<{ epoch: string; settle(ok: boolean | Error): void }>>();
+  readonly #epochChecks = new Map<string, Array<{ epoch: string; resolve(same: boolean): void; reject(err: unknown): void }>>();
 
   constructor(options: RedisHotStoreOptions) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an object', options);
@@ -315,24 +315,22 @@ export class RedisHotStore implements HotStore {
    */
   #epochIs(epochKey: string, epoch: string): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      const waiter = { epoch, settle: (ok: boolean | Error) => (ok instanceof Error ? reject(ok) : resolve(ok)) };
       const batch = this.#epochChecks.get(epochKey);
       if (batch !== undefined) {
-        batch.push(waiter);
+        batch.push({ epoch, resolve, reject });
         return;
       }
-      const waiters = [waiter];
+      const waiters = [{ epoch, resolve, reject }];
       this.#epochChecks.set(epochKey, waiters);
       process.nextTick(() => {
         this.#epochChecks.delete(epochKey);
         this.#script('epoch-1', [epochKey], []).then(
           (v) => {
             const held = v === null || v === undefined || v === false ? null : String(v);
-            for (const w of waiters) w.settle(held === w.epoch);
+            for (const w of waiters) w.resolve(held === w.epoch);
           },
           (err: unknown) => {
-            const error = mapRedisError(err, 'confirm');
-            for (const w of waiters) w.settle(error);
+            for (const w of waiters) w.reject(err);
           },
         );
       });
