@@ -28,9 +28,9 @@ export class Reads extends CachePart {
    */
   async getContext(sessionId: string, request: ContextRequest): Promise<ContextResult> {
     const ref = toSessionRef(sessionId, request?.tenant);
-    if (request?.type === 'recent' || request?.type === 'full' || request?.type === 'smart') {
-      if ((await this.rehydration.lastTurnId(ref)) === null) return { type: request.type, messages: [], summary: null, tokens: 0, explain: [], nextAfter: null };
-    }
+    // `recent` and `full` answer an unknown session with no messages by themselves (and seed a
+    // session the hot tier does not hold): no look-up of its last turn first.
+    if (request?.type === 'smart' && (await this.rehydration.lastTurnId(ref)) === null) return { type: request.type, messages: [], summary: null, tokens: 0, explain: [], nextAfter: null };
     switch (request?.type) {
       case 'recent': {
         const limit = pageLimit(request.limit, this.tuning.recentTurns);

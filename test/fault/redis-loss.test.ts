@@ -177,3 +177,41 @@ test('a compaction whose lease expired is fenced: the archive refuses its commit
   assert.equal((await store.meta(ref))!.archivedUpTo, 2);
   assert.deepEqual((await archive.read(ref)).map((x) => x.turnId), [1, 2]);
 });
+
+test('every shard stored by another primary (a failover), then read before anything writes: the reads recover and answer every acknowledged message', async (t) => {
+  const redis = await privateRedis(t);
+  const dir = await tempDir(t);
+  const prefix = redis.prefix('promoted');
+  const hot = { driver: 'redis' as const, redisUrl: redis.url, keyPrefix: prefix };
+  const a = await openStrata(dir, { hot, instanceId: 'inst-a', compaction: { maxUnarchivedTurns: 8 } });
+  closeAfter(t, () => a.close());
+  const sessions = ['p0', 'p1', 'p2', 'p3'];
+  const acks: Ack[] = [];
+  for (let i = 0; i < 30; i++) {
+    for (const session of sessions) {
+      const content = `${session}/m${i}`;
+      acks.push({ session, content, turnId: (await a.addMessage(session, 'user', content)).turnId });
+    }
+  }
+  // Part of every session is archived, the rest lives in the hot tier and A's journal only.
+  await a.flush();
+  for (const session of sessions) await a.addMessage(session, 'user', `${session}/tail`).then(({ turnId }) => acks.push({ session, content: `${session}/tail`, turnId }));
+  const probe = new RedisHotStore({ url: redis.url, keyPrefix: prefix });
+  closeAfter(t, () => probe.close());
+  const epochBefore = await probe.epoch();
+  // Every shard now looks stored by another primary, as on a promoted replica: its state may lack
+  // acknowledged writes, so nothing may be answered from it.
+  for (const shard of probe.keys.shards) await redis.command(['HSET', shard.epoch, 'node', 'f'.repeat(40)]);
+  // A's next calls are reads (a start would find the broken shards itself: B below).
+  const recent = await a.getContext('p0', { type: 'recent', limit: 3 });
+  assert.deepEqual(recent.messages.map((m) => m.content), ['p0/m28', 'p0/m29', 'p0/tail']);
+  assert.equal((await a.getSession('p1')).lastTurnId, 31);
+  for (const session of sessions) assertExactlyOnce(session, await readAll(a, session), acks, true);
+  const b = await openStrata(dir, { hot, instanceId: 'inst-b' });
+  closeAfter(t, () => b.close());
+  for (const session of sessions) assertExactlyOnce(session, await readAll(b, session), acks, true);
+  const epochAfter = await probe.epoch();
+  assert.ok(epochBefore !== null && epochAfter !== null && epochAfter > epochBefore, `the failover was recovered from: epoch ${String(epochBefore)} → ${String(epochAfter)}`);
+  // The next write follows every acknowledged id.
+  assert.equal((await a.addMessage('p2', 'user', 'after')).turnId, 32);
+});

@@ -130,6 +130,8 @@ describe('RedisHotStore on a real Redis', () => {
       // The shard's state now looks written by another primary, as on a promoted replica.
       await redis.command(['HSET', store.keys.shardOf(REF).epoch, 'node', 'f'.repeat(40)]);
       assert.deepEqual(await store.recent(REF, 5, T0), [], 'nothing is read from a broken shard');
+      assert.equal(await store.meta(REF), null, 'a broken shard holds no session: a read seeds it, and the seed makes the caller recover');
+      assert.equal((await store.meta(other))?.nextTurnId, 2, 'other shards answer');
       assert.deepEqual(await store.append(REF, { role: 'user', content: 'x', createdAt: T0 }, T0, { epoch: 3 }), { epochChanged: true });
       assert.equal(await store.epoch(), null);
       assert.deepEqual(await store.append(other, { role: 'user', content: 'y', createdAt: T0 }, T0, { epoch: 3 }), { turnId: 2 }, 'other shards go on');

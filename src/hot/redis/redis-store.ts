@@ -513,8 +513,9 @@ export class RedisHotStore implements HotStore {
 
   async meta(ref: SessionRef): Promise<HotSessionMeta | null> {
     checkRef(ref);
-    const v = (await this.#command('meta', this.keys.session(ref).meta, ['HMGET', this.keys.session(ref).meta, ...META_FIELDS])) as Array<string | null>;
-    if (v[0] === null || v[0] === undefined) return null;
+    // A script, not a plain HMGET: the session of a broken shard is not held (meta-2.lua).
+    const v = (await this.#script('meta-2', [this.keys.session(ref).meta, this.keys.shardOf(ref).epoch], [...META_FIELDS])) as Array<string | null> | null;
+    if (!Array.isArray(v) || v[0] === null || v[0] === undefined) return null;
     const num = (i: number): number => Number(v[i] ?? 0);
     return {
       nextTurnId: num(0),
