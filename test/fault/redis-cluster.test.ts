@@ -11,6 +11,9 @@ import type { StoredTurn } from '../../src/chaos/readback.js';
 import type { LogicalWrite, SessionRef } from '../../src/chaos/workload.js';
 import { sessionKey } from '../../src/chaos/workload.js';
 import { StrataError } from '../../src/errors.js';
+import { createCluster } from 'redis';
+import { rediscoverTopology, sendOnceRouted, sendToSlotPrimary } from '../../src/hot/redis/cluster-routing.js';
+import type { ClusterClient } from '../../src/hot/redis/cluster-routing.js';
 import { RedisHotStore } from '../../src/hot/redis/redis-store.js';
 import type { Strata } from '../../src/strata.js';
 import { startRedisCluster } from '../helpers/redis-cluster.js';
@@ -230,5 +233,29 @@ test('a slot moved to another master: a command sent to the old owner gets MOVED
     assert.equal((await store.meta(REF))?.turnCount, 4);
   } finally {
     await store.close();
+  }
+});
+
+test('a slot the cluster client lost from its map (a refresh during a failover; redis/node-redis#2187) is looked up again: the command goes through', async () => {
+  const client = createCluster({ rootNodes: cluster.nodes.map((n) => ({ url: n.url })), RESP: 2 });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const key = 'unmapped:{probe}k';
+    await client.set(key, 'v');
+    const slot = Number(await cluster.command((await cluster.masters())[0]!, ['CLUSTER', 'KEYSLOT', key]));
+    // Fault injection: the client's slot map loses the key's slot, as a refresh that ran while the
+    // slot had no master leaves it; no command then reaches a node that could answer MOVED.
+    const slots = (): unknown[] => (client as unknown as { _slots: { slots: unknown[] } })._slots.slots;
+    const routed = client as unknown as ClusterClient;
+    const get = (refresh: () => Promise<void>): Promise<unknown> => sendOnceRouted(() => sendToSlotPrimary(routed, key, ['GET', key]), () => false, refresh);
+    slots()[slot] = undefined;
+    await assert.rejects(get(() => Promise.resolve()), TypeError, 'retrying alone never finds a node for the slot');
+    assert.equal(slots()[slot], undefined);
+    assert.equal(await get(() => rediscoverTopology(client)), 'v');
+    assert.notEqual(slots()[slot], undefined, 'the slot is mapped again');
+  } finally {
+    await client.del('unmapped:{probe}k');
+    client.destroy();
   }
 });

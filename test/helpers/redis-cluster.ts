@@ -182,7 +182,21 @@ export async function startRedisCluster(options: StartRedisClusterOptions = {}):
     }
   }
 
-  await Promise.all(ports.map(launch));
+  // A port found free can be taken before its server binds it (an outgoing connection's
+  // ephemeral port): that node then starts on another free port.
+  await Promise.all(
+    ports.map(async (_, i) => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await launch(ports[i]!);
+        } catch (err) {
+          if (attempt >= 4 || !(err as Error).message.includes('Address already in use')) throw err;
+          children.delete(ports[i]!);
+          ports[i] = await freeClusterPort(taken);
+        }
+      }
+    }),
+  );
   await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 60_000 });
   await waitOk();
 

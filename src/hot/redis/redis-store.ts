@@ -8,7 +8,8 @@ import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime,
 import { DEFAULT_KEY_PREFIX, HotKeys, SHARD_COUNT, parseSessionMember, sessionMember } from './keys.js';
 import type { ShardKeys } from './keys.js';
 import { CommandDeadlines } from './deadline.js';
-import { isErrorReply, mapRedisError, runScript } from './scripts.js';
+import { rediscoverTopology, sendOnceRouted, sendToSlotPrimary } from './cluster-routing.js';
+import { mapRedisError, runScript } from './scripts.js';
 import type { RedisCommandClient, RedisSend } from './scripts.js';
 
 export interface RedisHotStoreOptions {
@@ -55,48 +56,6 @@ export function parseClusterUrl(url: string): string[] | null {
 
 /** How long a void marker outlives the confirm that wrote it: far longer than any append takes. */
 const VOID_WINDOW_MS = 24 * 3600 * 1000;
-
-/** The two calls the store makes on node-redis's cluster client. */
-interface ClusterClient {
-  getNodeClientForKey(key: string, isReadonly: boolean): Promise<{ sendCommand(args: string[]): Promise<unknown> }>;
-  sendCommand(key: string, isReadonly: boolean, args: string[]): Promise<unknown>;
-}
-
-/**
- * One command on the primary serving `key`'s slot, sent on that node's own client: the cluster
- * client's generic path (command policies, a parser per command) costs about three times the
- * client CPU per command. A MOVED or ASK reply (the slot has moved; the command did not run)
- * sends it again through the cluster client, which follows the redirection and refreshes its
- * slot map.
- */
-async function sendToSlotPrimary(cluster: ClusterClient, key: string, args: string[]): Promise<unknown> {
-  const client = await cluster.getNodeClientForKey(key, false);
-  try {
-    return await client.sendCommand(args);
-  } catch (err) {
-    if (isErrorReply(err) && /^(MOVED|ASK) /.test(err.message)) return cluster.sendCommand(key, false, args);
-    throw err;
-  }
-}
-
-/** Sends of one command while the cluster client has no node for its slot: about 3 s in all. */
-const TOPOLOGY_RETRIES = 9;
-
-/**
- * node-redis's cluster client, while it rediscovers the topology after a failover, can find no
- * node for a slot and throws a TypeError before sending anything: the command never left, so it
- * is sent again once the slot map is back (usually within a few hundred ms).
- */
-async function sendOnceRouted<T>(send: () => Promise<T>, closed: () => boolean): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await send();
-    } catch (err) {
-      if (!(err instanceof TypeError) || attempt >= TOPOLOGY_RETRIES || closed()) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 500)));
-    }
-  }
-}
 
 const META_FIELDS = ['nextTurnId', 'archivedUpTo', 'turnCount', 'unarchivedCount', 'oldestUnarchivedAt', 'bytes', 'lastAccess', 'createdAt', 'userId'] as const;
 
@@ -201,7 +160,7 @@ export class RedisHotStore implements HotStore {
           topologyRefreshOnReconnectionAttemptStrategy: 300,
         });
         cluster.on('error', () => {});
-        this.#send = (key, args) => this.#deadlines.watch(sendOnceRouted(() => sendToSlotPrimary(cluster, key, args), () => this.#closed));
+        this.#send = (key, args) => this.#deadlines.watch(sendOnceRouted(() => sendToSlotPrimary(cluster, key, args), () => this.#closed, () => rediscoverTopology(cluster)));
         this.#owned = cluster as unknown as OwnedClient;
         this.#cluster = true;
       } else {
