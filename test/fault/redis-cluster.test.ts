@@ -6,12 +6,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createCluster } from 'redis';
 import { check } from '../../src/chaos/checker.js';
 import type { StoredTurn } from '../../src/chaos/readback.js';
 import type { LogicalWrite, SessionRef } from '../../src/chaos/workload.js';
 import { sessionKey } from '../../src/chaos/workload.js';
 import { StrataError } from '../../src/errors.js';
-import { createCluster } from 'redis';
 import { rediscoverTopology, sendOnceRouted, sendToSlotPrimary } from '../../src/hot/redis/cluster-routing.js';
 import type { ClusterClient } from '../../src/hot/redis/cluster-routing.js';
 import { RedisHotStore } from '../../src/hot/redis/redis-store.js';
