@@ -189,6 +189,37 @@ describe('RedisHotStore on a real Redis', () => {
       assert.deepEqual(calls.sort(), ['confirm-4', 'confirm-4', 'confirm-4', 'epoch-1']);
       assert.equal((await store.voided(refs[0]!)).length, 1, 'the void marker was written');
 
+      // Confirms of sessions in different shards: one read of all their shards, one INFO.
+      const spread: SessionRef[] = [];
+      const shards = new Set<number>();
+      for (let i = 0; spread.length < 10; i++) {
+        const ref = { tenant: 'acme', sessionId: `spread-${i}` };
+        const shard = store.keys.session(ref).shard;
+        if (shards.has(shard) || shard === store.keys.session(REF).shard) continue;
+        shards.add(shard);
+        spread.push(ref);
+      }
+      const spreadIds = await Promise.all(spread.map(async (ref) => {
+        await store.seed(ref, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0, { epoch: 7 });
+        const r = await store.append(ref, { role: 'user', content: 'hi', createdAt: T0, key: 'n:k1' }, T0, { epoch: 7 });
+        assert.ok('turnId' in r);
+        return r.turnId;
+      }));
+      // One shard of them goes broken (its primary looks replaced): its confirm alone is refused.
+      await client.sendCommand(['HSET', store.keys.shardOf(spread[3]!).epoch, 'node', 'f'.repeat(40)]);
+      calls.length = 0;
+      const infoBefore = Number(/cmdstat_info:calls=(\d+)/.exec(String(await client.sendCommand(['INFO', 'commandstats'])))?.[1] ?? 0);
+      const spreadConfirmed = await Promise.all(spread.map((ref, i) => store.confirm(ref, 7, [{ turnId: spreadIds[i]!, key: 'n:other' }])));
+      const infoAfter = Number(/cmdstat_info:calls=(\d+)/.exec(String(await client.sendCommand(['INFO', 'commandstats'])))?.[1] ?? 0);
+      assert.deepEqual(spreadConfirmed, spread.map((_, i) => [i !== 3]), 'the intact shards confirm; the broken one voids the turn without the writer key');
+      assert.deepEqual(calls.sort(), ['confirm-4', 'epochs-n'], 'ten shards, one epoch read; the confirm script for the broken shard only');
+      // The first INFO commandstats counts in the second; the read of ten shards asks INFO once
+      // (confirm-4 finds the shard already marked broken and asks none).
+      assert.equal(infoAfter - infoBefore - 1, 1, 'one INFO replication for the ten shards');
+      calls.length = 0;
+      assert.equal(await store.epoch(), null, 'a broken shard: no common epoch');
+      assert.deepEqual(calls, ['epochs-n'], 'every shard read in one call');
+
       failEpochRead = true;
       const failed = await Promise.allSettled(refs.slice(0, 4).map((ref, i) => store.confirm(ref, 7, [{ turnId: ids[i]!, key: 'n:k1' }])));
       assert.ok(failed.every((r) => r.status === 'rejected' && isStrataError(r.reason, 'STRATA_ERR_HOT_UNAVAILABLE')), 'every waiter of a failed read gets the coded error');

@@ -88,6 +88,13 @@ function toTurns(reply: unknown, descending: boolean, withKeys = false): Turn[] 
   return descending ? out.reverse() : out;
 }
 
+/** A confirm waiting for its shard's epoch. */
+interface EpochWaiter {
+  epoch: string;
+  resolve(same: boolean): void;
+  reject(err: unknown): void;
+}
+
 /**
  * The hot tier in Redis (a single primary or a Redis Cluster), shared by every app instance that
  * uses the same Redis and key prefix. Layout and scripts: docs/redis-keys.md. Every multi-step
@@ -111,7 +118,7 @@ export class RedisHotStore implements HotStore {
   /** Newest turn id seen per session turns key (append, recent): the guess of a recent read. */
   readonly #lastTurn = new Map<string, number>();
   /** Confirms waiting for their shard's epoch, by epoch key: one read answers those of a tick. */
-  readonly #epochChecks = new Map<string, Array<{ epoch: string; resolve(same: boolean): void; reject(err: unknown): void }>>();
+  readonly #epochChecks = new Map<string, EpochWaiter[]>();
 
   constructor(options: RedisHotStoreOptions) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an object', options);
@@ -269,8 +276,10 @@ export class RedisHotStore implements HotStore {
   /**
    * Whether the shard's epoch (shard-lib.lua, with its replication-id check) is `epoch` now. The
    * checks asked for while the current microtasks run (a group commit of the journal resolves
-   * many appends at once) go out as one `epoch-1` call per shard, after all of them asked: each
-   * caller's journal write completed before the read, as the confirm script requires.
+   * many appends at once) go out after all of them asked, so each caller's journal write
+   * completed before the read, as the confirm script requires: on a single primary as one
+   * `epochs-n` call for every shard asked about (one INFO for all), on a Redis Cluster as one
+   * `epoch-1` call per shard (a script's keys must share a slot there).
    */
   #epochIs(epochKey: string, epoch: string): Promise<boolean> {
     return new Promise((resolve, reject) => {
@@ -279,21 +288,34 @@ export class RedisHotStore implements HotStore {
         batch.push({ epoch, resolve, reject });
         return;
       }
-      const waiters = [{ epoch, resolve, reject }];
-      this.#epochChecks.set(epochKey, waiters);
-      process.nextTick(() => {
-        this.#epochChecks.delete(epochKey);
-        this.#script('epoch-1', [epochKey], []).then(
-          (v) => {
-            const held = v === null || v === undefined || v === false ? null : String(v);
-            for (const w of waiters) w.resolve(held === w.epoch);
-          },
-          (err: unknown) => {
-            for (const w of waiters) w.reject(err);
-          },
-        );
-      });
+      if (this.#epochChecks.size === 0) process.nextTick(() => this.#readAskedEpochs());
+      this.#epochChecks.set(epochKey, [{ epoch, resolve, reject }]);
     });
+  }
+
+  #readAskedEpochs(): void {
+    const asked = [...this.#epochChecks];
+    this.#epochChecks.clear();
+    const answer = (waiters: EpochWaiter[], read: Promise<unknown>): void => {
+      read.then(
+        (v) => {
+          const held = v === null || v === undefined || v === false ? null : String(v);
+          for (const w of waiters) w.resolve(held === w.epoch);
+        },
+        (err: unknown) => {
+          for (const w of waiters) w.reject(err);
+        },
+      );
+    };
+    if (this.#cluster || asked.length === 1) {
+      for (const [key, waiters] of asked) answer(waiters, this.#script('epoch-1', [key], []));
+      return;
+    }
+    const read = this.#script('epochs-n', asked.map(([key]) => key), []).then((v) => {
+      if (!Array.isArray(v) || v.length !== asked.length) throw new StrataError('STRATA_ERR_INTERNAL', `epochs: expected ${asked.length} values, got ${JSON.stringify(v)}`);
+      return v as unknown[];
+    });
+    asked.forEach(([, waiters], i) => answer(waiters, read.then((values) => values[i])));
   }
 
   async holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
@@ -596,12 +618,13 @@ export class RedisHotStore implements HotStore {
     return Number(await this.#script('releaseownerlease-1', [this.keys.session(ref).lease], [owner])) === 1;
   }
 
-  /** Every shard's epoch (null: missing or broken). */
+  /** Every shard's epoch (null: missing or broken): one call on a single primary, one per shard on a Redis Cluster. */
   async #shardEpochs(): Promise<Array<number | null>> {
-    return this.#eachShard(async (g) => {
-      const v = await this.#script('epoch-1', [g.epoch], []);
-      return v === null || v === undefined || v === false ? null : Number(v);
-    });
+    const epoch = (v: unknown): number | null => (v === null || v === undefined || v === false ? null : Number(v));
+    if (this.#cluster) return this.#eachShard(async (g) => epoch(await this.#script('epoch-1', [g.epoch], [])));
+    const values = await this.#script('epochs-n', this.keys.shards.map((g) => g.epoch), []);
+    if (!Array.isArray(values) || values.length !== SHARD_COUNT) throw new StrataError('STRATA_ERR_INTERNAL', `epochs: expected ${SHARD_COUNT} values, got ${JSON.stringify(values)}`);
+    return values.map(epoch);
   }
 
   /**

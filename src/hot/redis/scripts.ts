@@ -5,10 +5,10 @@ import { StrataError } from '../../errors.js';
 import type { ErrorCode } from '../../errors.js';
 
 /**
- * The Lua scripts of `scripts/<name>-<numKeys>.lua`, each preceded by `shard-lib.lua` (the shard
- * state checks they share), read once per process, called by EVALSHA with a fallback to EVAL on
- * NOSCRIPT (after a Redis restart, SCRIPT FLUSH or failover; EVAL also puts the script back into
- * the server's cache). Every Redis error is mapped to a coded StrataError here and nowhere else.
+ * The Lua scripts of `scripts/<name>-<numKeys>.lua` (`-n`: any number of keys), each preceded by
+ * `shard-lib.lua` (the shard state checks they share), read once per process, called by EVALSHA
+ * with a fallback to EVAL on NOSCRIPT (after a Redis restart, SCRIPT FLUSH or failover; EVAL
+ * also puts the script back into the server's cache). Every Redis error is mapped to a coded StrataError here and nowhere else.
  */
 
 /** The smallest client surface the hot store needs; a node-redis v5+ client satisfies it. */
@@ -19,14 +19,15 @@ export interface RedisCommandClient {
 /** Sends one command to the node serving `key`'s slot (a single primary serves every key). */
 export type RedisSend = (key: string, args: string[]) => Promise<unknown>;
 
-export const SCRIPT_NAMES = ['append-9', 'confirm-4', 'seed-11', 'recent-4', 'range-3', 'meta-2', 'markarchived-7', 'deleteturns-6', 'remove-10', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1', 'epochinit-5'] as const;
+export const SCRIPT_NAMES = ['append-9', 'confirm-4', 'seed-11', 'recent-4', 'range-3', 'meta-2', 'markarchived-7', 'deleteturns-6', 'remove-10', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1', 'epochs-n', 'epochinit-5'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 interface LoadedScript {
   readonly name: ScriptName;
   readonly body: string;
   readonly sha: string;
-  readonly numKeys: number;
+  /** Null for a script taking any number of keys (name `<name>-n`). */
+  readonly numKeys: number | null;
 }
 
 let loaded: ReadonlyMap<ScriptName, LoadedScript> | null = null;
@@ -38,7 +39,8 @@ export function loadScripts(): ReadonlyMap<ScriptName, LoadedScript> {
   const lib = readFileSync(new URL('./shard-lib.lua', import.meta.url), 'utf8');
   for (const name of SCRIPT_NAMES) {
     const body = `${lib}\n${readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8')}`;
-    const numKeys = Number(name.slice(name.lastIndexOf('-') + 1));
+    const suffix = name.slice(name.lastIndexOf('-') + 1);
+    const numKeys = suffix === 'n' ? null : Number(suffix);
     map.set(name, { name, body, numKeys, sha: createHash('sha1').update(body).digest('hex') });
   }
   loaded = map;
@@ -94,8 +96,10 @@ export function mapRedisError(err: unknown, operation: string): StrataError {
 /** Runs one script on the node of its first key: EVALSHA, and on NOSCRIPT the full body with EVAL. */
 export async function runScript(send: RedisSend, name: ScriptName, keys: readonly string[], args: readonly string[]): Promise<unknown> {
   const script = loadScripts().get(name)!;
-  if (keys.length !== script.numKeys) throw new StrataError('STRATA_ERR_INTERNAL', `script ${name} takes ${script.numKeys} keys, got ${keys.length}`);
-  const tail = [String(script.numKeys), ...keys, ...args];
+  if (script.numKeys === null ? keys.length === 0 : keys.length !== script.numKeys) {
+    throw new StrataError('STRATA_ERR_INTERNAL', `script ${name} takes ${script.numKeys ?? 'one or more'} keys, got ${keys.length}`);
+  }
+  const tail = [String(keys.length), ...keys, ...args];
   try {
     try {
       return await send(keys[0]!, ['EVALSHA', script.sha, ...tail]);
