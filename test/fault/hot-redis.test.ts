@@ -70,7 +70,7 @@ describe('Redis hot store under data loss and outages', () => {
   test('SCRIPT FLUSH: scripts are reloaded on NOSCRIPT and calls keep working', async () => {
     const store = open('scriptflush');
     await seeded(store, 2);
-    const sha = loadScripts().get('append-9')!.sha;
+    const sha = loadScripts().get('append-n')!.sha;
     assert.deepEqual(await redis.command(['SCRIPT', 'EXISTS', sha]), [1]);
     await redis.command(['SCRIPT', 'FLUSH']);
     assert.deepEqual(await redis.command(['SCRIPT', 'EXISTS', sha]), [0]);

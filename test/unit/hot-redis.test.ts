@@ -231,6 +231,78 @@ describe('RedisHotStore on a real Redis', () => {
     }
   });
 
+  test('concurrent appends go out in one append-n call, each answered as if alone; a failed call fails only its own turns', async () => {
+    const client = createClient({ url: redis.url });
+    client.on('error', () => {});
+    await client.connect();
+    const shaName = new Map([...loadScripts().values()].map((s) => [s.sha, s.name]));
+    const calls: Array<{ name: string; turns: number }> = [];
+    let failAppend = false;
+    const counting = {
+      sendCommand: (args: ReadonlyArray<string>): Promise<unknown> => {
+        const name = args[0] === 'EVALSHA' ? (shaName.get(args[1]!) ?? args[1]!) : args[0]!;
+        if (name === 'append-n') {
+          calls.push({ name, turns: Number(args[2]) / 9 });
+          if (failAppend) return Promise.reject(new Error('connection reset (injected)'));
+        }
+        return client.sendCommand([...args]);
+      },
+    };
+    const store = new RedisHotStore({ client: counting, keyPrefix: redis.prefix('appendbatch') });
+    try {
+      assert.equal(await store.initEpoch(3), 3);
+      const refs = Array.from({ length: 8 }, (_, i) => ({ tenant: 'acme', sessionId: `b-${i}` }));
+      for (const ref of refs.slice(0, 7)) await store.seed(ref, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0, { epoch: 3 });
+      const turn = (content: string, key: string): { role: 'user'; content: string; createdAt: number; key: string } => ({ role: 'user', content, createdAt: T0, key });
+      calls.length = 0;
+      const answers = await Promise.all([
+        store.append(refs[0]!, turn('a1', 'n:a1'), T0 + 1, { epoch: 3 }),
+        store.append(refs[1]!, turn('b1', 'n:b1'), T0 + 1, { epoch: 3 }),
+        store.append(refs[0]!, turn('a2', 'n:a2'), T0 + 2, { epoch: 3 }),
+        store.append(refs[2]!, turn('c1', 'n:c1'), T0 + 1, { epoch: 2 }),
+        store.append(refs[7]!, turn('h1', 'n:h1'), T0 + 1, { epoch: 3 }),
+        store.append(refs[3]!, turn('d1', 'n:d1'), T0 + 1, { epoch: 3, idempotency: { key: 'k:x#0', hash: 'h1', windowMs: 60_000 } }),
+        store.append(refs[0]!, turn('a3', 'n:a3'), T0 + 3, { epoch: 3 }),
+      ]);
+      assert.deepEqual(calls, [{ name: 'append-n', turns: 7 }], 'seven appends, one script call');
+      assert.deepEqual(answers, [{ turnId: 1 }, { turnId: 1 }, { turnId: 2 }, { epochChanged: true }, { needsSeed: true }, { turnId: 1 }, { turnId: 3 }], 'each turn answered as if alone, in the order asked');
+      assert.deepEqual((await store.recent(refs[0]!, 10, T0 + 4)).map((t) => t.content), ['a1', 'a2', 'a3']);
+      const meta = await store.meta(refs[0]!);
+      assert.equal(meta?.nextTurnId, 4);
+      assert.equal(meta?.turnCount, 3);
+      assert.equal(meta?.unarchivedCount, 3);
+      assert.equal(meta?.oldestUnarchivedAt, T0);
+      assert.equal(meta?.lastAccess, T0 + 4);
+      assert.equal(await store.meta(refs[2]!).then((m) => m?.nextTurnId), 1, 'the refused append changed nothing');
+      assert.deepEqual(await store.append(refs[3]!, turn('d1', 'n:d9'), T0 + 5, { epoch: 3, idempotency: { key: 'k:x#0', hash: 'h1', windowMs: 60_000 } }), { turnId: 1, known: true });
+      assert.equal(await store.totalBytes(), (await Promise.all(refs.map((r) => store.meta(r)))).reduce((sum, m) => sum + (m?.bytes ?? 0), 0), 'shard byte counters match the sessions');
+
+      // A turn of about 1 MiB or more goes in a call of its own.
+      calls.length = 0;
+      const big = 'x'.repeat(1 << 20);
+      const [small1, large, small2] = await Promise.all([
+        store.append(refs[4]!, turn('e1', 'n:e1'), T0 + 6, { epoch: 3 }),
+        store.append(refs[5]!, turn(big, 'n:f1'), T0 + 6, { epoch: 3 }),
+        store.append(refs[6]!, turn('g1', 'n:g1'), T0 + 6, { epoch: 3 }),
+      ]);
+      assert.deepEqual([small1, large, small2], [{ turnId: 1 }, { turnId: 1 }, { turnId: 1 }]);
+      assert.deepEqual(calls.map((c) => c.turns), [1, 1, 1], 'the large turn splits the batch');
+
+      // A call that fails fails the turns it carried, with the coded error; the next call goes out.
+      calls.length = 0;
+      failAppend = true;
+      const failed = await Promise.allSettled(refs.slice(4, 7).map((ref, i) => store.append(ref, turn(`z${i}`, `n:z${i}`), T0 + 7, { epoch: 3 })));
+      failAppend = false;
+      assert.ok(failed.every((r) => r.status === 'rejected' && isStrataError(r.reason, 'STRATA_ERR_HOT_UNAVAILABLE')));
+      assert.deepEqual(calls, [{ name: 'append-n', turns: 3 }]);
+      assert.deepEqual(await store.append(refs[4]!, turn('e2', 'n:e2'), T0 + 8, { epoch: 3 }), { turnId: 2 });
+      await assert.rejects(store.append(refs[4]!, { role: 'user', content: 'x', createdAt: -1 }, T0), (err: unknown) => isStrataError(err, 'STRATA_ERR_VALIDATION'), 'bad input is refused before it joins a batch');
+    } finally {
+      await store.close();
+      await client.close();
+    }
+  });
+
   test('clientName names the connection; a caller-owned client stays open after close()', async () => {
     const named = new RedisHotStore({ url: redis.url, keyPrefix: redis.prefix('named'), clientName: 'strata-hot-test' });
     await named.ping();

@@ -88,6 +88,18 @@ function toTurns(reply: unknown, descending: boolean, withKeys = false): Turn[] 
   return descending ? out.reverse() : out;
 }
 
+/** An append waiting to go out with the others of its tick (`append-n` keys and arguments). */
+interface AskedAppend {
+  keys: string[];
+  args: string[];
+  resolve(reply: [number, number]): void;
+  reject(err: unknown): void;
+}
+
+/** Most turns, and most bytes of encoded turns (a larger turn goes alone), per `append-n` call. */
+const APPEND_BATCH_TURNS = 64;
+const APPEND_BATCH_BYTES = 1 << 20;
+
 /** A confirm waiting for its shard's epoch. */
 interface EpochWaiter {
   epoch: string;
@@ -119,6 +131,8 @@ export class RedisHotStore implements HotStore {
   readonly #lastTurn = new Map<string, number>();
   /** Confirms waiting for their shard's epoch, by epoch key: one read answers those of a tick. */
   readonly #epochChecks = new Map<string, EpochWaiter[]>();
+  /** Appends waiting to go out, by group (all on a single primary, per shard on a Cluster). */
+  readonly #appends = new Map<string, AskedAppend[]>();
 
   constructor(options: RedisHotStoreOptions) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an object', options);
@@ -229,14 +243,25 @@ export class RedisHotStore implements HotStore {
     return [s.meta, s.turns, g.lru, g.backlog, g.age, g.bytes];
   }
 
-  async append(ref: SessionRef, turn: NewHotTurn, now: number, options: HotAppendOptions = {}): Promise<HotAppendResult> {
-    checkRef(ref);
-    checkNewTurn(turn);
-    checkTime('now', now);
+  /**
+   * Appends one turn. The appends asked for while the current microtasks run go out together,
+   * after all of them asked: on a single primary as one `append-n` call (up to 64 turns or about
+   * 1 MiB of them per call), on a Redis Cluster as one call per shard. Each turn is appended as
+   * if alone and gets its own answer; a failed call fails the turns it carried.
+   */
+  append(ref: SessionRef, turn: NewHotTurn, now: number, options: HotAppendOptions = {}): Promise<HotAppendResult> {
+    try {
+      checkRef(ref);
+      checkNewTurn(turn);
+      checkTime('now', now);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const s = this.keys.session(ref);
     const idem = options.idempotency;
-    const epochKey = this.keys.shardOf(ref).epoch;
-    const reply = (await this.#script('append-9', [...this.#sessionAndShard(ref), epochKey, s.idem, s.idemAge], [
+    const g = this.keys.shardOf(ref);
+    const keys = [s.meta, s.turns, g.lru, g.backlog, g.age, g.bytes, g.epoch, s.idem, s.idemAge];
+    const args = [
       sessionMember(ref),
       encodeTurn(turn),
       String(turn.createdAt),
@@ -246,17 +271,50 @@ export class RedisHotStore implements HotStore {
       idem?.key ?? '',
       idem?.hash ?? '',
       String(idem?.windowMs ?? 1),
-    ])) as unknown[];
-    const status = Number(reply[0]);
-    const turnId = Number(reply[1]);
-    if (status === 1) {
-      this.#sawTurn(s.turns, turnId);
-      return { turnId };
+    ];
+    return new Promise<[number, number]>((resolve, reject) => {
+      const group = this.#cluster ? g.epoch : '';
+      if (this.#appends.size === 0) process.nextTick(() => this.#sendAskedAppends());
+      let batch = this.#appends.get(group);
+      if (batch === undefined) this.#appends.set(group, (batch = []));
+      batch.push({ keys, args, resolve, reject });
+    }).then(([status, turnId]) => {
+      if (status === 1) {
+        this.#sawTurn(s.turns, turnId);
+        return { turnId };
+      }
+      if (status === 2) return { turnId, known: true };
+      if (status === 0) return { needsSeed: true };
+      if (status === -1) return { epochChanged: true };
+      return { mismatch: true, knownTurnId: turnId };
+    });
+  }
+
+  #sendAskedAppends(): void {
+    const groups = [...this.#appends.values()];
+    this.#appends.clear();
+    for (const waiting of groups) {
+      for (let from = 0; from < waiting.length; ) {
+        let to = from + 1;
+        let bytes = waiting[from]!.args[1]!.length;
+        while (to < waiting.length && to - from < APPEND_BATCH_TURNS && bytes + waiting[to]!.args[1]!.length <= APPEND_BATCH_BYTES) bytes += waiting[to++]!.args[1]!.length;
+        const part = waiting.slice(from, to);
+        from = to;
+        this.#script('append-n', part.flatMap((a) => a.keys), part.flatMap((a) => a.args)).then(
+          (reply) => {
+            if (!Array.isArray(reply) || reply.length !== 2 * part.length) {
+              const err = new StrataError('STRATA_ERR_INTERNAL', `append: expected ${2 * part.length} values, got ${JSON.stringify(reply)}`);
+              for (const a of part) a.reject(err);
+              return;
+            }
+            part.forEach((a, i) => a.resolve([Number(reply[2 * i]), Number(reply[2 * i + 1])]));
+          },
+          (err: unknown) => {
+            for (const a of part) a.reject(err);
+          },
+        );
+      }
     }
-    if (status === 2) return { turnId, known: true };
-    if (status === 0) return { needsSeed: true };
-    if (status === -1) return { epochChanged: true };
-    return { mismatch: true, knownTurnId: turnId };
   }
 
   async confirm(ref: SessionRef, epoch: number, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
