@@ -90,6 +90,12 @@ export interface HotBenchResult {
   workers: number;
   /** used_memory deltas. `langchain` is LangChain's list of the same messages (no embeddings). */
   redisBytes: { strata: number; baseline: number; langchain: number };
+  /**
+   * CPU time of the Redis server (INFO cpu, user + sys) per message stored: Strata's load and
+   * flush (ids, confirms, compaction's reads and trims), LangChain's addMessages. On an external
+   * Redis, other clients' work counts too.
+   */
+  redisCpuUsPerMessage: { strata: number; langchain: number };
   memoryReduction: number;
   /** Mean size of one message of the "current" design (JSON with the embedding). */
   baselineMessageBytes: number;
@@ -244,6 +250,17 @@ export type AdminClient = ReturnType<typeof createClient>;
  * replicas fills a backlog of up to `repl-backlog-size` (1 MiB by default) while it takes writes,
  * which is the cost of replication, not of the data held.
  */
+/** The Redis server's CPU time so far (INFO cpu: used_cpu_user + used_cpu_sys), in µs. */
+async function redisCpuUs(client: AdminClient): Promise<number> {
+  const info = String(await client.sendCommand(['INFO', 'cpu']));
+  const field = (name: string): number => {
+    const m = new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info);
+    if (m === null) throw new Error(`INFO cpu has no ${name} field`);
+    return Number(m[1]) * 1e6;
+  };
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
 async function usedMemory(client: AdminClient): Promise<number> {
   const info = String(await client.sendCommand(['INFO', 'memory']));
   const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
@@ -344,6 +361,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     });
     const memory = strata;
     const strataStart = await usedMemory(admin);
+    const strataCpuStart = await redisCpuUs(admin);
     const sequentialSessions = Math.max(1, Math.min(Math.floor(sessions / 10), Math.ceil(1000 / turns)));
     let backpressureRetries = 0;
     const writeSession = async (s: number): Promise<void> => {
@@ -381,6 +399,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     await memory.flush();
     const flushSeconds = (performance.now() - t0) / 1000;
     loopDelay.disable();
+    const strataCpuUs = (await redisCpuUs(admin)) - strataCpuStart;
     const strataBytes = (await usedMemory(admin)) - strataStart;
 
     // 3. LangChain.js: the same messages through RedisChatMessageHistory.addMessages.
@@ -394,6 +413,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     lcClient = client;
     const toLangChain = (turn: ChatTurn) => (turn.role === 'assistant' ? new AIMessage(turn.content) : turn.role === 'system' ? new SystemMessage(turn.content) : new HumanMessage(turn.content));
     const lcStart = await usedMemory(admin);
+    const lcCpuStart = await redisCpuUs(admin);
     bar = phase('langchain: addMessages', sessions);
     t0 = performance.now();
     await drive(
@@ -404,6 +424,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     );
     const langchainAddSeconds = (performance.now() - t0) / 1000;
     bar.stop();
+    const langchainCpuUs = (await redisCpuUs(admin)) - lcCpuStart;
     const langchainBytes = (await usedMemory(admin)) - lcStart;
 
     // 4. Every session's answer checked against what was written, outside the timings.
@@ -480,6 +501,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
       embedder: embedderName,
       workers: options.workers ?? defaultWorkerThreads(),
       redisBytes: { strata: strataBytes, baseline: baselineBytes, langchain: langchainBytes },
+      redisCpuUsPerMessage: { strata: strataCpuUs / messages, langchain: langchainCpuUs / messages },
       memoryReduction: baselineBytes > 0 ? 1 - strataBytes / baselineBytes : 0,
       baselineMessageBytes: baselineJsonBytes / messages,
       recent: { strata: strataLatency, langchain: { ...langchainLatency, listLength } },

@@ -28,6 +28,9 @@ test('strata bench hot --json prints one object with the documented keys and ver
   // 384 floats printed by JSON.stringify take at least "0,"-sized slots.
   assert.ok(r.baselineMessageBytes > 384 * 2);
   assert.equal(r.memoryReduction, 1 - r.redisBytes.strata / r.redisBytes.baseline);
+  // Every message costs the server some CPU on both sides (INFO cpu moves in µs steps).
+  assert.ok(finite(r.redisCpuUsPerMessage.strata) && r.redisCpuUsPerMessage.strata > 0, JSON.stringify(r.redisCpuUsPerMessage));
+  assert.ok(finite(r.redisCpuUsPerMessage.langchain) && r.redisCpuUsPerMessage.langchain > 0, JSON.stringify(r.redisCpuUsPerMessage));
   for (const side of ['strata', 'langchain'] as const) {
     const m = r.recent[side];
     assert.ok(finite(m.p50Ms) && finite(m.p99Ms) && m.p99Ms >= m.p50Ms && m.p50Ms > 0, `${side}: ${JSON.stringify(m)}`);

@@ -99,6 +99,7 @@ export function formatHotBench(r: HotBenchResult): string {
     [
       ['Redis used_memory', mb(r.redisBytes.strata), mb(r.redisBytes.baseline), mb(r.redisBytes.langchain)],
       ['memory reduction vs JSON + embedding', `${(r.memoryReduction * 100).toFixed(1)}%`, '—', '—'],
+      ['Redis CPU µs per message stored', `${r.redisCpuUsPerMessage.strata.toFixed(1)} (load + flush)`, '—', `${r.redisCpuUsPerMessage.langchain.toFixed(1)}`],
       ['recent p50 ms (1 caller)', ms(s.p50Ms), '—', ms(lc.p50Ms)],
       ['recent p99 ms (1 caller)', ms(s.p99Ms), '—', ms(lc.p99Ms)],
       [`recent ops/s (${r.concurrency} callers)`, rate(s.opsPerSec), '—', rate(lc.opsPerSec)],
