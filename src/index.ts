@@ -1,7 +1,7 @@
 // The public API of the `strata` package. Named exports only, grouped by layer.
 
 // Core
-export { createStrata } from './strata.js';
+export { createStrata, createStrataRetrying } from './strata.js';
 export type { CreateStrataOptions, CreateStrataExtras, Strata, StrataLogger } from './strata.js';
 export { HybridConversationCache } from './cache/hybrid-cache.js';
 export type { HybridCacheOptions } from './cache/hybrid-cache.js';

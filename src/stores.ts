@@ -62,7 +62,7 @@ export async function openStores(config: CoreConfig, options: OpenStoresOptions)
         await migrate(db);
       }
       const archive = new PgArchiveStore({ db, clock, embeddingEncoding: config.archive.embeddingEncoding });
-      let journal: JournalStore;
+      let journal: JournalStore | undefined;
       const replayed: JournalRecord[] = [];
       try {
         if (readOnly) journal = readOnlyJournal(pgJournalReader(db));
@@ -71,6 +71,9 @@ export async function openStores(config: CoreConfig, options: OpenStoresOptions)
           for await (const { record } of journal.replay()) replayed.push(record);
         }
       } catch (err) {
+        // A replay cut short (a connection cut): the journal's lock goes with it, so the next
+        // attempt to open this instance id finds it free.
+        await journal?.close().catch(() => undefined);
         await archive.close();
         throw err;
       }
@@ -85,12 +88,14 @@ export async function openStores(config: CoreConfig, options: OpenStoresOptions)
   // session's control-file lock (and the cache's lease around it) do.
   const archive = new FsArchiveStore({ dataDir: config.dataDir, clock, lock: new InProcessSessionLock(), embeddingEncoding: config.archive.embeddingEncoding });
   if (readOnly) return { driver: 'fs', archive, journal: readOnlyJournal(fsJournalReader(config.dataDir)), replayed: [], dataDir: config.dataDir };
+  let journal: Journal | undefined;
   try {
-    const journal = await openWithFreeId(config, defaultedId, (instanceId) => Journal.open({ dataDir: config.dataDir, instanceId, durability: config.durability, ...(metrics ? { metrics } : {}) }));
+    journal = await openWithFreeId(config, defaultedId, (instanceId) => Journal.open({ dataDir: config.dataDir, instanceId, durability: config.durability, ...(metrics ? { metrics } : {}) }));
     const replayed: JournalRecord[] = [];
     for await (const entry of journal.replay()) replayed.push(entry.record);
     return { driver: 'fs', archive, journal, replayed, dataDir: config.dataDir, recovery: journal.recovery };
   } catch (err) {
+    await journal?.close().catch(() => undefined);
     await archive.close();
     throw err;
   }

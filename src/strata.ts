@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { InProcessSessionLock } from './archive/lock.js';
 import { HybridConversationCache } from './cache/hybrid-cache.js';
 import type { CoreConfig, DeepPartial } from './config.js';
@@ -78,6 +79,7 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
   // instance on one Redis) around each read-hot → write-archive → mark-archived sequence, so no
   // two instances compact, delete or import one session at once.
   let stores: Stores | null = null;
+  let cache: HybridConversationCache | null = null;
   try {
     stores = await openStores(config, { clock: time, readOnly: readOnly === true, defaultedId: configInput.instanceId === undefined, ...(metrics ? { metrics } : {}) });
     const { archive, replayed } = stores;
@@ -100,7 +102,7 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
       // User indexes are persisted beside the archive (fs store, writable core only).
       ...(stores.dataDir !== undefined && archive.userStamp && readOnly !== true ? { indexDir: join(stores.dataDir, 'index') } : {}),
     });
-    const cache = new HybridConversationCache({
+    cache = new HybridConversationCache({
       hot,
       archive,
       journal: journalPort,
@@ -134,10 +136,34 @@ export async function createStrata(options: CreateStrataOptions = {}): Promise<S
     await cache.start();
     return cache;
   } catch (err) {
+    await cache?.discard().catch(() => undefined);
     await stores?.journal.close().catch(() => undefined);
     await hot.close().catch(() => undefined);
     await stores?.archive.close().catch(() => undefined);
     throw err;
+  }
+}
+
+/** PostgreSQL errors that end by themselves (a failover, a restart, pg_terminate_backend, a slow moment). */
+const TRANSIENT_OPEN_ERRORS: ReadonlySet<string> = new Set(['STRATA_ERR_DB_UNAVAILABLE', 'STRATA_ERR_DB_TIMEOUT']);
+/** Backoffs of 0.1, 0.2, … 2 s between attempts: about 30 s in all. */
+const OPEN_RETRIES = 20;
+
+/**
+ * createStrata, opened again when PostgreSQL cut a connection or timed a statement out while it
+ * opened (its journal replay, the read of every journal at recovery): each failed attempt
+ * closed what it had opened and acknowledged nothing. Other errors, and the last attempt's
+ * after about 30 s, are thrown. `strata serve` and the CLI open the core this way.
+ */
+export async function createStrataRetrying(options: CreateStrataOptions = {}, onRetry?: (err: StrataError, attempt: number) => void): Promise<Strata> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createStrata(options);
+    } catch (err) {
+      if (!(err instanceof StrataError) || !TRANSIENT_OPEN_ERRORS.has(err.code) || attempt > OPEN_RETRIES) throw err;
+      onRetry?.(err, attempt);
+      await sleep(Math.min(100 * 2 ** (attempt - 1), 2000));
+    }
   }
 }
 

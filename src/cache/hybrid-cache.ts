@@ -263,6 +263,17 @@ export class HybridConversationCache implements ConversationMemory {
     return { ok: hot.ok && dataDir.ok && journal.ok && !this.core.closed, hot, dataDir, journal };
   }
 
+  /**
+   * After a failed start(): stops the timer and the threads the cache started, flushes nothing
+   * (the journal keeps every record). The stores stay open: they are the opener's to close.
+   */
+  async discard(): Promise<void> {
+    this.core.closed = true;
+    await this.maintenance.stop();
+    await this.core.retrieval?.close?.().catch(() => undefined);
+    await this.core.preparer.close();
+  }
+
   async close(): Promise<void> {
     if (this.core.closed) return;
     await this.maintenance.stop();

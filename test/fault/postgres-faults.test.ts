@@ -11,7 +11,7 @@ import { isStrataError } from '../../src/errors.js';
 import type { StrataError } from '../../src/errors.js';
 import { Db } from '../../src/postgres/db.js';
 import type { Strata } from '../../src/strata.js';
-import { createStrata } from '../../src/strata.js';
+import { createStrata, createStrataRetrying } from '../../src/strata.js';
 import type { Cluster } from '../helpers/postgres.js';
 import { startCluster, withSchema } from '../helpers/postgres.js';
 
@@ -83,6 +83,47 @@ test('a PostgreSQL restart under load: appends meanwhile answer 503 STRATA_ERR_D
     }
   } finally {
     await check.close();
+  }
+});
+
+test('connections cut while an instance opens (its replay, the read of every journal): createStrata fails with 503 and closes what it opened; createStrataRetrying opens again and has every record', async () => {
+  const url = withSchema(cluster.baseUrl, 'startcut');
+  const a = await open(url, 'startcut-a');
+  let b: Strata | null = null;
+  const original = pg.Pool.prototype.query;
+  let cuts = 0;
+  // Fault injection: the next `cuts` journal reads fail the way pg_terminate_backend makes them fail.
+  pg.Pool.prototype.query = function (this: pg.Pool, ...args: unknown[]): unknown {
+    if (typeof args[0] === 'string' && args[0].startsWith('SELECT id::text AS id, record FROM journal') && cuts > 0) {
+      cuts--;
+      return Promise.reject(Object.assign(new Error('terminating connection due to administrator command (injected)'), { code: '57P01' }));
+    }
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof original;
+  try {
+    for (let i = 1; i <= 3; i++) assert.equal((await a.addMessage('chat', 'user', `m${i}`)).turnId, i);
+    cuts = 1;
+    const err = await open(url, 'startcut-b').then(
+      (s) => s.close().then(() => null),
+      (e: unknown) => e,
+    );
+    assert.ok(isStrataError(err, 'STRATA_ERR_DB_UNAVAILABLE'), `expected STRATA_ERR_DB_UNAVAILABLE, got ${String(err)}`);
+    assert.equal(err.status, 503);
+
+    cuts = 3;
+    const retries: number[] = [];
+    b = await createStrataRetrying({ store: { driver: 'postgres', postgresUrl: url }, embedder: { provider: 'hash' }, compaction: { intervalMs: 3_600_000 }, instanceId: 'startcut-b' }, (e, attempt) => {
+      assert.equal(e.code, 'STRATA_ERR_DB_UNAVAILABLE');
+      retries.push(attempt);
+    });
+    assert.equal(cuts, 0);
+    assert.deepEqual(retries, [1, 2, 3], 'three cut attempts, each closed (the journal lock of startcut-b was free again), then opened');
+    // B's hot tier is its own (in-process): A's unarchived turns come from A's journal, read at start.
+    assert.deepEqual((await b.getMessages('chat')).messages.map((m) => [m.turnId, m.content]), [[1, 'm1'], [2, 'm2'], [3, 'm3']]);
+  } finally {
+    pg.Pool.prototype.query = original;
+    await b?.close();
+    await a.close();
   }
 });
 

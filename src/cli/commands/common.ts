@@ -39,8 +39,10 @@ export function configFromFlags(io: CliIo, flags: CommonFlags, extra: DeepPartia
 
 /** The core factory, loaded on first use so `strata --help` stays fast. */
 export async function openMemory(config: StrataConfig, options: { metrics?: StrataMetrics; logger?: Logger; readOnly?: boolean } = {}): Promise<ConversationMemory> {
-  const { createStrata } = await import('../../strata.js');
-  return createStrata({ ...coreConfig(config), ...options });
+  const { createStrataRetrying } = await import('../../strata.js');
+  return createStrataRetrying({ ...coreConfig(config), ...options }, (err, attempt) => {
+    options.logger?.warn({ code: err.code, attempt }, `opening the core: ${err.message}; opening again`);
+  });
 }
 
 /** A logger for one-shot commands: warnings and errors only, on stderr. */
