@@ -250,22 +250,26 @@ export type AdminClient = ReturnType<typeof createClient>;
  * replicas fills a backlog of up to `repl-backlog-size` (1 MiB by default) while it takes writes,
  * which is the cost of replication, not of the data held.
  */
+/** A numeric field of an INFO section's text, or undefined. */
+function infoField(info: string, name: string): number | undefined {
+  const m = new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info);
+  return m === null ? undefined : Number(m[1]);
+}
+
 /** The Redis server's CPU time so far (INFO cpu: used_cpu_user + used_cpu_sys), in µs. */
 async function redisCpuUs(client: AdminClient): Promise<number> {
   const info = String(await client.sendCommand(['INFO', 'cpu']));
-  const field = (name: string): number => {
-    const m = new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info);
-    if (m === null) throw new Error(`INFO cpu has no ${name} field`);
-    return Number(m[1]) * 1e6;
-  };
-  return field('used_cpu_user') + field('used_cpu_sys');
+  const user = infoField(info, 'used_cpu_user');
+  const sys = infoField(info, 'used_cpu_sys');
+  if (user === undefined || sys === undefined) throw new Error('INFO cpu has no used_cpu_user / used_cpu_sys field');
+  return (user + sys) * 1e6;
 }
 
 async function usedMemory(client: AdminClient): Promise<number> {
   const info = String(await client.sendCommand(['INFO', 'memory']));
-  const field = (name: string): number => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? 0);
-  if (!/^used_memory:\d+/m.test(info)) throw new Error('INFO memory has no used_memory field');
-  return field('used_memory') - field('mem_replication_backlog') - field('mem_clients_slaves');
+  const used = infoField(info, 'used_memory');
+  if (used === undefined) throw new Error('INFO memory has no used_memory field');
+  return used - (infoField(info, 'mem_replication_backlog') ?? 0) - (infoField(info, 'mem_clients_slaves') ?? 0);
 }
 
 /** Deletes the keys matching `match` (a SCAN pattern): a run's own keys on a Redis that may hold other data. */

@@ -280,9 +280,7 @@ export class HybridConversationCache implements ConversationMemory {
     try {
       if (!this.core.readOnly) await this.flush();
     } finally {
-      this.core.closed = true;
-      await this.core.retrieval?.close?.().catch(() => undefined);
-      await this.core.preparer.close();
+      await this.discard();
       await this.core.journal.close();
       await this.core.hot.close();
       await this.core.archive.close();

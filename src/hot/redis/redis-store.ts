@@ -108,6 +108,34 @@ interface EpochWaiter {
 }
 
 /**
+ * Items asked for while the current microtasks run, by group, handed to `send` together once all
+ * of them asked (process.nextTick): a group commit of the journal releases many appends at once.
+ */
+class TickBatches<T> {
+  readonly #groups = new Map<string, T[]>();
+
+  constructor(private readonly send: (groups: Array<[string, T[]]>) => void) {}
+
+  add(group: string, item: T): void {
+    if (this.#groups.size === 0) {
+      process.nextTick(() => {
+        const groups = [...this.#groups];
+        this.#groups.clear();
+        this.send(groups);
+      });
+    }
+    const items = this.#groups.get(group);
+    if (items === undefined) this.#groups.set(group, [item]);
+    else items.push(item);
+  }
+}
+
+/** An epoch as a script answers it: null for a missing or broken shard. */
+function epochReply(v: unknown): number | null {
+  return v === null || v === undefined || v === false ? null : Number(v);
+}
+
+/**
  * The hot tier in Redis (a single primary or a Redis Cluster), shared by every app instance that
  * uses the same Redis and key prefix. Layout and scripts: docs/redis-keys.md. Every multi-step
  * update is one Lua script within one shard (one Cluster slot); turn ids are assigned inside the
@@ -130,9 +158,9 @@ export class RedisHotStore implements HotStore {
   /** Newest turn id seen per session turns key (append, recent): the guess of a recent read. */
   readonly #lastTurn = new Map<string, number>();
   /** Confirms waiting for their shard's epoch, by epoch key: one read answers those of a tick. */
-  readonly #epochChecks = new Map<string, EpochWaiter[]>();
+  readonly #epochChecks = new TickBatches<EpochWaiter>((asked) => this.#readAskedEpochs(asked));
   /** Appends waiting to go out, by group (all on a single primary, per shard on a Cluster). */
-  readonly #appends = new Map<string, AskedAppend[]>();
+  readonly #appends = new TickBatches<AskedAppend>((groups) => this.#sendAskedAppends(groups));
 
   constructor(options: RedisHotStoreOptions) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an object', options);
@@ -259,8 +287,8 @@ export class RedisHotStore implements HotStore {
     }
     const s = this.keys.session(ref);
     const idem = options.idempotency;
-    const g = this.keys.shardOf(ref);
-    const keys = [s.meta, s.turns, g.lru, g.backlog, g.age, g.bytes, g.epoch, s.idem, s.idemAge];
+    const epochKey = this.keys.shardOf(ref).epoch;
+    const keys = [...this.#sessionAndShard(ref), epochKey, s.idem, s.idemAge];
     const args = [
       sessionMember(ref),
       encodeTurn(turn),
@@ -273,11 +301,7 @@ export class RedisHotStore implements HotStore {
       String(idem?.windowMs ?? 1),
     ];
     return new Promise<[number, number]>((resolve, reject) => {
-      const group = this.#cluster ? g.epoch : '';
-      if (this.#appends.size === 0) process.nextTick(() => this.#sendAskedAppends());
-      let batch = this.#appends.get(group);
-      if (batch === undefined) this.#appends.set(group, (batch = []));
-      batch.push({ keys, args, resolve, reject });
+      this.#appends.add(this.#cluster ? epochKey : '', { keys, args, resolve, reject });
     }).then(([status, turnId]) => {
       if (status === 1) {
         this.#sawTurn(s.turns, turnId);
@@ -290,10 +314,8 @@ export class RedisHotStore implements HotStore {
     });
   }
 
-  #sendAskedAppends(): void {
-    const groups = [...this.#appends.values()];
-    this.#appends.clear();
-    for (const waiting of groups) {
+  #sendAskedAppends(groups: Array<[string, AskedAppend[]]>): void {
+    for (const [, waiting] of groups) {
       for (let from = 0; from < waiting.length; ) {
         let to = from + 1;
         let bytes = waiting[from]!.args[1]!.length;
@@ -340,40 +362,36 @@ export class RedisHotStore implements HotStore {
    * `epoch-1` call per shard (a script's keys must share a slot there).
    */
   #epochIs(epochKey: string, epoch: string): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      const batch = this.#epochChecks.get(epochKey);
-      if (batch !== undefined) {
-        batch.push({ epoch, resolve, reject });
-        return;
-      }
-      if (this.#epochChecks.size === 0) process.nextTick(() => this.#readAskedEpochs());
-      this.#epochChecks.set(epochKey, [{ epoch, resolve, reject }]);
-    });
+    return new Promise((resolve, reject) => this.#epochChecks.add(epochKey, { epoch, resolve, reject }));
   }
 
-  #readAskedEpochs(): void {
-    const asked = [...this.#epochChecks];
-    this.#epochChecks.clear();
-    const answer = (waiters: EpochWaiter[], read: Promise<unknown>): void => {
-      read.then(
-        (v) => {
-          const held = v === null || v === undefined || v === false ? null : String(v);
+  #readAskedEpochs(asked: Array<[string, EpochWaiter[]]>): void {
+    const reads = this.#readEpochs(asked.map(([key]) => key));
+    asked.forEach(([, waiters], i) => {
+      reads[i]!.then(
+        (epoch) => {
+          const held = epoch === null ? null : String(epoch);
           for (const w of waiters) w.resolve(held === w.epoch);
         },
         (err: unknown) => {
           for (const w of waiters) w.reject(err);
         },
       );
-    };
-    if (this.#cluster || asked.length === 1) {
-      for (const [key, waiters] of asked) answer(waiters, this.#script('epoch-1', [key], []));
-      return;
-    }
-    const read = this.#script('epochs-n', asked.map(([key]) => key), []).then((v) => {
-      if (!Array.isArray(v) || v.length !== asked.length) throw new StrataError('STRATA_ERR_INTERNAL', `epochs: expected ${asked.length} values, got ${JSON.stringify(v)}`);
-      return v as unknown[];
     });
-    asked.forEach(([, waiters], i) => answer(waiters, read.then((values) => values[i])));
+  }
+
+  /**
+   * The epochs of these shards (null: missing or broken), one answer per shard: on a single
+   * primary one `epochs-n` call for all of them (one INFO), on a Redis Cluster (or for one
+   * shard) one `epoch-1` call each, so a node that fails fails only its own shards.
+   */
+  #readEpochs(epochKeys: string[]): Array<Promise<number | null>> {
+    if (this.#cluster || epochKeys.length === 1) return epochKeys.map(async (key) => epochReply(await this.#script('epoch-1', [key], [])));
+    const all = this.#script('epochs-n', epochKeys, []).then((values) => {
+      if (!Array.isArray(values) || values.length !== epochKeys.length) throw new StrataError('STRATA_ERR_INTERNAL', `epochs: expected ${epochKeys.length} values, got ${JSON.stringify(values)}`);
+      return values.map(epochReply);
+    });
+    return epochKeys.map((_, i) => all.then((epochs) => epochs[i]!));
   }
 
   async holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
@@ -676,13 +694,9 @@ export class RedisHotStore implements HotStore {
     return Number(await this.#script('releaseownerlease-1', [this.keys.session(ref).lease], [owner])) === 1;
   }
 
-  /** Every shard's epoch (null: missing or broken): one call on a single primary, one per shard on a Redis Cluster. */
-  async #shardEpochs(): Promise<Array<number | null>> {
-    const epoch = (v: unknown): number | null => (v === null || v === undefined || v === false ? null : Number(v));
-    if (this.#cluster) return this.#eachShard(async (g) => epoch(await this.#script('epoch-1', [g.epoch], [])));
-    const values = await this.#script('epochs-n', this.keys.shards.map((g) => g.epoch), []);
-    if (!Array.isArray(values) || values.length !== SHARD_COUNT) throw new StrataError('STRATA_ERR_INTERNAL', `epochs: expected ${SHARD_COUNT} values, got ${JSON.stringify(values)}`);
-    return values.map(epoch);
+  /** Every shard's epoch (null: missing or broken). */
+  #shardEpochs(): Promise<Array<number | null>> {
+    return Promise.all(this.#readEpochs(this.keys.shards.map((g) => g.epoch)));
   }
 
   /**

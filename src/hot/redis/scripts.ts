@@ -8,7 +8,8 @@ import type { ErrorCode } from '../../errors.js';
  * The Lua scripts of `scripts/<name>-<numKeys>.lua` (`-n`: any number of keys), each preceded by
  * `shard-lib.lua` (the shard state checks they share), read once per process, called by EVALSHA
  * with a fallback to EVAL on NOSCRIPT (after a Redis restart, SCRIPT FLUSH or failover; EVAL
- * also puts the script back into the server's cache). Every Redis error is mapped to a coded StrataError here and nowhere else.
+ * also puts the script back into the server's cache). Every Redis error is mapped to a coded
+ * StrataError here and nowhere else.
  */
 
 /** The smallest client surface the hot store needs; a node-redis v5+ client satisfies it. */
