@@ -22,13 +22,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from 'redis';
 import { StrataError } from '../src/errors.js';
 import type { Role } from '../src/types.js';
 import type { Strata } from '../src/strata.js';
 import { sharedDataFile } from './data.js';
+import { type LoopDelay, watchEventLoop } from './loop-delay.js';
 import { importOptional } from './optional.js';
 // Types only (erased): the packages themselves are loaded by importOptional.
 import type * as LangChainRedis from '@langchain/redis';
@@ -114,14 +114,14 @@ export interface HotBenchResult {
     archivedPerSec: number;
     /** Times an add answered STRATA_ERR_BACKPRESSURE (compaction behind) and was retried after 20 ms. */
     backpressureRetries: number;
-    /** Event-loop blocking during load and flush (compaction runs in the same process). */
+    /** Event-loop delay during load and flush (compaction runs in the same process): the same as `eventLoopDelay`. */
     eventLoopDelayP99Ms: number;
     eventLoopDelayMaxMs: number;
     /** LangChain's addMessages (one LPUSH per message, no durability), same concurrency. */
     langchainPerSec: number;
   };
-  /** Event-loop delay of the process during the load and the flush (the same figures as in `add`). */
-  eventLoopDelay: { p99Ms: number; maxMs: number };
+  /** Event-loop delay of the process during the load and the flush: how late a 10 ms timer ran (bench/loop-delay.ts). */
+  eventLoopDelay: LoopDelay;
   coldRecent: { p50Ms: number; p99Ms: number; sessions: number };
   /** Sessions whose `recent` answer was checked against the messages written (all must match). */
   verified: { strata: number; langchain: number; cold: number };
@@ -385,8 +385,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
         }
       }
     };
-    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
-    loopDelay.enable();
+    const loopWatch = watchEventLoop(10);
     bar = phase('strata: addMessage (fsync)', messages);
     let t0 = performance.now();
     for (let s = 0; s < sequentialSessions; s++) {
@@ -402,7 +401,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     t0 = performance.now();
     await memory.flush();
     const flushSeconds = (performance.now() - t0) / 1000;
-    loopDelay.disable();
+    const loopDelay = loopWatch.stop();
     const strataCpuUs = (await redisCpuUs(admin)) - strataCpuStart;
     const strataBytes = (await usedMemory(admin)) - strataStart;
 
@@ -519,11 +518,11 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
         flushSeconds,
         archivedPerSec: messages / (sequentialSeconds + concurrentSeconds + flushSeconds),
         backpressureRetries,
-        eventLoopDelayP99Ms: loopDelay.percentile(99) / 1e6,
-        eventLoopDelayMaxMs: loopDelay.max / 1e6,
+        eventLoopDelayP99Ms: loopDelay.p99Ms,
+        eventLoopDelayMaxMs: loopDelay.maxMs,
         langchainPerSec: messages / langchainAddSeconds,
       },
-      eventLoopDelay: { p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 },
+      eventLoopDelay: loopDelay,
       coldRecent: { p50Ms: percentile(cold.sorted, 0.5), p99Ms: percentile(cold.sorted, 0.99), sessions: coldCount },
       verified: { strata: sessions, langchain: sessions, cold: coldCount },
       seconds: (performance.now() - started) / 1000,
