@@ -119,6 +119,11 @@ export class Compactor extends CachePart {
           bytesBefore = before && before.segments > 0 ? before.bytes : 0;
         }
         const prepared = await this.prepareForArchive(turns);
+        // Turns appended since the last compaction may still wait for their count (or were left
+        // uncounted under load): the ones that stay in the hot tier as the recent window get
+        // the counts compaction computed, so reads of that window need not count them.
+        const counted = turns.flatMap((t, i) => (t.tokens === undefined && t.key !== undefined && prepared[i]!.tokens !== undefined ? [{ turnId: t.turnId, key: t.key, tokens: prepared[i]!.tokens! }] : []));
+        if (counted.length > 0) await this.hot.setTokens(ref, counted.slice(-this.tuning.recentTurns));
         // Client idempotency keys go into the archive with their turns: after a loss of the hot
         // tier a re-seed registers them again, so a late retry still gets its first answer.
         const keyed = turns.filter((t) => isClientKey(t.key)).map((t) => ({ turn: t, entry: parseClientKey(t.key!).entry }));

@@ -270,6 +270,7 @@ export class HybridConversationCache implements ConversationMemory {
   async discard(): Promise<void> {
     this.core.closed = true;
     await this.maintenance.stop();
+    await this.writes.counts.stop();
     await this.core.retrieval?.close?.().catch(() => undefined);
     await this.core.preparer.close();
   }

@@ -9,6 +9,7 @@ import { CachePart, type CacheCore } from './core.js';
 import type { Compactor } from './compactor.js';
 import { clientKey, messageHash } from './recovery.js';
 import type { Rehydration } from './rehydration.js';
+import { TokenCounts } from './token-counts.js';
 
 /**
  * The write path (docs/consistency.md, "Acknowledging a turn"): ids from the hot tier, records
@@ -17,6 +18,8 @@ import type { Rehydration } from './rehydration.js';
  */
 export class WritePath extends CachePart {
   private readonly addsSinceCheck = new Map<string, { ref: SessionRef; adds: number }>();
+  /** Token counts of the turns appended, after the ack (appends store their turns uncounted). */
+  readonly counts: TokenCounts;
 
   constructor(
     core: CacheCore,
@@ -24,6 +27,7 @@ export class WritePath extends CachePart {
     private readonly compactor: Compactor,
   ) {
     super(core);
+    this.counts = new TokenCounts(core.hot, core.preparer, (err) => this.noteBackgroundError(err));
   }
 
   /**
@@ -38,10 +42,9 @@ export class WritePath extends CachePart {
     if (this.pending.size + messages.length > this.tuning.maxPendingTurns) {
       throw new StrataError('STRATA_ERR_BACKPRESSURE', `${this.pending.size} turns are waiting for compaction (limit ${this.tuning.maxPendingTurns}); retry later`);
     }
-    // Counted before the hot append stores them with the turns (reads then need no counting):
-    // large messages on a worker thread, so a 20 MiB message never stalls other requests.
-    const tokens = await this.preparer.countTokens(messages);
     const ids: Array<number | undefined> = new Array(messages.length).fill(undefined);
+    /** The turns stored under their ids, for their token counts. */
+    const appended: Array<{ turnId: number; key: string; message: ValidMessage }> = [];
     /** Voided records a re-seed brought back meanwhile: journaled again under the current epoch. */
     let carried: Array<{ slot: number; record: TurnRecord }> = [];
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -57,7 +60,6 @@ export class WritePath extends CachePart {
         const client = idempotencyKey === undefined ? null : clientKey(idempotencyKey, i, messages.length);
         const key = client === null ? `n:${randomToken(9)}` : client.appendKey;
         const turn: NewHotTurn = { ...messageFields(m), createdAt: now, key };
-        if (tokens) turn.tokens = tokens[i]!;
         if (m.metadata !== undefined) turn.metadata = m.metadata;
         if (userId !== undefined) turn.userId = userId;
         const idem = client === null ? undefined : { key: client.entry, hash: messageHash(m, userId, messages.length), windowMs: this.tuning.idempotencyWindowMs };
@@ -106,6 +108,7 @@ export class WritePath extends CachePart {
       records.forEach((r, j) => {
         if (confirmed[j]) {
           ids[slots[j]!] = r.turnId;
+          appended.push({ turnId: r.turnId, key: r.key!, message: messages[slots[j]!]! });
         } else {
           voids.push({ type: 'void', tenant: r.tenant, sessionId: r.sessionId, turnId: r.turnId, key: r.key!, epoch: r.epoch! });
           voided.push({ slot: slots[j]!, record: r });
@@ -125,6 +128,8 @@ export class WritePath extends CachePart {
       if (ids.every((id) => id !== undefined)) {
         this.retrieval?.invalidate(ref);
         this.noteAdds(ref, records.length);
+        // Counted after the ack, off the request path (src/cache/token-counts.ts).
+        if (this.tokenizer) this.counts.add(ref, appended);
         return ids as number[];
       }
     }

@@ -38,6 +38,13 @@ export function encodeTurn(turn: MessageFields & { createdAt: number; tokens?: n
   return `${ROLE_TO_CHAR[turn.role].toUpperCase()}${turn.createdAt.toString(36)},${tokens},${metaLen},${turn.key.length.toString(36)},${turn.key}${meta}${ext ?? ''}${text}`;
 }
 
+/** `encoded` with its token count set, or null when it has one already. */
+export function withEncodedTokens(encoded: string, tokens: number): string | null {
+  const c1 = encoded.indexOf(',', 1);
+  if (c1 < 0 || encoded.charAt(c1 + 1) !== ',') return null;
+  return `${encoded.slice(0, c1 + 1)}${tokens.toString(36)}${encoded.slice(c1 + 1)}`;
+}
+
 /** The append key of an encoded turn, or null when it was written without one. */
 export function encodedTurnKey(encoded: string): string | null {
   const m = /^[SUAT][0-9a-z]+,[0-9a-z]*,[0-9a-z.]*,([0-9a-z]+),/.exec(encoded);

@@ -32,6 +32,12 @@ export interface HotStore {
    * seed brings the journaled record back: the writer journals a void record and retries.
    */
   confirm(ref: SessionRef, epoch: number, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]>;
+  /**
+   * Records token counts of turns appended without one (the count runs after the append was
+   * acknowledged): a turn changes only while it is held with that append key and has no count,
+   * so a turn deleted, replaced or counted meanwhile is left alone. Returns how many changed.
+   */
+  setTokens(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string; tokens: number }>): Promise<number>;
   /** Whether the turn held at each id carries that append key (read only). */
   holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]>;
   /** Ids at or below this number were deleted with the session (0 when never deleted). */

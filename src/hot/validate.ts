@@ -70,6 +70,18 @@ export function checkNewTurn(turn: NewHotTurn): NewHotTurn {
   return turn;
 }
 
+/** Arguments of `setTokens`: turn ids, their append keys (printable ASCII) and counts. */
+export function checkTokenCounts(turns: ReadonlyArray<{ turnId: number; key: string; tokens: number }>): void {
+  if (!Array.isArray(turns)) throw invalid('turns', 'an array', turns);
+  if (turns.length > MAX_READ_TURNS) throw invalid('turns', `at most ${MAX_READ_TURNS} entries`, turns.length);
+  for (const t of turns) {
+    if (typeof t !== 'object' || t === null) throw invalid('turn', 'an object', t);
+    checkInt('turnId', t.turnId, 1);
+    checkInt('tokens', t.tokens, 0);
+    if (typeof t.key !== 'string' || !/^[\x21-\x7e]{1,512}$/.test(t.key)) throw invalid('key', 'an append key (1-512 printable ASCII characters)', t.key);
+  }
+}
+
 /** Checks a seed and returns what both drivers derive from it. */
 export function checkSeed(seed: HotSeed): { unarchived: Turn[]; oldestUnarchivedAt: number | null } {
   if (typeof seed !== 'object' || seed === null) throw invalid('seed', 'an object', seed);

@@ -155,6 +155,36 @@ export class Preparer {
     });
   }
 
+  /**
+   * Token counts nobody waits for (turns appended uncounted, src/cache/token-counts.ts): one task
+   * on the request threads or else the pool, in the `compaction` lane (reads waiting for counts
+   * go first), or here without a pool, yielding to other work after every ~16 KiB of text. Null
+   * without a tokenizer.
+   */
+  async countInBackground(messages: readonly MessageFields[]): Promise<number[] | null> {
+    if (!this.tokenizer) return null;
+    if (messages.length === 0) return [];
+    // The request threads when there are some (4 cores or more), behind the reads waiting there.
+    const pool = this.requests ?? (this.spec.tokenizer ? this.pool : null);
+    if (pool) {
+      const items = messages.map(workerFields);
+      const out = await pool.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'compaction');
+      return out.tokens;
+    }
+    const tokenizer = this.tokenizer;
+    const counts: number[] = [];
+    let sinceYield = 0;
+    for (const m of messages) {
+      counts.push(countMessageTokens(m, (text) => tokenizer.count(text)));
+      sinceYield += textLength(m);
+      if (sinceYield >= BATCHED_COUNT_CHARS) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+    return counts;
+  }
+
   private runCountBatch(batch: CountBatch): void {
     if (this.countBatch === batch) this.countBatch = null;
     const count = (items: MessageFields[]) => this.requests!.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'read');
@@ -226,8 +256,8 @@ export function withTokenCount<T extends object>(turn: T, tokens: number): T {
   return out as T;
 }
 
-/** About the text a count reads (the strings countMessageTokens hands the tokenizer). */
-function textLength(m: MessageFields): number {
+/** About the text a count reads (the strings countMessageTokens hands the tokenizer), in UTF-16 units. */
+export function textLength(m: MessageFields): number {
   let n = 0;
   if (typeof m.content === 'string') n += m.content.length;
   else if (m.content !== null) for (const p of m.content) n += p.type === 'text' ? p.text.length : 16;

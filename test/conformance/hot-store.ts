@@ -293,6 +293,58 @@ export function hotStoreSuite(name: string, makeHarness: () => Promise<HotStoreH
         assert.equal(await store.totalBytes(), (await store.meta(A))?.bytes);
       }));
 
+    test('setTokens counts a turn held with its append key and no count, and nothing else', () =>
+      withStore(async ({ store, twin }) => {
+        await store.seed(A, emptySeed(), T0);
+        await store.seed(B, emptySeed(), T0);
+        const ops = { role: 'assistant' as const, content: null, tool_calls: [{ id: 'c1', type: 'function' as const, function: { name: 'f', arguments: '{"a":1}' } }], createdAt: T0 + 3 };
+        await appendOk(store, A, turn(1, { key: 'n:one', metadata: { a: [1, ','] } }));
+        await appendOk(store, A, turn(2, { key: 'n:two', tokens: 7 }));
+        await appendOk(store, A, { ...ops, key: 'n:three' });
+        await appendOk(store, A, turn(4));
+        await appendOk(store, B, turn(1, { key: 'n:b1' }));
+        const before = await store.meta(A);
+        const totalBefore = await store.totalBytes();
+        const other = await twin();
+        // Both sessions' calls of one tick may share a script call: each gets its own answer.
+        const [a, b] = await Promise.all([
+          store.setTokens(A, [
+            { turnId: 1, key: 'n:one', tokens: 1234 },
+            { turnId: 2, key: 'n:two', tokens: 99 }, // counted already
+            { turnId: 3, key: 'n:three', tokens: 12 },
+            { turnId: 4, key: 'n:four', tokens: 5 }, // stored without a key
+            { turnId: 5, key: 'n:five', tokens: 5 }, // not held
+          ]),
+          other.setTokens(B, [{ turnId: 1, key: 'n:other', tokens: 3 }]), // another turn's key
+        ]);
+        assert.equal(a, 2);
+        assert.equal(b, 0);
+        const got = await store.range(A, 1, 4);
+        assert.deepEqual(got.map((t) => t.tokens), [1234, 7, 12, undefined]);
+        assert.deepEqual(got[0]!.metadata, { a: [1, ','] });
+        assert.equal(got[0]!.content, turn(1).content);
+        assert.deepEqual(got[2]!.tool_calls, ops.tool_calls);
+        assert.equal(got[2]!.content, null);
+        assert.deepEqual((await store.unarchived(A, 10)).map((t) => [t.turnId, t.key, t.tokens]), [[1, 'n:one', 1234], [2, 'n:two', 7], [3, 'n:three', 12], [4, undefined, undefined]]);
+        assert.equal((await store.range(B, 1, 1))[0]!.tokens, undefined);
+        // The byte totals grow by the count's length ('ya' and 'c' in base 36).
+        const after = await store.meta(A);
+        assert.equal(after!.bytes, before!.bytes + 3);
+        assert.deepEqual({ ...after, bytes: 0 }, { ...before, bytes: 0 });
+        assert.equal(await store.totalBytes(), totalBefore + 3);
+        // A second count of the same turn changes nothing.
+        assert.equal(await store.setTokens(A, [{ turnId: 1, key: 'n:one', tokens: 1 }]), 0);
+        assert.equal((await store.range(A, 1, 1))[0]!.tokens, 1234);
+        await rejects(store.setTokens(A, [{ turnId: 4, key: 'n:four', tokens: -1 }]), 'STRATA_ERR_VALIDATION');
+        await rejects(store.setTokens(A, [{ turnId: 0, key: 'n:four', tokens: 1 }]), 'STRATA_ERR_VALIDATION');
+        await rejects(store.setTokens(A, [{ turnId: 4, key: 'has space', tokens: 1 }]), 'STRATA_ERR_VALIDATION');
+        assert.equal(await store.totalBytes(), totalBefore + 3);
+        // A deleted session is not brought back by a late count.
+        await store.deleteSession(B);
+        assert.equal(await store.setTokens(B, [{ turnId: 1, key: 'n:b1', tokens: 3 }]), 0);
+        assert.equal(await store.meta(B), null);
+      }));
+
     test('leases: exclusive, renewable, expiring, released only by their token', () =>
       withStore(async ({ store, elapse }) => {
         // TTLs are generous where a lease must still be held (a loaded machine may stall a few

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { StrataError } from '../../errors.js';
 import type { SessionRef, Turn } from '../../types.js';
-import { decodeTurn, decodeTurnWithKey, encodeTurn, encodedTurnKey, turnBytes } from '../encoding.js';
+import { decodeTurn, decodeTurnWithKey, encodeTurn, encodedTurnKey, turnBytes, withEncodedTokens } from '../encoding.js';
 import type { HotAppendOptions, HotAppendResult, HotSeed, HotSeedOptions, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
-import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
+import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken, checkTokenCounts } from '../validate.js';
 
 interface Session {
   ref: SessionRef;
@@ -110,6 +110,25 @@ export class MemoryHotStore implements HotStore {
       voids.add(`${key}#${turnId}#${epoch}`);
       return false;
     });
+  }
+
+  async setTokens(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string; tokens: number }>): Promise<number> {
+    this.#open();
+    checkTokenCounts(turns);
+    const s = this.#sessions.get(keyOf(checkRef(ref)));
+    if (s === undefined) return 0;
+    let changed = 0;
+    for (const t of turns) {
+      const enc = s.turns.get(t.turnId);
+      if (enc === undefined || encodedTurnKey(enc) !== t.key) continue;
+      const counted = withEncodedTokens(enc, t.tokens);
+      if (counted === null) continue;
+      s.turns.set(t.turnId, counted);
+      s.bytes += counted.length - enc.length;
+      this.#totalBytes += counted.length - enc.length;
+      changed++;
+    }
+    return changed;
   }
 
   async holds(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {

@@ -4,7 +4,7 @@ import { StrataError } from '../../errors.js';
 import type { SessionRef, Turn } from '../../types.js';
 import { decodeTurn, decodeTurnWithKey, encodeTurn, encodedTurnKey, turnBytes } from '../encoding.js';
 import type { HotAppendOptions, HotAppendResult, HotSeed, HotSeedOptions, HotSessionMeta, HotStore, NewHotTurn } from '../store.js';
-import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken } from '../validate.js';
+import { MAX_READ_TURNS, checkInt, checkNewTurn, checkRef, checkSeed, checkTime, checkToken, checkTokenCounts } from '../validate.js';
 import { DEFAULT_KEY_PREFIX, HotKeys, SHARD_COUNT, parseSessionMember, sessionMember } from './keys.js';
 import type { ShardKeys } from './keys.js';
 import { CommandDeadlines } from './deadline.js';
@@ -100,6 +100,17 @@ interface AskedAppend {
 const APPEND_BATCH_TURNS = 64;
 const APPEND_BATCH_BYTES = 1 << 20;
 
+/** Token counts waiting to go out with the others of their tick (`settokens-n` keys and arguments). */
+interface AskedCounts {
+  keys: string[];
+  args: string[];
+  resolve(changed: number): void;
+  reject(err: unknown): void;
+}
+
+/** Most turns per `settokens-n` call. */
+const COUNT_BATCH_TURNS = 512;
+
 /** A confirm waiting for its shard's epoch. */
 interface EpochWaiter {
   epoch: string;
@@ -161,6 +172,8 @@ export class RedisHotStore implements HotStore {
   readonly #epochChecks = new TickBatches<EpochWaiter>((asked) => this.#readAskedEpochs(asked));
   /** Appends waiting to go out, by group (all on a single primary, per shard on a Cluster). */
   readonly #appends = new TickBatches<AskedAppend>((groups) => this.#sendAskedAppends(groups));
+  /** Token counts waiting to go out, grouped as appends are. */
+  readonly #counts = new TickBatches<AskedCounts>((groups) => this.#sendAskedCounts(groups));
 
   constructor(options: RedisHotStoreOptions) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an object', options);
@@ -333,6 +346,60 @@ export class RedisHotStore implements HotStore {
           },
           (err: unknown) => {
             for (const a of part) a.reject(err);
+          },
+        );
+      }
+    }
+  }
+
+  /**
+   * Records token counts (HotStore.setTokens). The calls of one tick go out together, as appends
+   * do: on a single primary as one `settokens-n` call (up to 512 turns per call), on a Redis
+   * Cluster as one call per shard.
+   */
+  setTokens(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string; tokens: number }>): Promise<number> {
+    try {
+      checkRef(ref);
+      checkTokenCounts(turns);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (turns.length === 0) return Promise.resolve(0);
+    const s = this.keys.session(ref);
+    const g = this.keys.shardOf(ref);
+    const keys: string[] = [];
+    const args: string[] = [];
+    for (const t of turns) {
+      keys.push(s.meta, s.turns, g.bytes);
+      args.push(String(t.turnId), t.key, t.tokens.toString(36));
+    }
+    return new Promise<number>((resolve, reject) => this.#counts.add(this.#cluster ? g.epoch : '', { keys, args, resolve, reject }));
+  }
+
+  #sendAskedCounts(groups: Array<[string, AskedCounts[]]>): void {
+    for (const [, waiting] of groups) {
+      for (let from = 0; from < waiting.length; ) {
+        let to = from + 1;
+        let turns = waiting[from]!.args.length / 3;
+        while (to < waiting.length && turns + waiting[to]!.args.length / 3 <= COUNT_BATCH_TURNS) turns += waiting[to++]!.args.length / 3;
+        const part = waiting.slice(from, to);
+        from = to;
+        this.#script('settokens-n', part.flatMap((c) => c.keys), part.flatMap((c) => c.args)).then(
+          (reply) => {
+            if (!Array.isArray(reply) || reply.length !== turns) {
+              const err = new StrataError('STRATA_ERR_INTERNAL', `settokens: expected ${turns} values, got ${JSON.stringify(reply)}`);
+              for (const c of part) c.reject(err);
+              return;
+            }
+            let at = 0;
+            for (const c of part) {
+              let changed = 0;
+              for (const end = at + c.args.length / 3; at < end; at++) changed += Number(reply[at]);
+              c.resolve(changed);
+            }
+          },
+          (err: unknown) => {
+            for (const c of part) c.reject(err);
           },
         );
       }

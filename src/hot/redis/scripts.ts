@@ -20,7 +20,7 @@ export interface RedisCommandClient {
 /** Sends one command to the node serving `key`'s slot (a single primary serves every key). */
 export type RedisSend = (key: string, args: string[]) => Promise<unknown>;
 
-export const SCRIPT_NAMES = ['append-n', 'confirm-4', 'seed-11', 'recent-4', 'range-3', 'meta-2', 'markarchived-7', 'deleteturns-6', 'remove-10', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1', 'epochs-n', 'epochinit-5'] as const;
+export const SCRIPT_NAMES = ['append-n', 'confirm-4', 'seed-11', 'recent-4', 'range-3', 'meta-2', 'markarchived-7', 'deleteturns-6', 'remove-10', 'acquirelease-3', 'renewlease-1', 'releaselease-1', 'releaseownerlease-1', 'epoch-1', 'epochs-n', 'epochinit-5', 'settokens-n'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 interface LoadedScript {
