@@ -8,7 +8,7 @@ import type { Turn } from '../types.js';
 import { extractiveSpec, prepareSpec, summaryTurns, workerFields, type PrepareSpec } from './prepare.js';
 
 /**
- * Text (in UTF-16 units) up to which the token counts of a request (an append, a read of turns
+ * Text (in UTF-16 units) up to which the token counts a request waits for (a read of turns
  * without counts) are computed on its own thread when there is no request thread: handing the
  * work to a worker costs the request thread about what counting ~2 KiB costs (~0.1 ms), and the
  * answer ~0.3 ms more. Larger work goes to the pool's `read` lane.
@@ -17,8 +17,8 @@ export const INLINE_COUNT_CHARS = 2048;
 
 /**
  * Text (in UTF-16 units) of one request's messages up to which their token counts join the
- * counts of other requests in one worker task (an append waits for its counts; one task per
- * event-loop turn carries every small request's messages). Larger work (up to a 20 MiB
+ * counts of other requests in one worker task (one task per event-loop turn carries every small
+ * request's messages). Larger work (up to a 20 MiB
  * message: seconds of BPE) is a task of its own, so small requests never wait behind it.
  */
 export const BATCHED_COUNT_CHARS = 16_384;
@@ -33,7 +33,7 @@ export function defaultRequestThreads(): number {
 }
 
 export interface PreparerOptions extends Omit<PreparePoolOptions, 'threads'> {
-  /** Threads for the token counts requests wait for (0: small counts inline). Default `defaultRequestThreads()`. */
+  /** Threads for token counts: those reads wait for, then those of appended turns (0: none). Default `defaultRequestThreads()`. */
   requestThreads?: number;
 }
 
@@ -62,9 +62,10 @@ export class Preparer {
   readonly spec: PrepareSpec;
   private readonly pool: PreparePool | null;
   /**
-   * Threads for the token counts requests wait for (appends, reads of turns without counts), so
-   * a request never waits behind a compaction batch (an embedding batch or a summary takes
-   * milliseconds); null: small counts run inline, large ones on `pool`'s read lane.
+   * Threads for token counts: those reads of turns without counts wait for (first), then those
+   * of appended turns (`countInBackground`), so a read never waits behind a compaction batch (an
+   * embedding batch or a summary takes milliseconds); null: small counts of reads run inline,
+   * large ones on `pool`'s read lane.
    */
   private readonly requests: PreparePool | null;
   /** Small requests' messages waiting for the next event-loop turn's count task. */
@@ -126,7 +127,7 @@ export class Preparer {
   }
 
   /**
-   * Token counts of messages a request waits for (an append). With request threads, small
+   * Token counts of messages a request waits for (a read of turns without counts). With request threads, small
    * requests of one event-loop turn share one task there; without, small work runs here and
    * larger work on the pool's `read` lane (ahead of compaction). Null without a tokenizer.
    */
