@@ -23,6 +23,8 @@ export interface StrataMetrics {
   recovery?(seconds: number, sessions: number): void;
   /** Turns whose id the hot tier lost before the writer could confirm it (voided and appended again). */
   appendRetry?(turns: number): void;
+  /** Appended turns left without a token count because too many waited for one (reads and compaction count them). */
+  tokenCountsSkipped?(turns: number): void;
   /** A background (maintenance) failure, by error code; the session is retried with backoff. */
   backgroundError?(code: string): void;
   /** Who this core is, once its journal is open (a read-only core has no journal and says nothing). */

@@ -35,13 +35,19 @@ export class TokenCounts {
   #stopped = false;
   /** Turns left uncounted because `limit` were waiting (reads and compaction count them). */
   skipped = 0;
+  readonly #limit: number;
+  readonly #onError: (err: unknown) => void;
+  readonly #onSkip: (turns: number) => void;
 
   constructor(
     private readonly hot: HotStore,
     private readonly preparer: Preparer,
-    private readonly onError: (err: unknown) => void,
-    private readonly limit = MAX_WAITING_COUNTS,
-  ) {}
+    options: { onError(err: unknown): void; onSkip?(turns: number): void; limit?: number },
+  ) {
+    this.#limit = options.limit ?? MAX_WAITING_COUNTS;
+    this.#onError = options.onError;
+    this.#onSkip = options.onSkip ?? (() => undefined);
+  }
 
   /** Turns waiting for their count. */
   get waiting(): number {
@@ -50,8 +56,9 @@ export class TokenCounts {
 
   add(ref: SessionRef, turns: ReadonlyArray<{ turnId: number; key: string; message: MessageFields }>): void {
     if (this.#stopped || turns.length === 0) return;
-    if (this.#waiting.length + turns.length > this.limit) {
+    if (this.#waiting.length + turns.length > this.#limit) {
       this.skipped += turns.length;
+      this.#onSkip(turns.length);
       return;
     }
     for (const t of turns) this.#waiting.push({ ref, turnId: t.turnId, key: t.key, message: t.message });
@@ -87,10 +94,10 @@ export class TokenCounts {
             entry.turns.push({ turnId: w.turnId, key: w.key, tokens: counts[i]! });
           });
           const writes = await Promise.allSettled([...bySession.values()].map((e) => this.hot.setTokens(e.ref, e.turns)));
-          for (const w of writes) if (w.status === 'rejected') this.onError(w.reason);
+          for (const w of writes) if (w.status === 'rejected') this.#onError(w.reason);
         } catch (err) {
           // The turns stay uncounted; reads and compaction count them.
-          this.onError(err);
+          this.#onError(err);
         }
       }
     } finally {

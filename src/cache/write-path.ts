@@ -27,7 +27,7 @@ export class WritePath extends CachePart {
     private readonly compactor: Compactor,
   ) {
     super(core);
-    this.counts = new TokenCounts(core.hot, core.preparer, (err) => this.noteBackgroundError(err));
+    this.counts = new TokenCounts(core.hot, core.preparer, { onError: (err) => this.noteBackgroundError(err), onSkip: (turns) => this.metrics.tokenCountsSkipped?.(turns) });
   }
 
   /**

@@ -172,6 +172,7 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
   const recoveries = new Counter({ name: 'strata_recoveries_total', help: 'Recoveries after the hot tier lost its data (every journal read)', registers });
   const recoverySeconds = new Histogram({ name: 'strata_recovery_seconds', help: 'Time to read every journal after a loss of the hot tier', registers, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30] });
   const appendRetries = new Counter({ name: 'strata_append_retries_total', help: 'Turns whose id the hot tier lost before confirmation (voided and appended again)', registers });
+  const tokenCountsSkipped = new Counter({ name: 'strata_token_counts_skipped_total', help: 'Appended turns left without a token count because 8,192 waited for one (reads and compaction count them)', registers });
   const backgroundErrors = new Counter({ name: 'strata_background_errors_total', help: 'Background (maintenance) failures by error code; the session is retried with backoff', labelNames: ['code'], registers });
   const evictions = new Counter({ name: 'strata_evictions_total', help: 'Sessions dropped from the hot tier', labelNames: ['reason'], registers });
   const embedSeconds = new Histogram({ name: 'strata_embedding_batch_duration_seconds', help: 'Latency of one embedding batch', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers });
@@ -197,6 +198,9 @@ export function createServerMetrics(options: { registry?: Registry; defaultMetri
     },
     appendRetry(turns: number) {
       appendRetries.inc(turns);
+    },
+    tokenCountsSkipped(turns: number) {
+      tokenCountsSkipped.inc(turns);
     },
     backgroundError(code: string) {
       backgroundErrors.inc({ code });

@@ -188,7 +188,7 @@ test('health, readiness, metrics, OpenAPI and docs need no key', async (t) => {
   assert.equal(metrics.statusCode, 200);
   assert.match(metrics.headers['content-type'] as string, /text\/plain/);
   assert.match(metrics.body, /strata_http_request_duration_seconds_count\{method="POST",route="\/v1\/sessions\/:id\/messages",status="201"\} 1/);
-  for (const name of ['strata_hot_hit_ratio', 'strata_rehydrations_total', 'strata_compaction_duration_seconds', 'strata_compaction_lag_seconds', 'strata_journal_fsync_duration_seconds', 'strata_tier_bytes', 'strata_compression_ratio', 'strata_evictions_total', 'strata_embedding_batch_duration_seconds']) {
+  for (const name of ['strata_hot_hit_ratio', 'strata_rehydrations_total', 'strata_compaction_duration_seconds', 'strata_compaction_lag_seconds', 'strata_journal_fsync_duration_seconds', 'strata_tier_bytes', 'strata_compression_ratio', 'strata_evictions_total', 'strata_embedding_batch_duration_seconds', 'strata_token_counts_skipped_total']) {
     assert.match(metrics.body, new RegExp(`# TYPE ${name} `), name);
   }
   const openapi = json(await app.inject({ method: 'GET', url: '/openapi.json' })) as { openapi: string; paths: Record<string, unknown> };

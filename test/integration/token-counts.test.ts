@@ -27,12 +27,14 @@ test('TokenCounts writes counts after the fact, leaves turns uncounted beyond it
   await hot.seed(REF, { nextTurnId: 1, archivedUpTo: 0, turns: [] }, T0);
   for (let i = 1; i <= 6; i++) await hot.append(REF, { ...message(i), createdAt: T0 + i, key: `n:${i}` }, T0 + i);
   const errors: unknown[] = [];
-  const counts = new TokenCounts(hot, preparer, (err) => errors.push(err), 3);
+  const skips: number[] = [];
+  const counts = new TokenCounts(hot, preparer, { onError: (err) => errors.push(err), onSkip: (n) => skips.push(n), limit: 3 });
   const turn = (i: number) => ({ turnId: i, key: `n:${i}`, message: message(i) });
   counts.add(REF, [turn(1), turn(2)]);
   counts.add(REF, [turn(3)]);
   counts.add(REF, [turn(4), turn(5)]); // 3 wait already: left uncounted
   assert.equal(counts.skipped, 2);
+  assert.deepEqual(skips, [2]);
   await counts.settled();
   const held = await hot.range(REF, 1, 6);
   assert.deepEqual(held.map((x) => x.tokens), [count(message(1)), count(message(2)), count(message(3)), undefined, undefined, undefined]);
@@ -46,7 +48,7 @@ test('TokenCounts writes counts after the fact, leaves turns uncounted beyond it
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
   });
-  const broken = new TokenCounts(failing, preparer, (err) => errors.push(err));
+  const broken = new TokenCounts(failing, preparer, { onError: (err) => errors.push(err) });
   broken.add(REF, [turn(4)]);
   await broken.settled();
   assert.equal(errors.length, 1);

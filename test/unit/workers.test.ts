@@ -133,7 +133,7 @@ test('Preparer: pooled and inline results are identical; remote or custom embedd
 });
 
 
-test('an append\'s token counts run on its thread up to INLINE_COUNT_CHARS of text, on the pool above', async (t) => {
+test('the token counts a read waits for run on its thread up to INLINE_COUNT_CHARS of text, on the pool above', async (t) => {
   const preparer = new Preparer(tokenizer, null, 1, { workerUrl: CRASHING_WORKER, requestThreads: 0 });
   t.after(() => preparer.close());
   const crash: MessageFields = { role: 'user', content: CRASH };
@@ -145,7 +145,7 @@ test('an append\'s token counts run on its thread up to INLINE_COUNT_CHARS of te
   await assert.rejects(preparer.countTokens([crash, large]), (err) => isStrataError(err, 'STRATA_ERR_WORKER_FAILED'));
   assert.deepEqual(await preparer.countTokens([large, large]), inlineTokens([large, large]));
 });
-test('with a request thread, appends of one event-loop turn share one counting task; a failed batch fails only the request that broke it', async (t) => {
+test('with a request thread, the counts requests of one event-loop turn wait for share one task; a failed batch fails only the request that broke it', async (t) => {
   const preparer = new Preparer(tokenizer, null, 1, { workerUrl: CRASHING_WORKER, requestThreads: 1 });
   t.after(() => preparer.close());
   const small = STORED.slice(0, 3);
@@ -174,6 +174,21 @@ test('with a request thread, appends of one event-loop turn share one counting t
   assert.equal(preparer.dispatched()! - mark, 2);
   // Without a pool every count runs here.
   assert.deepEqual(await new Preparer(tokenizer, null, 0).countTokens([crash]), inlineTokens([crash]));
+});
+
+test('counts nobody waits for (appended turns) run as one task on the request thread, else the pool, else here: the same numbers', async (t) => {
+  const large: MessageFields = { role: 'user', content: 'word '.repeat(BATCHED_COUNT_CHARS / 5 + 1) };
+  const messages = [...STORED, large];
+  for (const requestThreads of [1, 0]) {
+    const preparer = new Preparer(tokenizer, null, 1, { requestThreads });
+    t.after(() => preparer.close());
+    const before = preparer.dispatched()!;
+    assert.deepEqual(await preparer.countInBackground(messages), inlineTokens(messages));
+    assert.equal(preparer.dispatched()! - before, 1, `one task (request threads: ${requestThreads})`);
+  }
+  // Without a pool, here (yielding between slices of text), and nothing without a tokenizer.
+  assert.deepEqual(await new Preparer(tokenizer, null, 0).countInBackground(messages), inlineTokens(messages));
+  assert.equal(await new Preparer(null, null, 0).countInBackground(messages), null);
 });
 
 test('milestone summaries from a worker equal the main thread\'s; other summarizers run here', async (t) => {
