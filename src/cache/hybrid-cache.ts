@@ -47,7 +47,7 @@ export interface HybridCacheOptions extends Partial<CacheTuning> {
   clock?: Clock;
   /** Computes embeddings at compaction; none means turns are archived without vectors. */
   embedder?: Embedder | null;
-  /** Counts tokens per turn on add (messages over 2 KiB of text on the worker pool); none stores no counts. */
+  /** Counts tokens per turn (after an add is acknowledged, on the worker pool; at reads and compaction what has none); none stores no counts. */
   tokenizer?: Tokenizer | null;
   /**
    * Worker threads for token counts and local embeddings (`hash`, `glove`); 0 computes them on
