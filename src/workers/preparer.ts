@@ -118,10 +118,7 @@ export class Preparer {
       const embedder = this.embedder;
       work.push(embedder.embed(turns.map(searchText)).then((rows) => rows.forEach((v, i) => (vectors[i] = v))));
     }
-    if (counted && !pooledCount) {
-      const tokenizer = this.tokenizer!;
-      for (const i of count) tokens[i] = countMessageTokens(turns[i]!, (text) => tokenizer.count(text));
-    }
+    if (counted && !pooledCount) for (const i of count) tokens[i] = this.countHere(turns[i]!);
     await Promise.all(work);
     return { tokens, vectors };
   }
@@ -135,15 +132,9 @@ export class Preparer {
     if (!this.tokenizer || messages.length === 0) return this.tokenizer ? [] : null;
     let chars = 0;
     for (const m of messages) chars += textLength(m);
-    const pool = this.requests ?? (this.spec.tokenizer ? this.pool : null);
-    if (!pool || (!this.requests && chars <= INLINE_COUNT_CHARS)) {
-      const tokenizer = this.tokenizer;
-      return messages.map((m) => countMessageTokens(m, (text) => tokenizer.count(text)));
-    }
-    if (!this.requests || chars > BATCHED_COUNT_CHARS) {
-      const items = messages.map(workerFields);
-      return (await pool.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'read')).tokens;
-    }
+    const pool = this.countPool();
+    if (!pool || (!this.requests && chars <= INLINE_COUNT_CHARS)) return messages.map((m) => this.countHere(m));
+    if (!this.requests || chars > BATCHED_COUNT_CHARS) return this.countOn(pool, messages.map(workerFields), 'read');
     return new Promise<number[]>((resolve, reject) => {
       let batch = this.countBatch;
       if (!batch || batch.items.length + messages.length > MAX_BATCH_ITEMS) {
@@ -165,18 +156,13 @@ export class Preparer {
   async countInBackground(messages: readonly MessageFields[]): Promise<number[] | null> {
     if (!this.tokenizer) return null;
     if (messages.length === 0) return [];
-    // The request threads when there are some (4 cores or more), behind the reads waiting there.
-    const pool = this.requests ?? (this.spec.tokenizer ? this.pool : null);
-    if (pool) {
-      const items = messages.map(workerFields);
-      const out = await pool.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'compaction');
-      return out.tokens;
-    }
-    const tokenizer = this.tokenizer;
+    // Behind the reads waiting on the same threads.
+    const pool = this.countPool();
+    if (pool) return this.countOn(pool, messages.map(workerFields), 'compaction');
     const counts: number[] = [];
     let sinceYield = 0;
     for (const m of messages) {
-      counts.push(countMessageTokens(m, (text) => tokenizer.count(text)));
+      counts.push(this.countHere(m));
       sinceYield += textLength(m);
       if (sinceYield >= BATCHED_COUNT_CHARS) {
         sinceYield = 0;
@@ -186,18 +172,33 @@ export class Preparer {
     return counts;
   }
 
+  /** Where counts run off this thread: the request threads (4 cores or more), else the pool if it can count. */
+  private countPool(): PreparePool | null {
+    return this.requests ?? (this.spec.tokenizer ? this.pool : null);
+  }
+
+  /** Every message's count, as one task on `pool`. */
+  private async countOn(pool: PreparePool, items: MessageFields[], lane: PrepareLane): Promise<number[]> {
+    return (await pool.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, lane)).tokens;
+  }
+
+  /** One message's count on this thread. */
+  private countHere(m: MessageFields): number {
+    return countMessageTokens(m, (text) => this.tokenizer!.count(text));
+  }
+
   private runCountBatch(batch: CountBatch): void {
     if (this.countBatch === batch) this.countBatch = null;
-    const count = (items: MessageFields[]) => this.requests!.run({ spec: this.spec, items, count: items.map((_, i) => i), embed: false }, 'read');
+    const count = (items: MessageFields[]) => this.countOn(this.requests!, items, 'read');
     count(batch.items).then(
-      (out) => {
-        for (const w of batch.waiters) w.resolve(out.tokens.slice(w.from, w.from + w.count));
+      (tokens) => {
+        for (const w of batch.waiters) w.resolve(tokens.slice(w.from, w.from + w.count));
       },
       (err: unknown) => {
         // One request's messages may be what failed the task (a worker that died on them): the
         // others are counted again, each on its own, so only that request fails.
         if (batch.waiters.length === 1) return batch.waiters[0]!.reject(err);
-        for (const w of batch.waiters) count(batch.items.slice(w.from, w.from + w.count)).then((out) => w.resolve(out.tokens), w.reject);
+        for (const w of batch.waiters) count(batch.items.slice(w.from, w.from + w.count)).then(w.resolve, w.reject);
       },
     );
   }

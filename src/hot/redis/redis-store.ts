@@ -88,28 +88,29 @@ function toTurns(reply: unknown, descending: boolean, withKeys = false): Turn[] 
   return descending ? out.reverse() : out;
 }
 
-/** An append waiting to go out with the others of its tick (`append-n` keys and arguments). */
-interface AskedAppend {
+/**
+ * A call waiting to share a `-n` script call with the others of its tick: its keys and
+ * arguments, how many values of the flat reply are its own, and its bytes (for the call's cap).
+ */
+interface AskedCall {
   keys: string[];
   args: string[];
-  resolve(reply: [number, number]): void;
+  values: number;
+  bytes: number;
+  resolve(values: unknown[]): void;
   reject(err: unknown): void;
 }
 
-/** Most turns, and most bytes of encoded turns (a larger turn goes alone), per `append-n` call. */
-const APPEND_BATCH_TURNS = 64;
-const APPEND_BATCH_BYTES = 1 << 20;
-
-/** Token counts waiting to go out with the others of their tick (`settokens-n` keys and arguments). */
-interface AskedCounts {
-  keys: string[];
-  args: string[];
-  resolve(changed: number): void;
-  reject(err: unknown): void;
+/** What one `-n` script call carries at most (a larger first call goes alone). */
+interface CallLimits {
+  values: number;
+  bytes: number;
 }
 
-/** Most turns per `settokens-n` call. */
-const COUNT_BATCH_TURNS = 512;
+/** `append-n`: 64 turns (two reply values each) or ~1 MiB of encoded turns per call. */
+const APPEND_LIMITS: CallLimits = { values: 2 * 64, bytes: 1 << 20 };
+/** `settokens-n`: 512 turns (one reply value each) per call. */
+const COUNT_LIMITS: CallLimits = { values: 512, bytes: Number.POSITIVE_INFINITY };
 
 /** A confirm waiting for its shard's epoch. */
 interface EpochWaiter {
@@ -171,9 +172,9 @@ export class RedisHotStore implements HotStore {
   /** Confirms waiting for their shard's epoch, by epoch key: one read answers those of a tick. */
   readonly #epochChecks = new TickBatches<EpochWaiter>((asked) => this.#readAskedEpochs(asked));
   /** Appends waiting to go out, by group (all on a single primary, per shard on a Cluster). */
-  readonly #appends = new TickBatches<AskedAppend>((groups) => this.#sendAskedAppends(groups));
+  readonly #appends = new TickBatches<AskedCall>((groups) => this.#sendInParts('append-n', groups, APPEND_LIMITS));
   /** Token counts waiting to go out, grouped as appends are. */
-  readonly #counts = new TickBatches<AskedCounts>((groups) => this.#sendAskedCounts(groups));
+  readonly #counts = new TickBatches<AskedCall>((groups) => this.#sendInParts('settokens-n', groups, COUNT_LIMITS));
 
   constructor(options: RedisHotStoreOptions) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an object', options);
@@ -313,9 +314,11 @@ export class RedisHotStore implements HotStore {
       idem?.hash ?? '',
       String(idem?.windowMs ?? 1),
     ];
-    return new Promise<[number, number]>((resolve, reject) => {
-      this.#appends.add(this.#cluster ? epochKey : '', { keys, args, resolve, reject });
-    }).then(([status, turnId]) => {
+    return new Promise<unknown[]>((resolve, reject) => {
+      this.#appends.add(this.#cluster ? epochKey : '', { keys, args, values: 2, bytes: args[1]!.length, resolve, reject });
+    }).then((reply) => {
+      const status = Number(reply[0]);
+      const turnId = Number(reply[1]);
       if (status === 1) {
         this.#sawTurn(s.turns, turnId);
         return { turnId };
@@ -327,25 +330,35 @@ export class RedisHotStore implements HotStore {
     });
   }
 
-  #sendAskedAppends(groups: Array<[string, AskedAppend[]]>): void {
+  /**
+   * Sends the calls asked for in one tick: per group, as few `script` calls as `limits` allow,
+   * each call's keys and arguments one after another; each caller gets its own values of the
+   * flat reply, and a failed call fails only the callers it carried.
+   */
+  #sendInParts(script: 'append-n' | 'settokens-n', groups: Array<[string, AskedCall[]]>, limits: CallLimits): void {
     for (const [, waiting] of groups) {
       for (let from = 0; from < waiting.length; ) {
         let to = from + 1;
-        let bytes = waiting[from]!.args[1]!.length;
-        while (to < waiting.length && to - from < APPEND_BATCH_TURNS && bytes + waiting[to]!.args[1]!.length <= APPEND_BATCH_BYTES) bytes += waiting[to++]!.args[1]!.length;
+        let values = waiting[from]!.values;
+        let bytes = waiting[from]!.bytes;
+        while (to < waiting.length && values + waiting[to]!.values <= limits.values && bytes + waiting[to]!.bytes <= limits.bytes) {
+          values += waiting[to]!.values;
+          bytes += waiting[to++]!.bytes;
+        }
         const part = waiting.slice(from, to);
         from = to;
-        this.#script('append-n', part.flatMap((a) => a.keys), part.flatMap((a) => a.args)).then(
+        this.#script(script, part.flatMap((c) => c.keys), part.flatMap((c) => c.args)).then(
           (reply) => {
-            if (!Array.isArray(reply) || reply.length !== 2 * part.length) {
-              const err = new StrataError('STRATA_ERR_INTERNAL', `append: expected ${2 * part.length} values, got ${JSON.stringify(reply)}`);
-              for (const a of part) a.reject(err);
+            if (!Array.isArray(reply) || reply.length !== values) {
+              const err = new StrataError('STRATA_ERR_INTERNAL', `${script}: expected ${values} values, got ${JSON.stringify(reply)}`);
+              for (const c of part) c.reject(err);
               return;
             }
-            part.forEach((a, i) => a.resolve([Number(reply[2 * i]), Number(reply[2 * i + 1])]));
+            let at = 0;
+            for (const c of part) c.resolve(reply.slice(at, (at += c.values)));
           },
           (err: unknown) => {
-            for (const a of part) a.reject(err);
+            for (const c of part) c.reject(err);
           },
         );
       }
@@ -373,37 +386,9 @@ export class RedisHotStore implements HotStore {
       keys.push(s.meta, s.turns, g.bytes);
       args.push(String(t.turnId), t.key, t.tokens.toString(36));
     }
-    return new Promise<number>((resolve, reject) => this.#counts.add(this.#cluster ? g.epoch : '', { keys, args, resolve, reject }));
-  }
-
-  #sendAskedCounts(groups: Array<[string, AskedCounts[]]>): void {
-    for (const [, waiting] of groups) {
-      for (let from = 0; from < waiting.length; ) {
-        let to = from + 1;
-        let turns = waiting[from]!.args.length / 3;
-        while (to < waiting.length && turns + waiting[to]!.args.length / 3 <= COUNT_BATCH_TURNS) turns += waiting[to++]!.args.length / 3;
-        const part = waiting.slice(from, to);
-        from = to;
-        this.#script('settokens-n', part.flatMap((c) => c.keys), part.flatMap((c) => c.args)).then(
-          (reply) => {
-            if (!Array.isArray(reply) || reply.length !== turns) {
-              const err = new StrataError('STRATA_ERR_INTERNAL', `settokens: expected ${turns} values, got ${JSON.stringify(reply)}`);
-              for (const c of part) c.reject(err);
-              return;
-            }
-            let at = 0;
-            for (const c of part) {
-              let changed = 0;
-              for (const end = at + c.args.length / 3; at < end; at++) changed += Number(reply[at]);
-              c.resolve(changed);
-            }
-          },
-          (err: unknown) => {
-            for (const c of part) c.reject(err);
-          },
-        );
-      }
-    }
+    return new Promise<unknown[]>((resolve, reject) => this.#counts.add(this.#cluster ? g.epoch : '', { keys, args, values: turns.length, bytes: 0, resolve, reject })).then((flags) =>
+      flags.reduce<number>((changed, flag) => changed + Number(flag), 0),
+    );
   }
 
   async confirm(ref: SessionRef, epoch: number, turns: ReadonlyArray<{ turnId: number; key: string }>): Promise<boolean[]> {
