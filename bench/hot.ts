@@ -28,6 +28,7 @@ import { StrataError } from '../src/errors.js';
 import type { Role } from '../src/types.js';
 import type { Strata } from '../src/strata.js';
 import { sharedDataFile } from './data.js';
+import { type CpuBudget, watchCpu } from './cpu.js';
 import { type LoopDelay, watchEventLoop } from './loop-delay.js';
 import { importOptional } from './optional.js';
 // Types only (erased): the packages themselves are loaded by importOptional.
@@ -35,6 +36,7 @@ import type * as LangChainRedis from '@langchain/redis';
 import type * as LangChainMessages from '@langchain/core/messages';
 import { freePort } from '../src/net.js';
 import { defaultWorkerThreads } from '../src/workers/pool.js';
+import { getTokenizer } from '../src/context/gpt-tokenizer.js';
 
 export const SHAREGPT = sharedDataFile('sharegpt-sessions.json');
 
@@ -122,6 +124,13 @@ export interface HotBenchResult {
   };
   /** Event-loop delay of the process during the load and the flush: how late a 10 ms timer ran (bench/loop-delay.ts). */
   eventLoopDelay: LoopDelay;
+  /**
+   * CPU per message of Strata's load and flush (this process and the Redis server), and the
+   * messages/s that cost allows on this machine's cores (bench/cpu.ts). `tokenCount`: µs for one
+   * exact count of a message (gpt-tokenizer, o200k_base) on one thread, over a sample of the
+   * run's messages, measured after the load: one part of `process` that every message needs.
+   */
+  cpuUsPerMessage: CpuBudget & { tokenCount: number };
   coldRecent: { p50Ms: number; p99Ms: number; sessions: number };
   /** Sessions whose `recent` answer was checked against the messages written (all must match). */
   verified: { strata: number; langchain: number; cold: number };
@@ -161,6 +170,17 @@ async function drive(concurrency: number, count: number, call: (i: number) => Pr
 }
 
 const noPhase = { increment() {}, stop() {} };
+
+/** µs per exact token count of one of `texts` on this thread (a first pass warms the tokenizer up). */
+function tokenCountUs(texts: readonly string[]): number {
+  const tokenizer = getTokenizer();
+  let tokens = 0;
+  for (const t of texts) tokens += tokenizer.count(t);
+  const t0 = performance.now();
+  for (const t of texts) tokens -= tokenizer.count(t);
+  if (tokens !== 0) throw new Error('the tokenizer counted the same texts differently twice');
+  return ((performance.now() - t0) * 1000) / Math.max(1, texts.length);
+}
 
 async function loadTurns(path: string): Promise<ChatTurn[]> {
   const sessions = JSON.parse(await readFile(path, 'utf8')) as Array<{ turns?: Array<{ role?: unknown; content?: unknown }> }>;
@@ -386,6 +406,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
       }
     };
     const loopWatch = watchEventLoop(10);
+    const cpuWatch = watchCpu();
     bar = phase('strata: addMessage (fsync)', messages);
     let t0 = performance.now();
     for (let s = 0; s < sequentialSessions; s++) {
@@ -403,6 +424,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     const flushSeconds = (performance.now() - t0) / 1000;
     const loopDelay = loopWatch.stop();
     const strataCpuUs = (await redisCpuUs(admin)) - strataCpuStart;
+    const cpuBudget = { ...cpuWatch.stop(messages, strataCpuUs), tokenCount: tokenCountUs(Array.from({ length: Math.min(messages, 4000) }, (_, k) => turnAt(k % sessions, Math.floor(k / sessions) % turns).content)) };
     const strataBytes = (await usedMemory(admin)) - strataStart;
 
     // 3. LangChain.js: the same messages through RedisChatMessageHistory.addMessages.
@@ -523,6 +545,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
         langchainPerSec: messages / langchainAddSeconds,
       },
       eventLoopDelay: loopDelay,
+      cpuUsPerMessage: cpuBudget,
       coldRecent: { p50Ms: percentile(cold.sorted, 0.5), p99Ms: percentile(cold.sorted, 0.99), sessions: coldCount },
       verified: { strata: sessions, langchain: sessions, cold: coldCount },
       seconds: (performance.now() - started) / 1000,

@@ -38,6 +38,14 @@ test('strata bench hot --json prints one object with the documented keys and ver
   }
   assert.equal(r.recent.langchain.listLength, 25, "LangChain's getMessages returns the whole list");
   assert.ok(finite(r.addPerSec) && r.addPerSec > 0);
+  // The CPU budget: every message costs this process and the server something; the ceiling is
+  // what the cores allow at that cost, so the run cannot have archived faster than it.
+  const cpu = r.cpuUsPerMessage;
+  assert.ok(finite(cpu.process) && cpu.process > 0 && finite(cpu.redis) && cpu.redis > 0 && finite(cpu.tokenCount) && cpu.tokenCount > 0, JSON.stringify(cpu));
+  if (process.platform === 'linux') assert.ok(finite(cpu.requestThread) && cpu.requestThread > 0 && cpu.requestThread <= cpu.process, JSON.stringify(cpu));
+  assert.ok(Number.isInteger(cpu.cores) && cpu.cores >= 1);
+  assert.ok(Math.abs(cpu.ceilingPerSec - (cpu.cores * 1e6) / (cpu.process + cpu.redis)) < 1e-6 * cpu.ceilingPerSec, JSON.stringify(cpu));
+  assert.ok(r.add.archivedPerSec <= cpu.ceilingPerSec, `${r.add.archivedPerSec} archived/s above the CPU ceiling ${cpu.ceilingPerSec}`);
   assert.equal(r.add.sequentialMessages + r.add.concurrentMessages, 4 * 25);
   assert.ok(finite(r.coldRecent.p50Ms) && r.coldRecent.p99Ms >= r.coldRecent.p50Ms);
   assert.deepEqual(r.verified, { strata: 4, langchain: 4, cold: 3 });

@@ -113,6 +113,7 @@ export function formatHotBench(r: HotBenchResult): string {
     `\nLangChain's getMessages() reads and parses the whole list (${lc.listLength} messages per session); the last ${r.recentTurns} are sliced from it.\n` +
     `Load: ${r.add.loadSeconds.toFixed(1)} s for ${r.messages} addMessage calls (durability fsync; compaction with the ${r.embedder} embedder every 100 turns per session, in the same process, ${r.workers} worker thread${r.workers === 1 ? "" : "s"}), ` +
     `then flush ${r.add.flushSeconds.toFixed(1)} s (archived end to end: ${rate(r.add.archivedPerSec)} messages/s); event-loop delay p99 ${r.add.eventLoopDelayP99Ms.toFixed(0)} ms, max ${r.add.eventLoopDelayMaxMs.toFixed(0)} ms; ${r.add.backpressureRetries} backpressure retries.\n` +
+    `CPU per message (load + flush): ${r.cpuUsPerMessage.process.toFixed(0)} µs in this process${r.cpuUsPerMessage.requestThread === null ? '' : ` (${r.cpuUsPerMessage.requestThread.toFixed(0)} µs on the request thread)`}, ${r.cpuUsPerMessage.redis.toFixed(0)} µs in Redis; one exact token count ${r.cpuUsPerMessage.tokenCount.toFixed(0)} µs; at that cost ${r.cpuUsPerMessage.cores} cores sustain at most ${rate(r.cpuUsPerMessage.ceilingPerSec)} messages/s.\n` +
     `Cold: ${r.coldRecent.sessions} evicted sessions, the first recent call rehydrates from the archive. Every answer was checked against the messages written. Total ${r.seconds.toFixed(0)} s.\n`;
   return header + table + notes;
 }
