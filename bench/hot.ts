@@ -265,11 +265,6 @@ async function startPrivateRedis(): Promise<{ url: string; stop(): Promise<void>
 
 export type AdminClient = ReturnType<typeof createClient>;
 
-/**
- * `used_memory` without the replication backlog and the replicas' output buffers: a primary with
- * replicas fills a backlog of up to `repl-backlog-size` (1 MiB by default) while it takes writes,
- * which is the cost of replication, not of the data held.
- */
 /** A numeric field of an INFO section's text, or undefined. */
 function infoField(info: string, name: string): number | undefined {
   const m = new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info);
@@ -285,6 +280,11 @@ async function redisCpuUs(client: AdminClient): Promise<number> {
   return (user + sys) * 1e6;
 }
 
+/**
+ * `used_memory` without the replication backlog and the replicas' output buffers: a primary with
+ * replicas fills a backlog of up to `repl-backlog-size` (1 MiB by default) while it takes writes,
+ * which is the cost of replication, not of the data held.
+ */
 async function usedMemory(client: AdminClient): Promise<number> {
   const info = String(await client.sendCommand(['INFO', 'memory']));
   const used = infoField(info, 'used_memory');
@@ -424,7 +424,7 @@ export async function runHotBench(options: HotBenchOptions = {}): Promise<HotBen
     const flushSeconds = (performance.now() - t0) / 1000;
     const loopDelay = loopWatch.stop();
     const strataCpuUs = (await redisCpuUs(admin)) - strataCpuStart;
-    const cpuBudget = { ...cpuWatch.stop(messages, strataCpuUs), tokenCount: tokenCountUs(Array.from({ length: Math.min(messages, 4000) }, (_, k) => turnAt(k % sessions, Math.floor(k / sessions) % turns).content)) };
+    const cpuBudget = { ...cpuWatch.stop(messages, strataCpuUs), tokenCount: tokenCountUs(pool.slice(0, Math.min(messages, 4000)).map((t) => t.content)) };
     const strataBytes = (await usedMemory(admin)) - strataStart;
 
     // 3. LangChain.js: the same messages through RedisChatMessageHistory.addMessages.
